@@ -1,0 +1,92 @@
+"""Composition root: wires the database, the HTTP server (webhooks, health) and the dispatch worker.
+
+The only module that builds concrete adapters and hands them to the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from engine.api.webhooks import StatusIntake
+from engine.config import Settings
+from engine.dispatch.tasks import TaskGroup
+from engine.dispatch.worker import Worker
+from engine.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running engine exposes to its caller (the demo, tests)."""
+
+    db: Database
+    base_url: str | None = None
+    worker: Worker | None = None
+    intake: StatusIntake | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+async def start_http(settings: Settings, routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
+    """Serve *routes* (plus /healthz) on settings.host:port; returns the runner and its base URL."""
+    app = web.Application(client_max_size=64 * 1024)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.add_routes([*routes, web.get("/healthz", healthz)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def run_engine(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    serve: bool = True,
+    dispatch: bool = True,
+    db: Database | None = None,
+    on_ready: Callable[[Runtime], None] | None = None,
+) -> None:
+    """Run the HTTP side and/or the worker until *stop* is set, then shut down cleanly."""
+    own_db = db is None
+    database = db or await Database.open(settings, max_size=12)
+    runtime = Runtime(database)
+    runner: web.AppRunner | None = None
+    try:
+        async with TaskGroup("engine") as tasks:
+            if serve:
+                intake = StatusIntake(database.pool, settings.callback_base)
+                runner, runtime.base_url = await start_http(settings, intake.routes())
+                if not settings.public_url:
+                    # Port 0 picks a free port: the callback URLs must carry the real one.
+                    settings = settings.override(public_url=runtime.base_url)
+                    intake.public_base = runtime.base_url
+                runtime.intake = intake
+                tasks.spawn(intake.writer.run(), name="status-writer")
+                log.info("HTTP listening on %s", runtime.base_url)
+            worker_task = None
+            if dispatch:
+                runtime.worker = Worker(database.pool, database.dsn, settings)
+                worker_task = tasks.spawn(runtime.worker.run(stop), name="worker")
+            if on_ready is not None:
+                on_ready(runtime)
+            await stop.wait()
+            if worker_task is not None:
+                await asyncio.wait([worker_task], timeout=settings.request_timeout + 30)
+            if runtime.intake is not None:
+                await runtime.intake.writer.drain()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if own_db:
+            await database.close()

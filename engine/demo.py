@@ -1,0 +1,210 @@
+"""`engine demo`: a library calendar's bulk notification job through a pool of DIDs, end to end.
+
+Embedded PostgreSQL (or ENGINE_DSN), a fake carrier in its own process on a free loopback port,
+the engine (worker + webhooks) in this process; a live progress bar; a summary whose per-DID
+maximum comes from the carrier's own record of what it accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from engine.app import Runtime, run_engine
+from engine.config import Settings
+from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
+from engine.store import admin
+from engine.store import queries as q
+from engine.store.database import Database
+from engine.submit import Outgoing, submit_many
+
+DEMO_APP = "demo"
+FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
+
+_EVENTS = [
+    "Storytime for Toddlers", "Teen Coding Club", "Author Talk: Local History", "ESL Conversation Circle",
+    "Knitting Circle", "Homework Help", "Lego Lab", "Genealogy Basics", "Book Club: Mysteries",
+    "Tech Help Drop-In", "Resume Workshop", "Family Movie Night",
+]
+_BRANCHES = ["Main", "Eastside", "Riverside", "Northgate", "Oak Park"]
+_TEMPLATES = [
+    "Hi {name}, you're registered for {event} at {branch} Library on {day} at {time}. Reply STOP to opt out.",
+    "Reminder: {event} starts tomorrow at {time}, {branch} Library. See you there, {name}!",
+    "{name}, a spot opened up for {event} on {day}. You're in! {branch} Library. Reply STOP to opt out.",
+    "Change of room: {event} on {day} at {time} moves to the Community Room, {branch} Library.",
+    "Thanks for attending {event}, {name}! Tell us how it went: lib.example/s/{code}",
+]
+_NAMES = ["Alex", "Sam", "Maria", "Jordan", "Priya", "Chen", "Fatima", "Lucas", "Ava", "Noah", "Zoe", "Omar"]
+_AREAS = ["212", "312", "415", "617", "646", "718", "202", "303", "404", "512"]
+
+
+def _number(rng: random.Random, area: str | None = None) -> str:
+    return f"+1{area or rng.choice(_AREAS)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+
+
+def build_job(count: int, seed: int = 7) -> tuple[list[Outgoing], dict[str, int]]:
+    """The demo's messages: realistic texts, a few tags, ~1 % exact duplicates, ~1 % 555 test numbers."""
+    rng = random.Random(seed)
+    out: list[Outgoing] = []
+    dupes = tests = 0
+    while len(out) < count:
+        roll = rng.random()
+        if out and roll < 0.01:
+            prev = rng.choice(out)
+            out.append(Outgoing(prev.recipient, prev.body, prev.tag))
+            dupes += 1
+            continue
+        to = f"+1555{rng.randint(0, 9999999):07d}" if roll < 0.02 else _number(rng)
+        tests += roll < 0.02
+        body = rng.choice(_TEMPLATES).format(
+            name=rng.choice(_NAMES), event=rng.choice(_EVENTS), branch=rng.choice(_BRANCHES),
+            day=rng.choice(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]),
+            time=f"{rng.randint(9, 19)}:{rng.choice(['00', '30'])}",
+            code=f"{rng.randint(0, 99999):05d}",
+        )
+        tag = f"event-{rng.randint(1, 5)}" if rng.random() < 0.1 else None
+        out.append(Outgoing(to, body, tag))
+    return out, {"duplicates": dupes, "test_numbers": tests}
+
+
+async def _start_carrier(failure_rate: float) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", "fake-carrier", "--port", "0", "--latency", "0.2",
+        "--failure-rate", str(failure_rate), "--seed", "11",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    text = line.decode().strip()
+    if "listening on " not in text:
+        proc.kill()
+        raise RuntimeError(f"fake carrier did not start: {text!r}")
+    return proc, text.rsplit(" ", 1)[1]
+
+
+async def _counts(db: Database, app_id: int) -> dict[str, int]:
+    rows = await db.pool.fetch(q.COUNT_BY_STATE, app_id)
+    return {r["state"]: r["n"] for r in rows}
+
+
+def _bar(counts: dict[str, int], total: int, started: float, capacity_per_s: float, tty: bool) -> None:
+    done = sum(counts.get(s, 0) for s in FINAL_STATES)
+    sent = done + counts.get("sent", 0)
+    delivered = counts.get("delivered", 0)
+    failed = counts.get("failed", 0) + counts.get("undelivered", 0) + counts.get("unknown", 0)
+    elapsed = time.monotonic() - started
+    rate = sent / elapsed if elapsed > 0 else 0.0
+    eta = max(0.0, (total - sent) / capacity_per_s)
+    width = 30
+    filled = int(width * done / total) if total else width
+    line = (f"[{'#' * filled}{'.' * (width - filled)}] sent {sent}/{total} delivered {delivered} "
+            f"failed {failed} {rate:5.1f} msg/s ETA {eta:4.0f}s")
+    sys.stderr.write(("\r" + line) if tty else (line + "\n"))
+    sys.stderr.flush()
+
+
+async def run_demo(
+    settings: Settings, *, messages: int, dids: int, limit_per_min: int, failure_rate: float, as_json: bool
+) -> int:
+    """Run the whole demo; prints the summary (or one JSON object with --json). Returns an exit code."""
+    if messages < 1 or dids < 1 or limit_per_min < 1:
+        print("error: --messages, --dids and --limit-per-min must be >= 1", file=sys.stderr)
+        return 2
+    db = await Database.open(settings, max_size=12)
+    carrier, carrier_url = await _start_carrier(failure_rate)
+    stop = asyncio.Event()
+    engine_task: asyncio.Task[None] | None = None
+    try:
+        await db.pool.execute(q.DELETE_APP, DEMO_APP)  # a fresh demo app each run
+        app = await admin.create_app(db.pool, DEMO_APP)
+        await admin.add_provider(db.pool, DEMO_APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
+                                 auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+        rng = random.Random(3)
+        numbers = sorted({_number(rng, "646") for _ in range(dids * 3)})[:dids]
+        await admin.add_dids(db.pool, DEMO_APP, numbers, limit_per_min=limit_per_min)
+        job, planted = build_job(messages)
+
+        ready = asyncio.Event()
+
+        def on_ready(_: Runtime) -> None:
+            ready.set()
+
+        engine_task = asyncio.create_task(
+            run_engine(settings.override(port=0), stop, db=db, on_ready=on_ready)
+        )
+        await asyncio.wait_for(ready.wait(), 30)
+        started = time.monotonic()
+        for i in range(0, len(job), 5000):
+            await submit_many(db.pool, DEMO_APP, job[i : i + 5000])
+        capacity = dids * limit_per_min / 60.0
+        tty = sys.stderr.isatty()
+        last_print = 0.0
+        while True:
+            counts = await _counts(db, app.app_id)
+            done = sum(counts.get(s, 0) for s in FINAL_STATES)
+            now = time.monotonic()
+            if now - last_print >= (0.5 if tty else 5.0) or done >= messages:
+                _bar(counts, messages, started, capacity, tty)
+                last_print = now
+            if done >= messages:
+                break
+            if engine_task.done():
+                engine_task.result()
+                raise RuntimeError("engine stopped unexpectedly")
+            await asyncio.sleep(0.25)
+        elapsed = time.monotonic() - started
+        if tty:
+            sys.stderr.write("\n")
+        async with aiohttp.ClientSession() as session, session.get(f"{carrier_url}/_fake/messages") as resp:
+            records = orjson.loads(await resp.read())
+    finally:
+        stop.set()
+        if engine_task is not None:
+            await asyncio.gather(engine_task, return_exceptions=True)
+        carrier.terminate()
+        await carrier.wait()
+        await db.close()
+    summary = _summary(counts, records, messages, planted, elapsed)
+    if as_json:
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    else:
+        _print_summary(summary)
+    return 0 if summary["max_per_did_60s"] <= limit_per_min else 1
+
+
+def _summary(counts: dict[str, int], records: list[dict[str, Any]], submitted: int,
+             planted: dict[str, int], elapsed: float) -> dict[str, Any]:
+    from engine.providers.fake import AcceptedRecord
+
+    recs = [AcceptedRecord(t=r["t"], sid=r["sid"], from_=r["from"], to=r["to"], body=r["body"],
+                           messaging_service_sid=None, status_callback=None, final_status=r.get("final_status") or "")
+            for r in records]
+    per_did = max_per_sender_by_sender(recs, 60.0)
+    sent = len(recs)
+    return {
+        "submitted": submitted,
+        "delivered": counts.get("delivered", 0),
+        "failed": counts.get("failed", 0) + counts.get("undelivered", 0) + counts.get("unknown", 0),
+        "suppressed_duplicates": counts.get("suppressed", 0),
+        "test_numbers": planted["test_numbers"],
+        "sent_to_carrier": sent,
+        "by_state": counts,
+        "elapsed_s": round(elapsed, 2),
+        "messages_per_s": round(submitted / elapsed, 1) if elapsed else 0.0,
+        "dids_used": len(per_did),
+        "max_per_did_60s": max(per_did.values(), default=0),
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print("\nDemo summary")
+    for key in ("submitted", "sent_to_carrier", "delivered", "failed", "suppressed_duplicates", "test_numbers",
+                "elapsed_s", "messages_per_s", "dids_used", "max_per_did_60s"):
+        print(f"  {key:<24} {s[key]}")
+    print(f"  {'by_state':<24} {s['by_state']}")

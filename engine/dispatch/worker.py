@@ -1,0 +1,507 @@
+"""The dispatch worker: claim from Postgres, segment, pace through the scheduler, send, record.
+
+Loops (each an owned task): LISTEN for new rows, claim batches, dispatch due sends, write results,
+keep leases alive and recover dead workers' rows, refresh the DID topology.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from engine.config import Settings
+from engine.dispatch import statuses as st
+from engine.dispatch.batcher import Batcher
+from engine.dispatch.tasks import TaskGroup
+from engine.phone import is_test_number
+from engine.providers import OutboundRequest, Provider, SendResult
+from engine.providers.twilio import TwilioClient
+from engine.segment import analyze
+from engine.store import queries as q
+from engine.throttle import Decision, Scheduler
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+MAX_BODY_CHARS = 1600  # what Twilio accepts in one create request
+
+
+@dataclass(slots=True)
+class Pending:
+    """A claimed message held in memory until it is sent."""
+
+    id: int
+    app_id: int
+    smsc_id: int
+    recipient: str
+    body: str
+    segments: int
+    encoding: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An engine-side status change to write."""
+
+    id: int
+    change: st.StatusChange
+    code: int | None = None
+    message: str | None = None
+    segments: int | None = None
+    encoding: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    id: int
+    smsc_id: int | None
+    smart: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBinding:
+    provider_id: int
+    client: Provider
+
+
+class Worker:
+    """One dispatch worker process's engine. `await run(stop)`; set *stop* to drain and exit."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.settings = settings
+        self.clock: Clock = clock or time.monotonic
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.scheduler: Scheduler[Pending] = Scheduler()
+        self.apps: dict[int, AppInfo] = {}
+        self.did_numbers: dict[int, str] = {}
+        self.providers: dict[int, ProviderBinding] = {}  # smsc_id -> provider
+        self.sessions: list[aiohttp.ClientSession] = []
+        self.wake = asyncio.Event()  # new rows may be due
+        self.pushed = asyncio.Event()  # the scheduler got work
+        self.in_flight = 0
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.stopping = False
+        self.sent_count = 0
+        self.accepted = Batcher[tuple[int, str, str]](self._write_accepted, name="accepted")
+        self.outcomes = Batcher[Outcome](self._write_outcomes, name="outcomes")
+        self.retries = Batcher[tuple[int, int | None, str | None]](self._write_retries, name="retries")
+        self._send_tasks: set[asyncio.Task[None]] = set()
+        self._topology_sig: tuple[Any, ...] = ()
+        self._warned_smsc: set[int] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until *stop* is set, then stop claiming, finish in-flight sends and release claims."""
+        await self.refresh_topology()
+        await self._seed_pacing()
+        listener = await asyncpg.connect(self.dsn)
+        await listener.add_listener("engine_outbound", self._on_notify)
+        async with TaskGroup("worker") as tasks:
+            for batcher in (self.accepted, self.outcomes, self.retries):
+                tasks.spawn(batcher.run(), name=f"batch-{batcher.name}")
+            tasks.spawn(self._fetch_loop(), name="fetch")
+            tasks.spawn(self._dispatch_loop(), name="dispatch")
+            tasks.spawn(self._lease_loop(), name="leases")
+            tasks.spawn(self._topology_loop(), name="topology")
+            await stop.wait()
+            self.stopping = True
+            self.wake.set()
+            self.pushed.set()
+            await self._drain_sends()
+        for batcher in (self.accepted, self.outcomes, self.retries):
+            await batcher.drain()
+        await self.pool.execute(q.RELEASE, self.worker_id)
+        await listener.close()
+        for session in self.sessions:
+            await session.close()
+
+    async def _drain_sends(self) -> None:
+        if self._send_tasks:
+            await asyncio.wait(list(self._send_tasks), timeout=self.settings.request_timeout + 5)
+
+    def _on_notify(self, *_: object) -> None:
+        self.wake.set()
+
+    # ---- topology ---------------------------------------------------------------------------------
+    async def refresh_topology(self) -> None:
+        """Load apps, DIDs and provider accounts; apply changes to the scheduler."""
+        async with self.pool.acquire() as conn:
+            apps = await conn.fetch(q.LOAD_APPS)
+            dids = await conn.fetch(q.LOAD_DIDS)
+            providers = await conn.fetch(q.LOAD_PROVIDERS)
+        self.apps = {r["id"]: AppInfo(r["id"], r["smsc_id"], r["smart_encoding"]) for r in apps}
+        seen: set[int] = set()
+        for r in dids:
+            seen.add(r["id"])
+            self.did_numbers[r["id"]] = r["number"]
+            self.scheduler.set_did(r["id"], r["smsc_id"], r["limit_per_min"], r["burst"])
+        for did_id in list(self.scheduler.dids):
+            if did_id not in seen:
+                for _cost, pending in self.scheduler.disable_did(did_id):
+                    self._reroute(pending)
+        sig = tuple(tuple(r.values()) for r in providers)
+        if sig != self._topology_sig:
+            self._topology_sig = sig
+            await self._bind_providers(providers)
+
+    async def _bind_providers(self, rows: list[asyncpg.Record]) -> None:
+        old_sessions = self.sessions
+        self.sessions = []
+        bindings: dict[int, ProviderBinding] = {}
+        for r in rows:
+            connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(connector=connector)
+            self.sessions.append(session)
+            client = TwilioClient(
+                session,
+                account_sid=r["account_sid"],
+                auth_token=r["auth_token"],
+                base_url=r["base_url"] or "https://api.twilio.com",
+                messaging_service_sid=r["messaging_service_sid"],
+                timeout=self.settings.request_timeout,
+            )
+            bindings[r["smsc_id"]] = ProviderBinding(r["provider_id"], client)
+        self.providers = bindings
+        for session in old_sessions:
+            asyncio.get_running_loop().call_later(self.settings.request_timeout + 5, _close_later, session)
+
+    async def _topology_loop(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(5.0)
+            try:
+                await self.refresh_topology()
+            except (OSError, asyncpg.PostgresError):
+                log.exception("topology refresh failed")
+
+    async def _seed_pacing(self) -> None:
+        """Replay the last window of sends so a restarted worker cannot exceed a DID's limit."""
+        rows = await self.pool.fetch(q.RECENT_SENDS, self.scheduler.window + 5)
+        offset = self.clock() - time.time()
+        for r in rows:
+            state = self.scheduler.dids.get(r["did_id"])
+            if state is not None:
+                state.limiter.record(r["segments"], r["at"] + offset)
+
+    # ---- claiming ---------------------------------------------------------------------------------
+    def _buffer_full(self) -> bool:
+        return self.scheduler.queued >= self.settings.batch_size * 20
+
+    async def _fetch_loop(self) -> None:
+        while not self.stopping:
+            if self._buffer_full():
+                await self._sleep_or_wake(0.05)
+                continue
+            self.wake.clear()
+            try:
+                rows = await self.pool.fetch(
+                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds
+                )
+                if rows:
+                    await self._admit(rows)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("claim failed; retrying")
+                await asyncio.sleep(self.settings.poll_seconds)
+                continue
+            if len(rows) < self.settings.batch_size:
+                await self._sleep_or_wake(await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        """How long to sleep when the queue is drained: until the next scheduled row, at most a poll."""
+        nxt = await self.pool.fetchval(q.NEXT_DUE)
+        if nxt is None:
+            return self.settings.poll_seconds
+        return max(0.0, min(float(nxt), self.settings.poll_seconds))
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+
+    async def _admit(self, rows: list[asyncpg.Record]) -> None:
+        """Turn claimed rows into scheduled sends, local outcomes, or deferrals (one query each)."""
+        outcomes: list[Outcome] = []
+        candidates: list[Pending] = []
+        unroutable: list[int] = []
+        for r in rows:
+            app = self.apps.get(r["app_id"])
+            if app is None:
+                await self.refresh_topology()
+                app = self.apps.get(r["app_id"])
+            info = analyze(r["body"], smart=bool(app and app.smart))
+            if is_test_number(r["recipient"]):
+                outcomes.append(Outcome(r["id"], st.TEST_DELIVERED, segments=info.segments, encoding=info.encoding))
+                continue
+            if len(r["body"]) > MAX_BODY_CHARS:
+                outcomes.append(
+                    Outcome(r["id"], st.SEND_FAILED, None, f"body longer than {MAX_BODY_CHARS} characters")
+                )
+                continue
+            if app is None or app.smsc_id is None or not self._routable(app.smsc_id):
+                unroutable.append(r["id"])
+                continue
+            candidates.append(
+                Pending(
+                    r["id"], r["app_id"], app.smsc_id, r["recipient"], info.body,  # after smart encoding
+                    info.segments, info.encoding, r["attempts"],
+                )
+            )
+        dupes: set[int] = set()
+        if candidates:
+            dupes = {
+                rec["id"] for rec in await self.pool.fetch(q.FIND_DUPLICATES, [p.id for p in candidates])
+            }
+        for p in candidates:
+            if p.id in dupes:
+                outcomes.append(Outcome(p.id, st.SUPPRESSED, None, "duplicate within the app's window"))
+        fresh = [p for p in candidates if p.id not in dupes]
+        tags = {r["id"]: r["tag"] for r in rows if r["tag"]}
+        pinned = await self._sticky_dids(fresh, tags)
+        await self._place(fresh, pinned)
+        for o in outcomes:
+            self.outcomes.put_nowait(o)
+        if unroutable:
+            await self.pool.execute(
+                q.DEFER_SECONDS, unroutable, [30.0] * len(unroutable), self.worker_id
+            )
+
+    def _routable(self, smsc_id: int) -> bool:
+        ok = smsc_id in self.providers and self.scheduler.has_pool(smsc_id)
+        if not ok and smsc_id not in self._warned_smsc:
+            self._warned_smsc.add(smsc_id)
+            log.warning("SMSC %s has no provider or no enabled DID; its messages wait", smsc_id)
+        return ok
+
+    async def _sticky_dids(self, fresh: list[Pending], tags: dict[int, str]) -> dict[int, int]:
+        """DID per tagged message: the tag's existing DID, else a new least-loaded assignment."""
+        tagged = [p for p in fresh if p.id in tags]
+        if not tagged:
+            return {}
+        args = ([p.app_id for p in tagged], [p.recipient for p in tagged], [tags[p.id] for p in tagged])
+        found = {rec["i"] - 1: rec["did_id"] for rec in await self.pool.fetch(q.TAGS_LOOKUP, *args)}
+        now = self.clock()
+        new_keys: dict[tuple[int, str, str], int] = {}
+        for i, p in enumerate(tagged):
+            did = found.get(i)
+            if did is not None and did in self.scheduler.dids and self.scheduler.dids[did].enabled:
+                continue
+            key = (p.app_id, p.recipient, tags[p.id])
+            if key not in new_keys:
+                new_keys[key] = self.scheduler.choose(p.smsc_id, now)
+        if new_keys:
+            keys = list(new_keys)
+            await self.pool.execute(
+                q.TAGS_ASSIGN, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                [new_keys[k] for k in keys],
+            )
+            # Another worker may have won a race for the same tag: read back what is stored.
+            found = {rec["i"] - 1: rec["did_id"] for rec in await self.pool.fetch(q.TAGS_LOOKUP, *args)}
+        return {p.id: found[i] for i, p in enumerate(tagged) if i in found}
+
+    async def _place(self, fresh: list[Pending], pinned: dict[int, int]) -> None:
+        """Queue what can go within the horizon; leave the rest in the database until its turn."""
+        now = self.clock()
+        horizon = self.settings.horizon_seconds
+        deferred: list[int] = []
+        delays: list[float] = []
+        failed: list[Outcome] = []
+        for p in fresh:
+            did = pinned.get(p.id)
+            if did is None or did not in self.scheduler.dids or not self.scheduler.dids[did].enabled:
+                did = self.scheduler.choose(p.smsc_id, now)
+            if p.segments > self.scheduler.max_cost(did):
+                failed.append(Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit"))
+                continue
+            start = self.scheduler.project(did, now)
+            if start - now > horizon:
+                start = self.scheduler.reserve(did, p.segments, now)
+                deferred.append(p.id)
+                delays.append(max(1.0, start - now - horizon / 2))
+                continue
+            self.scheduler.push(did, p.segments, p, now)
+        for o in failed:
+            self.outcomes.put_nowait(o)
+        if deferred:
+            await self.pool.execute(q.DEFER_SECONDS, deferred, delays, self.worker_id)
+        self.pushed.set()
+
+    def _reroute(self, p: Pending) -> None:
+        """Place a message whose DID went away on another DID of its pool (or leave it to its lease)."""
+        if self.scheduler.has_pool(p.smsc_id):
+            now = self.clock()
+            self.scheduler.push(self.scheduler.choose(p.smsc_id, now), p.segments, p, now)
+
+    # ---- dispatching ------------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        # On stop, queued messages stay claimed and RELEASE returns them; in-flight sends finish.
+        while not self.stopping:
+            free = self.settings.max_in_flight - self.in_flight
+            if free <= 0:
+                await self._wait_pushed(0.01)
+                continue
+            now = self.clock()
+            decisions = self.scheduler.pop_due(now, limit=free)
+            if not decisions:
+                nxt = self.scheduler.next_due()
+                await self._wait_pushed(self.settings.poll_seconds if nxt is None else max(0.0, nxt - now))
+                continue
+            await self._launch(decisions)
+
+    async def _wait_pushed(self, seconds: float) -> None:
+        self.pushed.clear()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pushed.wait(), seconds)
+
+    async def _launch(self, decisions: list[Decision[Pending]]) -> None:
+        """Record 'sending' for the batch in one round trip, then fire the requests."""
+        ids = [d.payload.id for d in decisions]
+        try:
+            ok_rows = await self.pool.fetch(
+                q.MARK_SENDING,
+                ids,
+                [d.did_id for d in decisions],
+                [self.did_numbers[d.did_id] for d in decisions],
+                [d.payload.segments for d in decisions],
+                [d.payload.encoding for d in decisions],
+                self.worker_id,
+                self.settings.lease_seconds,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("marking %d messages as sending failed; they stay claimed", len(ids))
+            # Not sent: their tokens are spent but the lease brings them back to the queue.
+            return
+        ok = {r["id"] for r in ok_rows}
+        base = self.settings.callback_base
+        for d in decisions:
+            p = d.payload
+            if p.id not in ok:
+                continue  # lost our claim (lease expired and someone else took it)
+            binding = self.providers.get(p.smsc_id)
+            if binding is None:
+                self.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
+                continue
+            request = OutboundRequest(
+                message_id=p.id,
+                to=p.recipient,
+                from_=self.did_numbers[d.did_id],
+                body=p.body,
+                status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
+            )
+            self.in_flight += 1
+            task = asyncio.create_task(self._send(d, binding.client, request))
+            self._send_tasks.add(task)
+            task.add_done_callback(self._send_tasks.discard)
+
+    async def _send(self, d: Decision[Pending], client: Provider, request: OutboundRequest) -> None:
+        p = d.payload
+        try:
+            self.scheduler.confirm(d, self.clock())
+            result = await client.send(request)
+        except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
+            log.exception("provider raised for message %s", p.id)
+            result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
+        finally:
+            self.in_flight -= 1
+            self.pushed.set()
+        p.attempts += 1
+        self._record(d, result)
+
+    def _record(self, d: Decision[Pending], result: SendResult) -> None:
+        p = d.payload
+        if result.ok:
+            self.sent_count += 1
+            self.accepted.put_nowait((p.id, result.provider_message_id or "", result.provider_status or "queued"))
+            return
+        may_retry = result.retryable and (not result.ambiguous or self.settings.delivery == "at-least-once")
+        if may_retry and p.attempts < self.settings.max_attempts and not self.stopping:
+            delay = result.retry_after if result.retry_after is not None else _backoff(p.attempts)
+            delay = max(delay, 0.2)  # lets the retry mark land before the next attempt
+            self.retries.put_nowait((p.id, result.error_code, result.error_message))
+            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + delay)
+            self.pushed.set()
+            return
+        if result.ambiguous:
+            self.outcomes.put_nowait(Outcome(p.id, st.UNKNOWN, result.error_code, result.error_message))
+            return
+        self.outcomes.put_nowait(
+            Outcome(p.id, st.SEND_FAILED, result.error_code, result.error_message or "send failed")
+        )
+
+    # ---- writing results --------------------------------------------------------------------------
+    async def _write_accepted(self, batch: list[tuple[int, str, str]]) -> None:
+        await self.pool.execute(q.MARK_ACCEPTED, *map(list, zip(*batch, strict=True)))
+
+    async def _write_outcomes(self, batch: list[Outcome]) -> None:
+        await self.pool.execute(
+            q.MARK_OUTCOME,
+            [o.id for o in batch],
+            [o.change.state for o in batch],
+            [o.change.status for o in batch],
+            [o.change.rank for o in batch],
+            [o.code for o in batch],
+            [o.message for o in batch],
+            [o.segments for o in batch],
+            [o.encoding for o in batch],
+        )
+
+    async def _write_retries(self, batch: list[tuple[int, int | None, str | None]]) -> None:
+        ids, codes, msgs = (list(x) for x in zip(*batch, strict=True))
+        await self.pool.execute(q.MARK_RETRY, ids, codes, msgs, self.settings.lease_seconds)
+
+    # ---- leases -------------------------------------------------------------------------------------
+    async def _lease_loop(self) -> None:
+        """Keep our claims alive; return dead workers' claims to the queue."""
+        recover_sending = (
+            q.RECOVER_SENDING_UNKNOWN if self.settings.delivery == "at-most-once" else q.RECOVER_SENDING_REQUEUE
+        )
+        while not self.stopping:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(q.HEARTBEAT, self.worker_id, self.settings.lease_seconds)
+                    recovered = await conn.execute(q.RECOVER_CLAIMED)
+                    await conn.execute(recover_sending)
+                if recovered != "UPDATE 0":
+                    self.wake.set()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("lease heartbeat failed")
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped at 60 s."""
+    return float(random.uniform(0.5, 1.0) * min(60.0, 2.0 ** attempt))
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(session: aiohttp.ClientSession) -> None:
+    """Close a replaced provider session once its in-flight requests have had time to finish."""
+    task = asyncio.ensure_future(session.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)

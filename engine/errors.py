@@ -1,0 +1,23 @@
+"""The engine's error hierarchy: one module, so the API and CLI can map them to codes and messages."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """Settings or flags are invalid."""
+
+
+class NotFound(EngineError):
+    """A named object (application, DID, provider) does not exist."""
+
+
+class InvalidInput(EngineError):
+    """A caller-supplied value is invalid; the message names the parameter."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param

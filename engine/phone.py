@@ -1,0 +1,35 @@
+"""Phone numbers to E.164 (pure): 10 digits with or without country code, punctuation allowed."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "US"
+
+
+def to_e164(raw: str, region: str = DEFAULT_REGION) -> str | None:
+    """Normalise *raw* (e.g. ``+1(347)264-3707``, ``3472643707``) to E.164, or None if it is not a number.
+
+    Test numbers (national part starting 555) are accepted even though they are not assignable.
+    """
+    text = raw.strip()
+    if not text or len(text) > 32:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if region == "US" and not text.startswith("+") and len(digits) == 11 and digits[0] == "1":
+        text = "+" + digits
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    national = str(parsed.national_number)
+    if parsed.country_code == 1 and len(national) == 10 and national.startswith("555"):
+        return f"+1{national}"
+    if not phonenumbers.is_possible_number(parsed) or not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_test_number(e164: str) -> bool:
+    """Numbers whose national part starts with 555 never reach a carrier (Carousel test numbers)."""
+    return e164.startswith("+1555")

@@ -1,0 +1,50 @@
+"""Carrier providers: one module per carrier, all speaking through these value types.
+
+A provider's ``send`` never raises for carrier or network trouble; it classifies the
+outcome into a :class:`SendResult` so the dispatcher can decide (retry, fail, unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """One message to hand to a carrier."""
+
+    message_id: int
+    to: str  # E.164 recipient
+    from_: str | None  # the DID chosen by the throttle (E.164), or None to let a messaging service pick
+    body: str
+    status_callback: str | None  # absolute URL the carrier POSTs status updates to
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What came of one create request.
+
+    ok          -- the carrier accepted the message (provider_message_id set)
+    retryable   -- not accepted, but trying again later may work (429, 5xx, network)
+    ambiguous   -- the request may have reached the carrier (timeout after sending);
+                   retrying could send the message twice
+    """
+
+    ok: bool
+    provider_message_id: str | None = None
+    provider_status: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    retryable: bool = False
+    ambiguous: bool = False
+    retry_after: float | None = None
+    http_status: int | None = None
+
+
+class Provider(Protocol):
+    """A carrier client bound to one account."""
+
+    async def send(self, request: OutboundRequest) -> SendResult: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,305 @@
+"""Twilio REST provider: the real wire contract (Messages create, account fetch, webhook signatures).
+
+Everything here speaks exactly what api.twilio.com speaks, so the same client works against the
+loopback fake carrier (:mod:`engine.providers.fake`) and production.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import quote_plus, urlencode
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from engine.providers import OutboundRequest, SendResult
+
+__all__ = [
+    "API_VERSION",
+    "TWILIO_DELIVERED_STATUSES",
+    "TWILIO_FAILED_STATUSES",
+    "TWILIO_FINAL_STATUSES",
+    "TwilioClient",
+    "basic_authorization",
+    "classify_create_response",
+    "is_final_status",
+    "parse_retry_after",
+    "twilio_signature",
+    "validate_twilio_signature",
+]
+
+API_VERSION: Final = "2010-04-01"
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+
+TWILIO_FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
+TWILIO_DELIVERED_STATUSES: Final = frozenset({"delivered", "read"})
+TWILIO_FAILED_STATUSES: Final = frozenset({"undelivered", "failed", "canceled"})
+
+# Keep error text from a misbehaving proxy short in logs and results.
+_MAX_ERROR_TEXT: Final = 200
+
+
+def is_final_status(status: str) -> bool:
+    """True when Twilio will send no further status for the message (no more callbacks to expect)."""
+    return status in TWILIO_FINAL_STATUSES
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """X-Twilio-Signature: base64(HMAC-SHA1(token, url + name1 + value1 + ...)), names sorted.
+
+    ``url`` is the full URL Twilio requested, query string included, exactly as configured.
+    """
+    parts = [url]
+    for name in sorted(params):
+        parts.append(name)
+        parts.append(params[name])
+    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def validate_twilio_signature(auth_token: str, url: str, params: Mapping[str, str], signature: str) -> bool:
+    """Check a webhook's X-Twilio-Signature in constant time, so forged callbacks are refused."""
+    expected = twilio_signature(auth_token, url, params)
+    return hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))
+
+
+def basic_authorization(account_sid: str, auth_token: str) -> str:
+    """The ``Authorization`` header value for HTTP Basic auth; built once per account, not per request."""
+    raw = f"{account_sid}:{auth_token}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/garbled."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; be lenient with a missing zone
+        when = when.replace(tzinfo=UTC)
+    reference = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _error_fields(raw: bytes, status: int) -> tuple[int | None, str]:
+    """Twilio's error body is {"code", "message", "more_info", "status"}; anything else becomes text."""
+    try:
+        doc: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        code = doc.get("code")
+        message = doc.get("message")
+        error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        if isinstance(code, str) and code.isdigit():
+            error_code = int(code)
+        if isinstance(message, str) and message:
+            return error_code, message
+        return error_code, f"HTTP {status}"
+    text = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    return None, f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+def classify_create_response(status: int, raw: bytes, retry_after: str | None) -> SendResult:
+    """Turn one Messages-create HTTP reply into a SendResult (ok / retryable / permanent)."""
+    if 200 <= status < 300:
+        try:
+            doc: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        sid = doc.get("sid") if isinstance(doc, dict) else None
+        if isinstance(sid, str) and sid:
+            provider_status = doc.get("status")
+            return SendResult(
+                ok=True,
+                provider_message_id=sid,
+                provider_status=provider_status if isinstance(provider_status, str) else None,
+                http_status=status,
+            )
+        # Accepted but unreadable: the message probably exists, so a blind retry could duplicate it.
+        return SendResult(
+            ok=False,
+            error_message=f"HTTP {status} without a message sid",
+            retryable=True,
+            ambiguous=True,
+            http_status=status,
+        )
+    error_code, message = _error_fields(raw, status)
+    if status == 429 or status >= 500:
+        return SendResult(
+            ok=False,
+            error_code=error_code,
+            error_message=message,
+            retryable=True,
+            retry_after=parse_retry_after(retry_after),
+            http_status=status,
+        )
+    return SendResult(ok=False, error_code=error_code, error_message=message, http_status=status)
+
+
+def _quote_phone(number: str) -> str:
+    """Form-quote a phone number; E.164 needs only its '+' escaped, so skip the generic quoter."""
+    digits = number[1:]
+    if number[:1] == "+" and digits.isascii() and digits.isdigit():
+        return "%2B" + digits
+    return quote_plus(number, safe="")
+
+
+def _network_failure(exc: BaseException, *, ambiguous: bool) -> SendResult:
+    """A send that died in transport; ambiguous when the request may already have been written."""
+    detail = str(exc)
+    name = type(exc).__name__
+    return SendResult(
+        ok=False,
+        error_message=f"{name}: {detail}" if detail else name,
+        retryable=True,
+        ambiguous=ambiguous,
+    )
+
+
+class TwilioClient:
+    """Twilio Messages API client for one account; the session (and its connection pool) is the caller's."""
+
+    __slots__ = (
+        "_account_url",
+        "_base_url",
+        "_headers",
+        "_last_callback",
+        "_last_callback_quoted",
+        "_messages_url",
+        "_service_suffix",
+        "_session",
+        "_timeout",
+        "account_sid",
+        "messaging_service_sid",
+    )
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        account_sid: str,
+        auth_token: str,
+        base_url: str = "https://api.twilio.com",
+        messaging_service_sid: str | None = None,
+        timeout: float = 15.0,
+        connect_timeout: float | None = None,
+    ) -> None:
+        """Precompute URL, headers and static form fields so ``send`` does only per-message work.
+
+        ``connect_timeout`` (default min(5, timeout/2)) must stay below ``timeout``: a connect (or pool
+        wait) that times out is known not to have sent anything, while a total timeout is ambiguous.
+        """
+        if not account_sid:
+            raise ValueError("account_sid is required")
+        if not auth_token:
+            raise ValueError("auth_token is required")
+        self._session = session
+        self.account_sid = account_sid
+        self.messaging_service_sid = messaging_service_sid
+        self._base_url = base_url.rstrip("/")
+        base = URL(self._base_url)
+        if not base.is_absolute():
+            raise ValueError(f"base_url must be absolute: {base_url!r}")
+        self._messages_url = URL(f"{self._base_url}/{API_VERSION}/Accounts/{account_sid}/Messages.json")
+        self._account_url = URL(f"{self._base_url}/{API_VERSION}/Accounts/{account_sid}.json")
+        # The token lives only inside this header; it is never stored on its own or shown in repr.
+        self._headers: Mapping[str, str] = {
+            "Authorization": basic_authorization(account_sid, auth_token),
+            "Content-Type": FORM_CONTENT_TYPE,
+            "Accept": "application/json",
+        }
+        self._service_suffix = (
+            "&" + urlencode({"MessagingServiceSid": messaging_service_sid}) if messaging_service_sid else ""
+        )
+        self._last_callback = ""
+        self._last_callback_quoted = ""
+        connect = connect_timeout if connect_timeout is not None else min(5.0, timeout / 2)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(connect, timeout))
+
+    def __repr__(self) -> str:
+        return (
+            f"TwilioClient(account_sid={self.account_sid!r}, base_url={self._base_url!r}, "
+            f"messaging_service_sid={self.messaging_service_sid!r}, auth_token=<hidden>)"
+        )
+
+    __str__ = __repr__
+
+    def encode_form(self, request: OutboundRequest) -> bytes:
+        """The create request's form body: To, From?, Body, StatusCallback?, MessagingServiceSid?.
+
+        Same bytes as ``urlencode`` over those fields, minus its per-field overhead on the hot path.
+        """
+        parts = ["To=", _quote_phone(request.to)]
+        if request.from_:
+            parts += ("&From=", _quote_phone(request.from_))
+        parts += ("&Body=", quote_plus(request.body, safe=""))
+        callback = request.status_callback
+        if callback:
+            # Callback URLs repeat (often one URL for every message): quote each distinct one once.
+            if callback != self._last_callback:
+                self._last_callback = callback
+                self._last_callback_quoted = quote_plus(callback, safe="")
+            parts += ("&StatusCallback=", self._last_callback_quoted)
+        parts.append(self._service_suffix)
+        return "".join(parts).encode()
+
+    async def send(self, request: OutboundRequest) -> SendResult:
+        """POST one message; never raises for carrier or network trouble, it classifies it instead."""
+        data = self.encode_form(request)
+        try:
+            async with self._session.post(
+                self._messages_url, data=data, headers=self._headers, timeout=self._timeout
+            ) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                raw = await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection was ever made (refused, DNS, TLS, connect/pool timeout): nothing was sent.
+            return _network_failure(exc, ambiguous=False)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # The request may have been written: the carrier may have created the message.
+            return _network_failure(exc, ambiguous=True)
+        return classify_create_response(status, raw, retry_after)
+
+    async def fetch_account(self) -> tuple[bool, str]:
+        """Check the credentials: (True, friendly name) or (False, "<code>: <message>")."""
+        headers = {"Authorization": self._headers["Authorization"], "Accept": "application/json"}
+        try:
+            async with self._session.get(self._account_url, headers=headers, timeout=self._timeout) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            detail = str(exc)
+            return False, f"network error: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        if 200 <= status < 300:
+            try:
+                doc: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                doc = None
+            name = doc.get("friendly_name") if isinstance(doc, dict) else None
+            return True, name if isinstance(name, str) and name else "OK"
+        code, message = _error_fields(raw, status)
+        return False, f"{code if code is not None else status}: {message}"
+
+    async def close(self) -> None:
+        """Nothing to release: the aiohttp session belongs to the caller."""

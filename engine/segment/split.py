@@ -1,0 +1,115 @@
+"""Splitting a long body into standalone `(i/n) `-prefixed SMS for carriers that refuse concatenation."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Final, Literal
+
+from engine.segment.analyze import analyze
+from engine.segment.gsm import GSM7, GSM7_EXTENSION, GSM7_SINGLE, UCS2_SINGLE
+
+SplitMode = Literal["character", "word", "sentence"]
+SPLIT_MODES: Final[tuple[SplitMode, ...]] = ("character", "word", "sentence")
+
+_SENTENCE_ENDS: Final = frozenset(",.!?")
+_LINE_BREAKS: Final = frozenset("\n\r")
+
+
+def split_message(body: str, mode: str = "character", *, smart: bool = False) -> list[str]:
+    """Cut `body` into parts that each fit ONE SMS of the message's encoding, prefix included.
+
+    A body that fits one SMS comes back unchanged as the only part.  Otherwise parts are prefixed
+    `(i/n) `; only whitespace at split points is dropped, nothing else is lost or reordered.
+    Modes: "character" (most compact), "word" (a word is broken only when the part would
+    otherwise be more than half empty), "sentence" (cut after , . ! ? or at a line break when
+    the part stays at least half full; else as "word").
+    """
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"unknown split mode {mode!r}; expected one of {', '.join(SPLIT_MODES)}")
+    info = analyze(body, smart=smart)
+    text = info.body
+    if info.encoding == GSM7:
+        limit = GSM7_SINGLE
+        costs = [2 if char in GSM7_EXTENSION else 1 for char in text]
+    else:
+        limit = UCS2_SINGLE
+        costs = [2 if char > "\uffff" else 1 for char in text]
+    if info.units <= limit:
+        return [text]
+    # cumulative[k] = units of text[:k]; lets "how much fits from here" be one bisect.
+    cumulative = [0, *accumulate(costs)]
+    # The prefix width depends on the part count, which depends on the prefix width: budget for
+    # `width` digits in n and widen until the count fits (widening only ever adds room).
+    width = 1
+    while True:
+        parts = _split(text, cumulative, limit, width, mode)
+        if len(str(len(parts))) <= width:
+            break
+        width = len(str(len(parts)))
+    count = len(parts)
+    if count == 1:  # only whitespace overflowed, and it was dropped at the split point
+        return parts
+    return [f"({index}/{count}) {part}" for index, part in enumerate(parts, 1)]
+
+
+def _split(text: str, cumulative: list[int], limit: int, width: int, mode: str) -> list[str]:
+    """Greedy split, each part's content capacity being `limit` minus its own `(i/n) ` prefix."""
+    parts: list[str] = []
+    length = len(text)
+    start = 0
+    while start < length:
+        capacity = limit - (4 + len(str(len(parts) + 1)) + width)
+        # Largest end with units(text[start:end]) <= capacity; every char costs 1 or 2 and the
+        # capacity is at least 2, so end > start.
+        end = bisect_right(cumulative, cumulative[start] + capacity) - 1
+        if end >= length:
+            parts.append(text[start:])
+            break
+        if mode == "sentence":
+            cut = _sentence_cut(text, cumulative, start, end, capacity)
+        elif mode == "word":
+            cut = _word_cut(text, cumulative, start, end, capacity)
+        else:
+            cut = end
+        part = text[start:cut].rstrip()
+        if part:  # empty only for a body opening with a capacity's worth of whitespace
+            parts.append(part)
+        start = cut
+        while start < length and text[start].isspace():
+            start += 1
+    return parts
+
+
+def _half_full(text: str, cumulative: list[int], start: int, cut: int, capacity: int) -> bool:
+    """Whether text[start:cut], less trailing whitespace, fills at least half the capacity."""
+    while cut > start and text[cut - 1].isspace():
+        cut -= 1
+    return 2 * (cumulative[cut] - cumulative[start]) >= capacity
+
+
+def _word_cut(text: str, cumulative: list[int], start: int, end: int, capacity: int) -> int:
+    """Cut at the last whitespace that fits; fill with characters if that leaves it over half empty."""
+    if text[end].isspace() or text[end - 1].isspace():
+        return end  # the character cut already falls between words
+    cut = end - 1
+    while cut > start and not text[cut].isspace():
+        cut -= 1
+    if cut > start and _half_full(text, cumulative, start, cut, capacity):
+        return cut
+    return end
+
+
+def _sentence_cut(text: str, cumulative: list[int], start: int, end: int, capacity: int) -> int:
+    """Cut at the last `, . ! ?` + whitespace or line break that fits; else fall back to words.
+
+    A cut point is a whitespace character (dropped with the split) preceded by one of `, . ! ?`,
+    or a line break.  Only the latest such point is tried: any earlier one leaves less text.
+    """
+    for cut in range(end, start, -1):
+        char = text[cut]
+        if char.isspace() and (char in _LINE_BREAKS or text[cut - 1] in _SENTENCE_ENDS):
+            if _half_full(text, cumulative, start, cut, capacity):
+                return cut
+            break
+    return _word_cut(text, cumulative, start, end, capacity)

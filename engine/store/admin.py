@@ -1,0 +1,142 @@
+"""Applications, carrier accounts and DIDs: what operators set up from the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from engine.errors import InvalidInput, NotFound
+from engine.phone import to_e164
+from engine.store import queries as q
+
+
+@dataclass(frozen=True, slots=True)
+class NewApp:
+    """A freshly created application; the API key is shown once and stored only hashed."""
+
+    app_id: int
+    name: str
+    api_key: str
+    callback_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppRow:
+    id: int
+    name: str
+    gateway_url: str | None
+    split_mode: str
+    smart_encoding: bool
+    smsc_id: int | None
+    callback_secret: str
+    dedup_seconds: float
+
+
+def hash_api_key(api_key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+async def create_app(pool: asyncpg.Pool, name: str, gateway_url: str | None = None) -> NewApp:
+    """Create an application with its dedicated SMSC, in one transaction."""
+    api_key = secrets.token_urlsafe(24)
+    secret = secrets.token_hex(24)
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            app_id = await conn.fetchval(q.CREATE_APP, name, hash_api_key(api_key), secret, gateway_url)
+        except asyncpg.UniqueViolationError:
+            raise InvalidInput("name", f"an application named {name!r} already exists") from None
+        except asyncpg.CheckViolationError:
+            raise InvalidInput("name", "use 1-63 letters, digits, '_', '.', '-'") from None
+        smsc_id = await conn.fetchval(q.CREATE_SMSC, f"{name}-smsc", app_id)
+        await conn.execute(q.SET_APP_SMSC, app_id, smsc_id)
+    return NewApp(app_id, name, api_key, secret)
+
+
+async def get_app(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> AppRow:
+    """The application called *name*, or NotFound."""
+    row = await conn.fetchrow(q.APP_BY_NAME, name)
+    if row is None:
+        raise NotFound(f"no application named {name!r}")
+    return AppRow(**dict(row))
+
+
+async def list_apps(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    return [dict(r) for r in await pool.fetch(q.LIST_APPS)]
+
+
+async def set_dedup_window(pool: asyncpg.Pool, app: str, seconds: float) -> None:
+    if seconds < 0:
+        raise InvalidInput("dedup_window", "must be >= 0 seconds")
+    row = await get_app(pool, app)
+    await pool.execute(q.SET_APP_DEDUP_WINDOW, row.id, float(seconds))
+
+
+async def add_provider(
+    pool: asyncpg.Pool,
+    app: str,
+    *,
+    kind: str,
+    account_sid: str,
+    auth_token: str,
+    messaging_service_sid: str | None = None,
+    base_url: str | None = None,
+) -> int:
+    """Attach a carrier account to the app's SMSC (replacing the previous one)."""
+    if kind not in ("twilio", "fake"):
+        raise InvalidInput("kind", "must be 'twilio' or 'fake'")
+    if not account_sid.startswith("AC") or len(account_sid) != 34:
+        raise InvalidInput("account_sid", "a Twilio Account SID is 'AC' followed by 32 hex characters")
+    if not auth_token:
+        raise InvalidInput("auth_token", "must not be empty")
+    if messaging_service_sid is not None and not messaging_service_sid.startswith("MG"):
+        raise InvalidInput("messaging_service_sid", "a Messaging Service SID starts with 'MG'")
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise InvalidInput("base_url", "must be an http(s) URL")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get_app(conn, app)
+        provider_id: int = await conn.fetchval(
+            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url
+        )
+        await conn.execute(q.SET_SMSC_PROVIDER, row.smsc_id, provider_id)
+    return provider_id
+
+
+def _did_number(number: str) -> str:
+    e164 = to_e164(number)
+    if e164 is None:
+        raise InvalidInput("number", f"{number!r} is not a valid phone number")
+    return e164
+
+
+async def add_dids(
+    pool: asyncpg.Pool, app: str, numbers: list[str], *, limit_per_min: int = 60, burst: int = 1
+) -> list[str]:
+    """Add DIDs to the app's SMSC (re-adding one updates its limit). All or nothing."""
+    if limit_per_min < 1:
+        raise InvalidInput("limit_per_min", "must be >= 1")
+    if burst < 1:
+        raise InvalidInput("burst", "must be >= 1")
+    e164s = [_did_number(n) for n in numbers]
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get_app(conn, app)
+        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, e164s, row.smsc_id)
+        if taken:
+            raise InvalidInput("number", f"{taken[0]['number']} belongs to another SMSC")
+        await conn.execute(q.ADD_DIDS, row.smsc_id, e164s, limit_per_min, burst)
+    return e164s
+
+
+async def list_dids(pool: asyncpg.Pool, app: str) -> list[dict[str, Any]]:
+    row = await get_app(pool, app)
+    return [dict(r) for r in await pool.fetch(q.LIST_DIDS, row.smsc_id)]
+
+
+async def remove_did(pool: asyncpg.Pool, app: str, number: str) -> None:
+    row = await get_app(pool, app)
+    if await pool.fetchval(q.REMOVE_DID, row.smsc_id, _did_number(number)) is None:
+        raise NotFound(f"{number} is not a DID of {app}")

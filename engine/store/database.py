@@ -1,0 +1,72 @@
+"""The connection pool, with the embedded PostgreSQL started and migrations applied first."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+import asyncpg
+
+from db.embedded import EmbeddedPostgres
+from db.migrate import migrate
+from engine.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """ENGINE_DSN when set; otherwise start (or reuse) the embedded server in settings.data_dir."""
+    if settings.dsn:
+        return settings.dsn, None
+    embedded = EmbeddedPostgres(settings.data_dir)
+    dsn = await asyncio.to_thread(embedded.start)
+    return dsn, embedded
+
+
+class Database:
+    """An asyncpg pool on a migrated schema. Use `await Database.open(settings)`; close when done."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, embedded: EmbeddedPostgres | None) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.embedded = embedded
+
+    @classmethod
+    async def open(cls, settings: Settings, *, min_size: int = 2, max_size: int = 10) -> Database:
+        dsn, embedded = await resolve_dsn(settings)
+        try:
+            return await cls.connect(dsn, embedded=embedded, min_size=min_size, max_size=max_size)
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, embedded: EmbeddedPostgres | None = None, min_size: int = 2, max_size: int = 10
+    ) -> Database:
+        """Migrate, then pool connections to *dsn*."""
+        conn = await asyncpg.connect(dsn)
+        try:
+            applied = await migrate(conn)
+            if applied:
+                log.info("migrations applied: %s", ", ".join(applied))
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(pool, dsn, embedded)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+            self.embedded = None
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

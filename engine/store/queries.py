@@ -1,0 +1,224 @@
+"""Every SQL statement the engine runs, by name. Nothing else in the engine builds SQL.
+
+Values always travel as parameters; batches travel as arrays and are UNNESTed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---- administration ------------------------------------------------------------------------
+CREATE_APP: Final = """
+INSERT INTO engine_app (name, api_key_hash, callback_secret, gateway_url)
+VALUES ($1, $2, $3, $4) RETURNING id
+"""
+CREATE_SMSC: Final = "INSERT INTO engine_smsc (name, app_id) VALUES ($1, $2) RETURNING id"
+SET_APP_SMSC: Final = "UPDATE engine_app SET smsc_id = $2 WHERE id = $1"
+APP_BY_NAME: Final = """
+SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.smsc_id, a.callback_secret,
+       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds
+FROM engine_app a WHERE a.name = $1
+"""
+LIST_APPS: Final = """
+SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding,
+       (SELECT count(*) FROM engine_did d WHERE d.smsc_id = a.smsc_id) AS dids,
+       (SELECT p.kind FROM engine_smsc s JOIN engine_provider p ON p.id = s.provider_id
+         WHERE s.id = a.smsc_id) AS provider
+FROM engine_app a ORDER BY a.id
+"""
+DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
+SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
+CREATE_PROVIDER: Final = """
+INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+"""
+SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
+ADD_DID: Final = """
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst) VALUES ($1, $2, $3, $4)
+ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
+    enabled = true
+WHERE engine_did.smsc_id = EXCLUDED.smsc_id
+RETURNING id
+"""
+ADD_DIDS: Final = """
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
+SELECT $1, n, $3, $4 FROM unnest($2::text[]) AS n
+ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
+    enabled = true
+WHERE engine_did.smsc_id = EXCLUDED.smsc_id
+"""
+DIDS_OWNED_ELSEWHERE: Final = "SELECT number FROM engine_did WHERE number = ANY($1::text[]) AND smsc_id <> $2"
+LIST_DIDS: Final = """
+SELECT number, limit_per_min, burst, enabled FROM engine_did WHERE smsc_id = $1 ORDER BY number
+"""
+REMOVE_DID: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND number = $2 RETURNING id"
+
+# ---- topology the worker paces -------------------------------------------------------------
+LOAD_DIDS: Final = """
+SELECT id, smsc_id, number, limit_per_min, burst FROM engine_did WHERE enabled ORDER BY id
+"""
+LOAD_APPS: Final = "SELECT id, name, smsc_id, split_mode, smart_encoding FROM engine_app"
+LOAD_PROVIDERS: Final = """
+SELECT s.id AS smsc_id, p.id AS provider_id, p.kind, p.account_sid, p.auth_token,
+       p.messaging_service_sid, p.base_url
+FROM engine_smsc s JOIN engine_provider p ON p.id = s.provider_id
+"""
+PROVIDER_TOKEN: Final = "SELECT kind, auth_token FROM engine_provider WHERE id = $1"
+RECENT_SENDS: Final = """
+SELECT did_id, extract(epoch FROM sending_at)::float8 AS at, coalesce(segments, 1)::int AS segments
+FROM engine_outbound
+WHERE sending_at > now() - make_interval(secs => $1) AND did_id IS NOT NULL
+ORDER BY sending_at
+"""
+
+# ---- submit ----------------------------------------------------------------------------------
+SUBMIT_MANY: Final = """
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at)
+SELECT $1, r, b, t, s, coalesce(s, now())
+FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(r, b, t, s)
+RETURNING id
+"""
+
+# ---- the claim / send cycle ----------------------------------------------------------------
+CLAIM: Final = """
+WITH picked AS (
+    SELECT id FROM engine_outbound
+    WHERE state = 'queued' AND due_at <= now()
+    ORDER BY due_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE engine_outbound o
+SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
+FROM picked WHERE o.id = picked.id
+RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts
+"""
+NEXT_DUE: Final = """
+SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
+"""
+# Claimed ids that repeat an earlier live message to the same recipient within the app's window.
+FIND_DUPLICATES: Final = """
+SELECT m.id
+FROM unnest($1::bigint[]) AS c(id)
+JOIN engine_outbound m ON m.id = c.id
+JOIN engine_app a ON a.id = m.app_id
+WHERE EXISTS (
+    SELECT 1 FROM engine_outbound p
+    WHERE p.app_id = m.app_id AND p.recipient = m.recipient
+      AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
+      AND p.id < m.id AND p.body = m.body
+      AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
+)
+"""
+TAGS_LOOKUP: Final = """
+SELECT u.i, t.did_id
+FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(app_id, recipient, tag, i)
+JOIN engine_tag_did t ON t.app_id = u.app_id AND t.recipient = u.recipient AND t.tag = u.tag
+"""
+TAGS_ASSIGN: Final = """
+INSERT INTO engine_tag_did (app_id, recipient, tag, did_id)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+ON CONFLICT (app_id, recipient, tag) DO NOTHING
+"""
+REMOVE_TAG: Final = "DELETE FROM engine_tag_did WHERE app_id = $1 AND recipient = $2 AND tag = $3"
+DEFER: Final = """
+UPDATE engine_outbound o
+SET state = 'queued', claimed_by = NULL, lease_until = NULL, due_at = u.due, updated_at = now()
+FROM unnest($1::bigint[], $2::float8[]) AS u(id, due)
+WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
+"""
+DEFER_SECONDS: Final = """
+UPDATE engine_outbound o
+SET state = 'queued', claimed_by = NULL, lease_until = NULL,
+    due_at = now() + make_interval(secs => u.delay), updated_at = now()
+FROM unnest($1::bigint[], $2::float8[]) AS u(id, delay)
+WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
+"""
+MARK_SENDING: Final = """
+UPDATE engine_outbound o
+SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
+    attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
+    updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
+     AS u(id, did, sender, segments, encoding)
+WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $6
+RETURNING o.id
+"""
+# The carrier accepted: rank 10 = queued at carrier, unless a callback already moved it further.
+MARK_ACCEPTED: Final = """
+UPDATE engine_outbound o
+SET provider_message_id = u.sid, sent_at = now(), claimed_by = NULL, lease_until = NULL,
+    state = CASE WHEN o.status_rank < 10 THEN 'sent' ELSE o.state END,
+    status = CASE WHEN o.status_rank < 10 THEN 4 ELSE o.status END,
+    provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
+    status_rank = greatest(o.status_rank, 10), updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, sid, pstatus)
+WHERE o.id = u.id
+"""
+# Engine-side final or intermediate outcomes (failed, suppressed, test delivered, unknown, …).
+MARK_OUTCOME: Final = """
+UPDATE engine_outbound o
+SET state = u.state, status = u.status, status_rank = u.rank, error_code = u.code, error_message = u.msg,
+    claimed_by = NULL, lease_until = NULL,
+    final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
+    segments = coalesce(o.segments, u.segments), encoding = coalesce(o.encoding, u.encoding),
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::int[], $6::text[],
+            $7::smallint[], $8::text[])
+     AS u(id, state, status, rank, code, msg, segments, encoding)
+WHERE o.id = u.id AND o.status_rank < u.rank
+"""
+# A retryable failure: back to 'claimed' by this worker (it keeps the message in memory).
+MARK_RETRY: Final = """
+UPDATE engine_outbound o
+SET state = 'claimed', error_code = u.code, error_message = u.msg, updated_at = now(),
+    lease_until = now() + make_interval(secs => $4)
+FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, code, msg)
+WHERE o.id = u.id AND o.state = 'sending'
+"""
+HEARTBEAT: Final = """
+UPDATE engine_outbound SET lease_until = now() + make_interval(secs => $2)
+WHERE claimed_by = $1 AND state IN ('claimed', 'sending')
+"""
+RELEASE: Final = """
+UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+WHERE claimed_by = $1 AND state = 'claimed'
+"""
+# Leases of vanished workers: unsent claims go back to the queue.
+RECOVER_CLAIMED: Final = """
+UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+WHERE state = 'claimed' AND lease_until < now()
+"""
+# A send that may have reached the carrier: 'unknown' (at-most-once) or queued again (at-least-once).
+RECOVER_SENDING_UNKNOWN: Final = """
+UPDATE engine_outbound
+SET state = 'unknown', status_rank = greatest(status_rank, 5), claimed_by = NULL, lease_until = NULL,
+    updated_at = now()
+WHERE state = 'sending' AND lease_until < now()
+"""
+RECOVER_SENDING_REQUEUE: Final = """
+UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+WHERE state = 'sending' AND lease_until < now()
+"""
+
+# ---- statuses from the carrier -------------------------------------------------------------
+APPLY_STATUSES: Final = """
+UPDATE engine_outbound o
+SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
+    error_code = coalesce(u.code, o.error_code),
+    provider_message_id = coalesce(o.provider_message_id, u.sid),
+    final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
+    claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[], $7::text[])
+     AS u(id, pstatus, status, rank, state, code, sid)
+WHERE o.id = u.id AND o.status_rank < u.rank
+"""
+
+# ---- reporting -------------------------------------------------------------------------------
+COUNT_BY_STATE: Final = """
+SELECT state, count(*)::int AS n FROM engine_outbound WHERE app_id = $1 GROUP BY state
+"""
+MESSAGE_STATUSES: Final = """
+SELECT id, status, state, provider_status, error_code, did_id, sender, segments, encoding, attempts
+FROM engine_outbound WHERE id = ANY($1::bigint[])
+"""
