@@ -71,6 +71,7 @@ CREATE TABLE engine_outbound (
     segments            smallint,
     encoding            text,
     attempts            smallint NOT NULL DEFAULT 0,
+    defers              integer NOT NULL DEFAULT 0,        -- times left in the queue for its DID's turn
     claimed_by          text,
     lease_until         timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),

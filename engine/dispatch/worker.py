@@ -49,6 +49,8 @@ class Pending:
     segments: int
     encoding: str
     attempts: int
+    tag: str | None = None
+    returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +216,10 @@ class Worker:
                 await self._sleep_or_wake(0.05)
                 continue
             self.wake.clear()
+            saturated = self._saturated_apps()
             try:
                 rows = await self.pool.fetch(
-                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds
+                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, saturated
                 )
                 if rows:
                     await self._admit(rows)
@@ -225,7 +228,22 @@ class Worker:
                 await asyncio.sleep(self.settings.poll_seconds)
                 continue
             if len(rows) < self.settings.batch_size:
-                await self._sleep_or_wake(await self._idle_wait())
+                if saturated:
+                    # Some pools are full: look again soon (their rows wait in the queue, in order).
+                    await asyncio.sleep(min(0.2, self.settings.poll_seconds))
+                else:
+                    await self._sleep_or_wake(await self._idle_wait())
+
+    def _saturated_apps(self) -> list[int]:
+        """Apps whose whole pool is busy beyond the horizon: leave their messages in the queue, in order."""
+        now = self.clock()
+        limit = now + self.settings.horizon_seconds
+        full = {
+            smsc for smsc in self.scheduler.pools
+            if self.scheduler.has_pool(smsc)
+            and self.scheduler.project(self.scheduler.choose(smsc, now), now, reserved=False) > limit
+        }
+        return [a.id for a in self.apps.values() if a.smsc_id in full] if full else []
 
     async def _idle_wait(self) -> float:
         """How long to sleep when the queue is drained: until the next scheduled row, at most a poll."""
@@ -265,7 +283,7 @@ class Worker:
             candidates.append(
                 Pending(
                     r["id"], r["app_id"], app.smsc_id, r["recipient"], info.body,  # after smart encoding
-                    info.segments, info.encoding, r["attempts"],
+                    info.segments, info.encoding, r["attempts"], r["tag"] or None, r["defers"] > 0,
                 )
             )
         dupes: set[int] = set()
@@ -277,8 +295,7 @@ class Worker:
             if p.id in dupes:
                 outcomes.append(Outcome(p.id, st.SUPPRESSED, None, "duplicate within the app's window"))
         fresh = [p for p in candidates if p.id not in dupes]
-        tags = {r["id"]: r["tag"] for r in rows if r["tag"]}
-        pinned = await self._sticky_dids(fresh, tags)
+        pinned = await self._sticky_dids(fresh)
         await self._place(fresh, pinned)
         for o in outcomes:
             self.outcomes.put_nowait(o)
@@ -294,55 +311,55 @@ class Worker:
             log.warning("SMSC %s has no provider or no enabled DID; its messages wait", smsc_id)
         return ok
 
-    async def _sticky_dids(self, fresh: list[Pending], tags: dict[int, str]) -> dict[int, int]:
-        """DID per tagged message: the tag's existing DID, else a new least-loaded assignment."""
-        tagged = [p for p in fresh if p.id in tags]
-        if not tagged:
+    async def _sticky_dids(self, fresh: list[Pending]) -> dict[tuple[int, str, str], int]:
+        """The stored sticky DID of each tagged message's (app, recipient, tag), where one exists."""
+        keys = list({(p.app_id, p.recipient, p.tag) for p in fresh if p.tag is not None})
+        if not keys:
             return {}
-        args = ([p.app_id for p in tagged], [p.recipient for p in tagged], [tags[p.id] for p in tagged])
-        found = {rec["i"] - 1: rec["did_id"] for rec in await self.pool.fetch(q.TAGS_LOOKUP, *args)}
-        now = self.clock()
-        new_keys: dict[tuple[int, str, str], int] = {}
-        for i, p in enumerate(tagged):
-            did = found.get(i)
-            if did is not None and did in self.scheduler.dids and self.scheduler.dids[did].enabled:
-                continue
-            key = (p.app_id, p.recipient, tags[p.id])
-            if key not in new_keys:
-                new_keys[key] = self.scheduler.choose(p.smsc_id, now)
-        if new_keys:
-            keys = list(new_keys)
-            await self.pool.execute(
-                q.TAGS_ASSIGN, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-                [new_keys[k] for k in keys],
-            )
-            # Another worker may have won a race for the same tag: read back what is stored.
-            found = {rec["i"] - 1: rec["did_id"] for rec in await self.pool.fetch(q.TAGS_LOOKUP, *args)}
-        return {p.id: found[i] for i, p in enumerate(tagged) if i in found}
+        rows = await self.pool.fetch(q.TAGS_LOOKUP, *(list(col) for col in zip(*keys, strict=True)))
+        return {keys[r["i"] - 1]: r["did_id"] for r in rows}
 
-    async def _place(self, fresh: list[Pending], pinned: dict[int, int]) -> None:
-        """Queue what can go within the horizon; leave the rest in the database until its turn."""
+    def _usable(self, did: int | None) -> bool:
+        return did is not None and did in self.scheduler.dids and self.scheduler.dids[did].enabled
+
+    async def _place(self, fresh: list[Pending], sticky: dict[tuple[int, str, str], int]) -> None:
+        """Queue what can go within the horizon; leave the rest in the database until its turn.
+
+        A tag without a usable DID gets the least-loaded one, chosen as the batch is placed so
+        new conversations spread over the pool; the choice is stored before anything is sent.
+        """
         now = self.clock()
         horizon = self.settings.horizon_seconds
         deferred: list[int] = []
         delays: list[float] = []
-        failed: list[Outcome] = []
+        new_tags: dict[tuple[int, str, str], int] = {}
         for p in fresh:
-            did = pinned.get(p.id)
-            if did is None or did not in self.scheduler.dids or not self.scheduler.dids[did].enabled:
+            key = (p.app_id, p.recipient, p.tag) if p.tag is not None else None
+            did = sticky.get(key) if key is not None else None
+            if not self._usable(did):
                 did = self.scheduler.choose(p.smsc_id, now)
+                if key is not None:
+                    sticky[key] = new_tags[key] = did
+            assert did is not None
             if p.segments > self.scheduler.max_cost(did):
-                failed.append(Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit"))
+                self.outcomes.put_nowait(
+                    Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit")
+                )
                 continue
-            start = self.scheduler.project(did, now)
+            # A conversation's DID is fixed: a new message queues behind what is reserved for it, and a
+            # returning one takes its reserved turn. Untagged work is never reserved (it may return
+            # to any DID); the claim skips saturated pools, so it rarely lands here.
+            start = self.scheduler.project(did, now, reserved=key is not None and not p.returning)
             if start - now > horizon:
-                start = self.scheduler.reserve(did, p.segments, now)
+                if key is not None and not p.returning:
+                    start = self.scheduler.reserve(did, p.segments, now)
                 deferred.append(p.id)
                 delays.append(max(1.0, start - now - horizon / 2))
                 continue
             self.scheduler.push(did, p.segments, p, now)
-        for o in failed:
-            self.outcomes.put_nowait(o)
+        if new_tags:
+            cols = [list(c) for c in zip(*new_tags, strict=True)]
+            await self.pool.execute(q.TAGS_ASSIGN, *cols, list(new_tags.values()))
         if deferred:
             await self.pool.execute(q.DEFER_SECONDS, deferred, delays, self.worker_id)
         self.pushed.set()

@@ -140,3 +140,13 @@ async def remove_did(pool: asyncpg.Pool, app: str, number: str) -> None:
     row = await get_app(pool, app)
     if await pool.fetchval(q.REMOVE_DID, row.smsc_id, _did_number(number)) is None:
         raise NotFound(f"{number} is not a DID of {app}")
+
+
+async def remove_tag(pool: asyncpg.Pool, app: str, recipient: str, tag: str) -> bool:
+    """Release a conversation's DID (the next message with this tag may use any DID)."""
+    row = await get_app(pool, app)
+    e164 = to_e164(recipient)
+    if e164 is None:
+        raise InvalidInput("phone_number", f"{recipient!r} is not a valid phone number")
+    status: str = await pool.execute(q.REMOVE_TAG, row.id, e164, tag)
+    return status != "DELETE 0"

@@ -83,7 +83,7 @@ RETURNING id
 CLAIM: Final = """
 WITH picked AS (
     SELECT id FROM engine_outbound
-    WHERE state = 'queued' AND due_at <= now()
+    WHERE state = 'queued' AND due_at <= now() AND app_id <> ALL($4::bigint[])
     ORDER BY due_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -91,7 +91,7 @@ WITH picked AS (
 UPDATE engine_outbound o
 SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
 FROM picked WHERE o.id = picked.id
-RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts
+RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers
 """
 NEXT_DUE: Final = """
 SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
@@ -110,6 +110,7 @@ WHERE EXISTS (
       AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
 )
 """
+# Existing sticky DIDs for (app, recipient, tag) triples; i is the 1-based position in the arrays.
 TAGS_LOOKUP: Final = """
 SELECT u.i, t.did_id
 FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(app_id, recipient, tag, i)
@@ -121,15 +122,9 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
 ON CONFLICT (app_id, recipient, tag) DO NOTHING
 """
 REMOVE_TAG: Final = "DELETE FROM engine_tag_did WHERE app_id = $1 AND recipient = $2 AND tag = $3"
-DEFER: Final = """
-UPDATE engine_outbound o
-SET state = 'queued', claimed_by = NULL, lease_until = NULL, due_at = u.due, updated_at = now()
-FROM unnest($1::bigint[], $2::float8[]) AS u(id, due)
-WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
-"""
 DEFER_SECONDS: Final = """
 UPDATE engine_outbound o
-SET state = 'queued', claimed_by = NULL, lease_until = NULL,
+SET state = 'queued', claimed_by = NULL, lease_until = NULL, defers = o.defers + 1,
     due_at = now() + make_interval(secs => u.delay), updated_at = now()
 FROM unnest($1::bigint[], $2::float8[]) AS u(id, delay)
 WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3

@@ -44,9 +44,11 @@ class DidLimiter:
 
     def _prune(self, now: float) -> None:
         """Forget sends that can no longer share a window with anything at or after *now*."""
+        # Same arithmetic as ready_at's `sent_at + window`: `sent_at <= now - window` can differ by an ulp and
+        # keep a send in the ledger at the very moment ready_at declared it gone.
         ledger = self.ledger
-        horizon = now - self.window
-        while ledger and ledger[0][0] <= horizon:
+        window = self.window
+        while ledger and ledger[0][0] + window <= now:
             self.in_window -= ledger.popleft()[1]
 
     def ready_at(self, cost: int, now: float) -> float:
@@ -74,11 +76,12 @@ class DidLimiter:
         self.ledger.append((at, cost))
         self.in_window += cost
 
-    def restamp(self, decided_at: float, actual: float) -> None:
-        """A send decided at *decided_at* really left at *actual* (later): move it in the ledger.
+    def restamp(self, decided_at: float, actual: float, cost: int | None = None) -> None:
+        """A send of *cost* segments decided at *decided_at* really left at *actual* (later): move it in the ledger.
 
         Keeps the window exact when a send is delayed between decision and wire (e.g. a slow
-        database write before the request).
+        database write before the request). Pass *cost*: sends of different sizes decided at the same
+        instant (a burst) are told apart only by it; without it, some send stamped *decided_at* moves.
         """
         if actual <= decided_at:
             return
@@ -87,7 +90,7 @@ class DidLimiter:
             t, segs = ledger[i]
             if t < decided_at:
                 return
-            if t != decided_at:
+            if t != decided_at or (cost is not None and segs != cost):
                 continue
             ledger[i] = (actual, segs)
             end = actual + segs * self.interval

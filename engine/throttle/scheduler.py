@@ -41,10 +41,14 @@ class DidState(Generic[T]):
     scheduled: bool = False  # has an entry in the due heap
     pool_key: float = INF * -1  # the key of its entry in the pool heap
 
-    def load(self, now: float) -> float:
-        """Projected time at which this DID has sent everything promised to it."""
+    def busy_until(self, now: float) -> float:
+        """Projected time at which this DID has sent everything queued on it in memory."""
         base = self.limiter.tat if self.limiter.tat > now else now
-        busy = base + self.queued_cost * self.limiter.interval
+        return base + self.queued_cost * self.limiter.interval
+
+    def load(self, now: float) -> float:
+        """Projected time at which this DID has sent everything promised to it (memory + reserved)."""
+        busy = self.busy_until(now)
         return busy if busy > self.reserved_until else self.reserved_until
 
 
@@ -132,9 +136,13 @@ class Scheduler(Generic[T]):
             state.pool_key = true_key
             heapq.heapreplace(heap, (true_key, did_id))
 
-    def project(self, did_id: int, now: float) -> float:
-        """When a message queued on *did_id* now would start going out."""
-        return self.dids[did_id].load(now)
+    def project(self, did_id: int, now: float, *, reserved: bool = True) -> float:
+        """When a message queued on *did_id* now would start going out.
+
+        reserved=False ignores reservations: for a message coming back to take its reserved turn.
+        """
+        state = self.dids[did_id]
+        return state.load(now) if reserved else state.busy_until(now)
 
     def reserve(self, did_id: int, cost: int, now: float) -> float:
         """Promise *cost* segments of *did_id* to work left in the database; returns its projected start.
@@ -222,4 +230,4 @@ class Scheduler(Generic[T]):
         """The send of *decision* really left at *actual*; keep the window exact."""
         state = self.dids.get(decision.did_id)
         if state is not None:
-            state.limiter.restamp(decision.decided_at, actual)
+            state.limiter.restamp(decision.decided_at, actual, decision.cost)
