@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter, defaultdict
 
@@ -156,5 +157,5 @@ async def test_real_pacing_on_the_wall_clock(pool: asyncpg.Pool, db_dsn: str) ->
         by_did: dict[str | None, list[float]] = defaultdict(list)
         for r in fake.records:
             by_did[r.from_].append(r.t)
-        gaps = [b - a for ts in by_did.values() for a, b in zip(ts, ts[1:], strict=False)]
+        gaps = [b - a for ts in by_did.values() for a, b in itertools.pairwise(ts)]
         assert min(gaps) > 0.95

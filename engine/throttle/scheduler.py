@@ -224,6 +224,10 @@ class Scheduler(Generic[T]):
                 if pool is None or not self.has_pool(pool):
                     continue
                 did_id = self.choose(pool, now)
+            if cost > self.dids[did_id].limiter.limit:
+                # Too big for this DID's window (a smaller DID took over, or the limit dropped): sending it would
+                # break the limit, so it goes back like a message without a DID (the dispatcher's lease).
+                continue
             self.push(did_id, cost, payload, now)
 
     def confirm(self, decision: Decision[T], actual: float) -> None:
