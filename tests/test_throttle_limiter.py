@@ -136,7 +136,7 @@ def make(shape: Shape) -> DidLimiter:
 @st.composite
 def traffic(draw: st.DrawFn) -> tuple[Shape, Ops]:
     shape = draw(shapes)
-    ops = draw(st.lists(st.tuples(st.integers(1, min(shape[0], 10)), gaps), min_size=1, max_size=150))
+    ops = draw(st.lists(st.tuples(st.integers(1, min(shape[0], 10)), gaps), min_size=1, max_size=200))
     return shape, ops
 
 
@@ -289,8 +289,21 @@ def best_per_window(limit: int, cost: int) -> int:
 @pytest.mark.parametrize("guard", GUARDS)
 @pytest.mark.parametrize(
     ("limit", "cost", "burst"),
-    [(1, 1, 1), (6, 1, 1), (60, 1, 1), (60, 1, 5), (120, 1, 1), (100, 1, 3), (60, 2, 1), (60, 3, 2),
-     (120, 4, 1), (120, 10, 5), (10, 10, 1), (30, 5, 5), (90, 6, 3)],
+    [
+        (1, 1, 1),
+        (6, 1, 1),
+        (60, 1, 1),
+        (60, 1, 5),
+        (120, 1, 1),
+        (100, 1, 3),
+        (60, 2, 1),
+        (60, 3, 2),
+        (120, 4, 1),
+        (120, 10, 5),
+        (10, 10, 1),
+        (30, 5, 5),
+        (90, 6, 3),
+    ],
 )
 def test_backlogged_did_reaches_its_limit(limit: int, cost: int, burst: int, guard: float) -> None:
     """Over 10 minutes a DID that always has work sends >= 99 % of its limit (single or uniform multi-segment)."""
@@ -327,8 +340,6 @@ def test_long_run_steady_rate() -> None:
 # ---- restamp -----------------------------------------------------------------------------------------------
 
 delays = st.one_of(st.just(0.0), st.floats(0, 2), st.sampled_from([0.5, 1.0, 2.0]))
-
-
 
 
 def simulate_with_delays(

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
+from engine.metrics import Metrics
 from engine.providers.twilio import validate_twilio_signature
 from engine.store import queries as q
 
@@ -37,8 +38,9 @@ class StatusUpdate:
 class StatusIntake:
     """Receives status callbacks and writes them with one UPDATE … FROM unnest per batch."""
 
-    def __init__(self, pool: asyncpg.Pool, public_base: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, public_base: str, metrics: Metrics | None = None) -> None:
         self.pool = pool
+        self.metrics = metrics or Metrics()
         self.public_base = public_base.rstrip("/")
         self.tokens: dict[int, str] = {}
         self.writer = Batcher[StatusUpdate](self._write, name="statuses", max_size=2000, max_delay=0.005)
@@ -68,6 +70,7 @@ class StatusIntake:
         url = self.public_base + request.path_qs
         if token is None or not validate_twilio_signature(token, url, params, signature):
             self.rejected += 1
+            self.metrics.status_callbacks.labels("bad_signature").inc()
             raise web.HTTPForbidden(text="invalid signature")
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""
         change = st.from_twilio(status)
@@ -76,6 +79,7 @@ class StatusIntake:
         code_raw = params.get("ErrorCode")
         code = int(code_raw) if code_raw and code_raw.isdigit() else None
         self.received += 1
+        self.metrics.status_callbacks.labels("accepted").inc()
         update = StatusUpdate(message_id, status.lower(), change, code, params.get("MessageSid"))
         try:
             await asyncio.wait_for(self.writer.put(update), ACK_TIMEOUT)

@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
 from engine.dispatch.tasks import TaskGroup
+from engine.metrics import Metrics
 from engine.phone import is_test_number
 from engine.providers import OutboundRequest, Provider, SendResult
 from engine.providers.twilio import TwilioClient
@@ -51,6 +52,7 @@ class Pending:
     attempts: int
     tag: str | None = None
     returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
+    queued_at: float = 0.0  # clock time it entered a DID queue (throttle wait metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +91,13 @@ class Worker:
         *,
         clock: Clock | None = None,
         worker_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.dsn = dsn
         self.settings = settings
         self.clock: Clock = clock or time.monotonic
+        self.metrics = metrics or Metrics()
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.scheduler: Scheduler[Pending] = Scheduler()
         self.apps: dict[int, AppInfo] = {}
@@ -356,6 +360,7 @@ class Worker:
                 deferred.append(p.id)
                 delays.append(max(1.0, start - now - horizon / 2))
                 continue
+            p.queued_at = now
             self.scheduler.push(did, p.segments, p, now)
         if new_tags:
             cols = [list(c) for c in zip(*new_tags, strict=True)]
@@ -368,7 +373,9 @@ class Worker:
         """Place a message whose DID went away on another DID of its pool (or leave it to its lease)."""
         if self.scheduler.has_pool(p.smsc_id):
             now = self.clock()
-            self.scheduler.push(self.scheduler.choose(p.smsc_id, now), p.segments, p, now)
+            did = self.scheduler.choose(p.smsc_id, now)
+            if p.segments <= self.scheduler.max_cost(did):
+                self.scheduler.push(did, p.segments, p, now)
 
     # ---- dispatching ------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -436,9 +443,14 @@ class Worker:
 
     async def _send(self, d: Decision[Pending], client: Provider, request: OutboundRequest) -> None:
         p = d.payload
+        metrics = self.metrics
         try:
-            self.scheduler.confirm(d, self.clock())
+            started = self.clock()
+            self.scheduler.confirm(d, started)
+            if p.queued_at:
+                metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
             result = await client.send(request)
+            metrics.provider_latency.observe(self.clock() - started)
         except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
             log.exception("provider raised for message %s", p.id)
             result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
@@ -446,6 +458,7 @@ class Worker:
             self.in_flight -= 1
             self.pushed.set()
         p.attempts += 1
+        metrics.sends.labels("accepted" if result.ok else "retryable" if result.retryable else "rejected").inc()
         self._record(d, result)
 
     def _record(self, d: Decision[Pending], result: SendResult) -> None:

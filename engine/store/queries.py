@@ -217,3 +217,10 @@ MESSAGE_STATUSES: Final = """
 SELECT id, status, state, provider_status, error_code, did_id, sender, segments, encoding, attempts
 FROM engine_outbound WHERE id = ANY($1::bigint[])
 """
+
+# ---- metrics -----------------------------------------------------------------------------------
+QUEUE_DEPTH: Final = """
+SELECT state, count(*)::int AS n FROM engine_outbound
+WHERE state IN ('queued', 'claimed', 'sending', 'sent', 'unknown') GROUP BY state
+"""
+CALLBACK_BACKLOG: Final = "SELECT count(*)::int FROM engine_outbox WHERE state = 'pending'"

@@ -90,6 +90,12 @@ class Scheduler(Generic[T]):
             new = DidLimiter(limit_per_min, burst=burst, window=self.window, guard=self.guard)
             new.tat, new.ledger, new.in_window = old.tat, old.ledger, old.in_window
             state.limiter = new
+            # A higher limit shrinks the DID's load below its pool key, which must stay a lower bound for
+            # choose(): give it a fresh -inf entry (choose drops the superseded one when it surfaces).
+            if state.pool_key != -INF:
+                state.pool_key = -INF
+                if state.enabled:
+                    heapq.heappush(self.pools[state.pool_id], (state.pool_key, did_id))
         if not state.enabled:
             state.enabled = True
             self._rebuild_pool(state.pool_id)
@@ -100,6 +106,7 @@ class Scheduler(Generic[T]):
         if state is None or not state.enabled:
             return []
         state.enabled = False
+        state.pool_key = -INF  # its queue goes: the old key would overstate its load once re-enabled
         held = list(state.queue)
         state.queue.clear()
         state.queued_cost = 0
@@ -129,6 +136,9 @@ class Scheduler(Generic[T]):
         while True:
             key, did_id = heap[0]
             state = self.dids[did_id]
+            if key != state.pool_key:  # superseded by a lower entry for the same DID (see set_did)
+                heapq.heappop(heap)
+                continue
             true_key = state.load(now)
             if true_key <= key or true_key <= now:
                 return did_id  # its key is exact, or it is idle (every idle DID is equally free)
