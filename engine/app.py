@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from engine.api.carousel import CarouselApi
+from engine.api.health import HealthApi
 from engine.api.webhooks import StatusIntake
+from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
 from engine.dispatch.tasks import TaskGroup
 from engine.dispatch.worker import Worker
+from engine.metrics import Metrics
 from engine.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -29,17 +33,14 @@ class Runtime:
     base_url: str | None = None
     worker: Worker | None = None
     intake: StatusIntake | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     extras: dict[str, object] = field(default_factory=dict)
 
 
 async def start_http(settings: Settings, routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
-    """Serve *routes* (plus /healthz) on settings.host:port; returns the runner and its base URL."""
-    app = web.Application(client_max_size=64 * 1024)
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    app.add_routes([*routes, web.get("/healthz", healthz)])
+    """Serve *routes* on settings.host:port; returns the runner and its base URL."""
+    app = web.Application(client_max_size=1024 * 1024)  # send_messages carries up to 1,000 recipients
+    app.add_routes(routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -64,9 +65,15 @@ async def run_engine(
     runner: web.AppRunner | None = None
     try:
         async with TaskGroup("engine") as tasks:
+            outbox_task = None
             if serve:
-                intake = StatusIntake(database.pool, settings.callback_base)
-                runner, runtime.base_url = await start_http(settings, intake.routes())
+                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics)
+                routes = (
+                    intake.routes()
+                    + CarouselApi(database.pool, settings).routes()
+                    + HealthApi(database.pool, runtime.metrics).routes()
+                )
+                runner, runtime.base_url = await start_http(settings, routes)
                 if not settings.public_url:
                     # Port 0 picks a free port: the callback URLs must carry the real one.
                     settings = settings.override(public_url=runtime.base_url)
@@ -74,9 +81,13 @@ async def run_engine(
                 runtime.intake = intake
                 tasks.spawn(intake.writer.run(), name="status-writer")
                 log.info("HTTP listening on %s", runtime.base_url)
+                # Callbacks to applications: their own task, their own HTTP session; never blocks sending.
+                deliverer = OutboxDeliverer(database.pool, dsn=database.dsn)
+                runtime.extras["outbox"] = deliverer
+                outbox_task = tasks.spawn(deliverer.run(stop), name="outbox")
             worker_task = None
             if dispatch:
-                runtime.worker = Worker(database.pool, database.dsn, settings)
+                runtime.worker = Worker(database.pool, database.dsn, settings, metrics=runtime.metrics)
                 worker_task = tasks.spawn(runtime.worker.run(stop), name="worker")
             if on_ready is not None:
                 on_ready(runtime)
@@ -85,6 +96,8 @@ async def run_engine(
                 await asyncio.wait([worker_task], timeout=settings.request_timeout + 30)
             if runtime.intake is not None:
                 await runtime.intake.writer.drain()
+            if outbox_task is not None:
+                await asyncio.wait([outbox_task], timeout=30)
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -15,6 +15,7 @@ import orjson
 
 from engine.config import Settings
 from engine.errors import EngineError
+from engine.logsafe import install_redaction
 
 log = logging.getLogger("engine")
 
@@ -69,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = app.add_parser("list", help="list applications")
     _common(p)
     p.add_argument("--json", action="store_true")
+    p = app.add_parser(
+        "set", help="change an application's settings (all checked first, written in one transaction)",
+        description="Change an application's settings. An empty value clears a text or the gateway URL.",
+    )
+    _common(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--gateway-url", metavar="URL", help="where callbacks are POSTed ('' clears)")
+    p.add_argument("--help-text", metavar="TEXT", help="reply to HELP (<= 160 characters recommended)")
+    p.add_argument("--welcome-text", metavar="TEXT", help="sent once to a phone's first message")
+    p.add_argument("--optout-text", metavar="TEXT", help="confirmation sent on STOP")
+    p.add_argument("--optin-text", metavar="TEXT", help="confirmation sent on START")
+    p.add_argument("--nomatch-text", metavar="TEXT", help="reply when no keyword matches")
+    p.add_argument("--split-mode", metavar="MODE", help="character, word or sentence (single-SMS carriers)")
+    p.add_argument("--smart-encoding", metavar="yes|no", help="replace look-alikes with GSM-7 characters")
+    p.add_argument("--flood-limit", metavar="N/PERIOD",
+                   help="at most N messages to one phone per PERIOD (60s, 10m, 1h, 1d); 'off' removes it")
+    p.add_argument("--dedup-window", metavar="SECONDS", help="duplicate suppression window (0 disables)")
+    p.add_argument("--callback-concurrency", metavar="N", help="callback requests in flight to the gateway")
+    p = app.add_parser("status", help="queue and callback-outbox counts, recent dead-lettered callbacks")
+    _common(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--dead", type=int, default=5, metavar="N", help="how many dead letters to show (default 5)")
+    p.add_argument("--json", action="store_true")
 
     prov = sub.add_parser("provider", help="manage carrier accounts").add_subparsers(dest="action", required=True)
     p = prov.add_parser("add", help="attach a carrier account to an application")
@@ -79,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token")
     p.add_argument("--messaging-service-sid")
     p.add_argument("--base-url")
+    p.add_argument("--single-sms", action="store_true",
+                   help="the carrier takes single SMS only: long bodies go out as '(i/n) ' parts")
+    p = prov.add_parser("test", help="check the app's carrier credentials; print the webhook URLs for the console")
+    _common(p)
+    p.add_argument("--app", required=True)
+    p.add_argument("--public-url", help="base URL carriers use to reach our webhooks (env ENGINE_PUBLIC_URL)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the carrier")
 
     did = sub.add_parser("did", help="manage sender numbers").add_subparsers(dest="action", required=True)
     for action in ("add", "list", "remove"):
@@ -146,10 +177,55 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+APP_SETTINGS_FLAGS = (
+    "gateway_url", "help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text", "split_mode",
+    "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency",
+)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    a = status["app"]
+    flood = f"{a['flood_limit']} per {a['flood_seconds']:g}s" if a["flood_limit"] else "off"
+    print(f"app {a['name']} (id {a['id']})")
+    print(f"  gateway_url: {a['gateway_url'] or '-'}   callback_concurrency: {a['callback_concurrency']}")
+    print(f"  split_mode: {a['split_mode']}   smart_encoding: {'yes' if a['smart_encoding'] else 'no'}   "
+          f"flood_limit: {flood}   dedup_window: {a['dedup_seconds']:g}s")
+    queue = status["queue"]
+    print("queue: " + (", ".join(f"{k}={v}" for k, v in queue.items()) if queue else "empty"))
+    print("callbacks: " + ", ".join(f"{k}={v}" for k, v in status["outbox"].items()))
+    if status["dead_letters"]:
+        print("last dead-lettered callbacks:")
+        for d in status["dead_letters"]:
+            print(f"  {d['created_at']}  {d['type']:<19} {d['event_id']}  attempts={d['attempts']}  "
+                  f"error: {d['last_error']}")
+
+
 async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.app_settings import validate_app_changes
     from engine.store import admin
 
+    changes = None
+    if args.action == "set":  # everything is validated before the database is touched
+        changes = validate_app_changes({k: getattr(args, k) for k in APP_SETTINGS_FLAGS})
+        if not changes:
+            raise EngineError("nothing to set: give at least one setting (see `engine app set --help`)")
+        help_text = changes.columns.get("help_text")
+        if isinstance(help_text, str) and len(help_text) > 160:
+            print(f"warning: --help-text is {len(help_text)} characters; carriers recommend at most 160",
+                  file=sys.stderr)
+
     async def go(pool: Any) -> int:
+        if changes is not None:
+            await admin.update_app(pool, args.name, changes)
+            print(f"updated {args.name}: " + "; ".join(changes.describe()))
+            return 0
+        if args.action == "status":
+            status = await admin.app_status(pool, args.name, dead=max(0, args.dead))
+            if args.json:
+                _print_json(status)
+            else:
+                _print_status(status)
+            return 0
         if args.action == "create":
             new = await admin.create_app(pool, args.name, args.gateway_url)
             if args.json:
@@ -169,9 +245,41 @@ async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> int:
+    """Call the carrier's account endpoint with the stored credentials; print the webhook URLs."""
+    import aiohttp
+
+    from engine.providers.twilio import TwilioClient
+    from engine.store import admin
+
+    async def go(pool: Any) -> int:
+        account = await admin.app_provider(pool, args.app)
+        async with aiohttp.ClientSession() as session:
+            client = TwilioClient(
+                session, account_sid=account.account_sid, auth_token=account.auth_token,
+                base_url=account.base_url or "https://api.twilio.com", timeout=args.timeout,
+            )
+            ok, detail = await client.fetch_account()
+        where = f"{account.kind} account {account.account_sid}"
+        if ok:
+            print(f"OK: {where} ({detail})")
+        else:
+            print(f"error: {where}: {detail}")
+        base = settings.callback_base
+        print(f"inbound URL (\"A message comes in\", HTTP POST): {base}/webhooks/twilio/inbound/{account.id}")
+        print(f"status callback URL: {base}/webhooks/twilio/status/{account.id}/… "
+              "(the engine sets it on every message, ending in the message id)")
+        return 0 if ok else 1
+
+    return await _with_db(settings, go)
+
+
 async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
     from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
     from engine.store import admin
+
+    if args.action == "test":
+        return await _cmd_provider_test(settings, args)
 
     sid, token, base = args.account_sid, args.auth_token, args.base_url
     if args.kind == "fake":
@@ -184,9 +292,10 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
     async def go(pool: Any) -> int:
         pid = await admin.add_provider(
             pool, args.app, kind=args.kind, account_sid=sid, auth_token=token,
-            messaging_service_sid=args.messaging_service_sid, base_url=base,
+            messaging_service_sid=args.messaging_service_sid, base_url=base, single_sms=args.single_sms,
         )
-        print(f"provider {pid} ({args.kind}, account {sid[:6]}…) attached to {args.app}")
+        single = ", single SMS only" if args.single_sms else ""
+        print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {args.app}")
         return 0
 
     return await _with_db(settings, go)
@@ -288,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_redaction()
     try:
         return _event_loop_runner()(COMMANDS[args.command](settings, args))
     except EngineError as exc:

@@ -21,3 +21,15 @@ class InvalidInput(EngineError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+
+
+class ProviderError(EngineError):
+    """A carrier refused or failed an account operation (number search, purchase, release).
+
+    ``status`` is the carrier's HTTP status (None for network trouble), ``code`` its error code.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

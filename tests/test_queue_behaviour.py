@@ -148,7 +148,7 @@ async def test_claim_and_status_queries_use_their_indexes(pool: asyncpg.Pool) ->
     await pool.execute("ANALYZE engine_outbound")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + q.CLAIM, "w", 10, 30.0, []))
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + q.CLAIM, "w", 10, 30.0, [1]))
         assert "engine_outbound_due" in plan
         plan = "\n".join(r[0] for r in await conn.fetch(
             "EXPLAIN " + q.APPLY_STATUSES, [1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"]))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 
 import asyncpg
-from aiohttp import web
+from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
+from aiohttp.http import HttpProcessingError
 
 from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
@@ -24,6 +26,17 @@ from engine.store import queries as q
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 10.0  # seconds a callback waits for its batch to commit before we answer 503
+MAX_ID = 2**63 - 1  # provider and message ids are bigints
+_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+_ERROR_CODE = re.compile(r"[0-9]{1,9}", re.ASCII)  # engine_outbound.error_code is an integer
+_SID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)  # Twilio SIDs: two letters and 32 hex digits
+
+
+def _path_id(text: str) -> int:
+    """An id from the callback URL: ASCII digits within bigint range (all we ever put there), else 404."""
+    if not _ID.fullmatch(text) or not 0 < int(text) <= MAX_ID:
+        raise web.HTTPNotFound()
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +71,20 @@ class StatusIntake:
         return token
 
     async def handle_status(self, request: web.Request) -> web.Response:
+        provider_id = _path_id(request.match_info["provider_id"])
+        message_id = _path_id(request.match_info["message_id"])
         try:
-            provider_id = int(request.match_info["provider_id"])
-            message_id = int(request.match_info["message_id"])
-        except ValueError:
-            raise web.HTTPNotFound() from None
-        form = await request.post()
-        params = {k: v for k, v in form.items() if isinstance(v, str)}
+            form = await request.post()
+        except (web.RequestPayloadError, ValueError, LookupError, HttpProcessingError, BadContentDispositionHeader,
+                BadContentDispositionParam):
+            # bad Content-Encoding, truncated body, not UTF-8, unknown charset, broken multipart
+            raise web.HTTPBadRequest(text="unreadable form body") from None
+        params: dict[str, str] = {}
+        for name, value in form.items():
+            if isinstance(value, str):
+                params[name] = value
+            elif isinstance(value, web.FileField):
+                value.file.close()  # an upload spooled to a temporary file: not ours to keep open
         token = await self._token(provider_id)
         signature = request.headers.get("X-Twilio-Signature", "")
         url = self.public_base + request.path_qs
@@ -76,11 +96,16 @@ class StatusIntake:
         change = st.from_twilio(status)
         if change is None:
             return web.Response(status=204)  # a status we do not track; nothing to write
-        code_raw = params.get("ErrorCode")
-        code = int(code_raw) if code_raw and code_raw.isdigit() else None
+        # Only values the columns can hold go into the batch: one unwritable value would fail the whole
+        # batch, and the batcher retries it forever, stalling every other callback behind it.
+        code_raw = (params.get("ErrorCode") or "").strip()
+        code = int(code_raw) if _ERROR_CODE.fullmatch(code_raw) else None
+        sid = params.get("MessageSid")
+        if sid is not None and not _SID.fullmatch(sid):
+            sid = None
         self.received += 1
         self.metrics.status_callbacks.labels("accepted").inc()
-        update = StatusUpdate(message_id, status.lower(), change, code, params.get("MessageSid"))
+        update = StatusUpdate(message_id, status.strip().lower(), change, code, sid)
         try:
             await asyncio.wait_for(self.writer.put(update), ACK_TIMEOUT)
         except TimeoutError:

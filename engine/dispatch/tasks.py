@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +28,24 @@ class TaskGroup:
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    def spawn_resilient(
+        self, factory: Callable[[], Coroutine[Any, Any, Any]], *, name: str, restart_delay: float = 0.5
+    ) -> asyncio.Task[Any]:
+        """Spawn a loop that is restarted (after logging) if it ever raises; it ends when it returns."""
+
+        async def keep_running() -> None:
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("task %s:%s failed; restarting in %.1fs", self.name, name, restart_delay)
+                    await asyncio.sleep(restart_delay)
+
+        return self.spawn(keep_running(), name=name)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -22,12 +25,14 @@ import asyncpg
 from engine.config import Settings
 from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
+from engine.dispatch.breaker import ProviderGate
 from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
 from engine.phone import is_test_number
 from engine.providers import OutboundRequest, Provider, SendResult
 from engine.providers.twilio import TwilioClient
 from engine.segment import analyze
+from engine.store import lease_queries as lq
 from engine.store import queries as q
 from engine.throttle import Decision, Scheduler
 
@@ -78,6 +83,7 @@ class AppInfo:
 class ProviderBinding:
     provider_id: int
     client: Provider
+    gate: ProviderGate
 
 
 class Worker:
@@ -116,21 +122,28 @@ class Worker:
         self._send_tasks: set[asyncio.Task[None]] = set()
         self._topology_sig: tuple[Any, ...] = ()
         self._warned_smsc: set[int] = set()
+        self.all_dids: dict[int, asyncpg.Record] = {}  # every enabled DID, leased by us or not
+        self.leased: set[int] = set()  # DIDs this worker holds (only these are paced and used)
+        self.lease_valid_until = float("-inf")  # clock time our DID leases are known good until
+        self.orphans: list[Pending] = []  # held in memory but no longer sendable here: back to the queue
+        self.did_busy: dict[int, int] = {}  # DID -> sends decided but not yet answered
+        self.gates: dict[int, ProviderGate] = {}  # provider account -> breaker + 429 pause
+        self.releasing: set[int] = set()  # DIDs we give back once their sends in flight are answered
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until *stop* is set, then stop claiming, finish in-flight sends and release claims."""
+        await self.pool.execute(lq.REGISTER_WORKER, self.worker_id, socket.gethostname(), os.getpid())
         await self.refresh_topology()
-        await self._seed_pacing()
-        listener = await asyncpg.connect(self.dsn)
-        await listener.add_listener("engine_outbound", self._on_notify)
         async with TaskGroup("worker") as tasks:
             for batcher in (self.accepted, self.outcomes, self.retries):
-                tasks.spawn(batcher.run(), name=f"batch-{batcher.name}")
-            tasks.spawn(self._fetch_loop(), name="fetch")
-            tasks.spawn(self._dispatch_loop(), name="dispatch")
-            tasks.spawn(self._lease_loop(), name="leases")
-            tasks.spawn(self._topology_loop(), name="topology")
+                tasks.spawn_resilient(batcher.run, name=f"batch-{batcher.name}")
+            # Each loop survives anything (a database restart included): logged, then restarted.
+            tasks.spawn_resilient(self._listen_loop, name="listen")
+            tasks.spawn_resilient(self._fetch_loop, name="fetch")
+            tasks.spawn_resilient(self._dispatch_loop, name="dispatch")
+            tasks.spawn_resilient(self._lease_loop, name="leases")
+            tasks.spawn_resilient(self._topology_loop, name="topology")
             await stop.wait()
             self.stopping = True
             self.wake.set()
@@ -138,8 +151,10 @@ class Worker:
             await self._drain_sends()
         for batcher in (self.accepted, self.outcomes, self.retries):
             await batcher.drain()
-        await self.pool.execute(q.RELEASE, self.worker_id)
-        await listener.close()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q.RELEASE, self.worker_id)
+            await conn.execute(lq.RELEASE_ALL_LEASES, self.worker_id)
+            await conn.execute(lq.DEREGISTER_WORKER, self.worker_id)
         for session in self.sessions:
             await session.close()
 
@@ -150,27 +165,118 @@ class Worker:
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
 
+    async def _listen_loop(self) -> None:
+        """LISTEN for new rows on a dedicated connection; reconnect when it drops (a lost NOTIFY only
+        costs the poll interval)."""
+        while not self.stopping:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                await conn.add_listener("engine_outbound", self._on_notify)
+                self.wake.set()  # anything inserted while we were not listening
+                while not conn.is_closed() and not self.stopping:
+                    await asyncio.sleep(0.5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            if not self.stopping:
+                await asyncio.sleep(1.0)
+
     # ---- topology ---------------------------------------------------------------------------------
     async def refresh_topology(self) -> None:
-        """Load apps, DIDs and provider accounts; apply changes to the scheduler."""
+        """Load apps, DIDs and provider accounts, renew and rebalance DID leases, update the scheduler."""
         async with self.pool.acquire() as conn:
             apps = await conn.fetch(q.LOAD_APPS)
             dids = await conn.fetch(q.LOAD_DIDS)
             providers = await conn.fetch(q.LOAD_PROVIDERS)
         self.apps = {r["id"]: AppInfo(r["id"], r["smsc_id"], r["smart_encoding"]) for r in apps}
-        seen: set[int] = set()
+        self.all_dids = {r["id"]: r for r in dids}
         for r in dids:
-            seen.add(r["id"])
             self.did_numbers[r["id"]] = r["number"]
-            self.scheduler.set_did(r["id"], r["smsc_id"], r["limit_per_min"], r["burst"])
-        for did_id in list(self.scheduler.dids):
-            if did_id not in seen:
+        gained = await self._rebalance_leases()
+        for did_id in self.leased - self.releasing:
+            r = self.all_dids[did_id]
+            self.scheduler.set_did(did_id, r["smsc_id"], r["limit_per_min"], r["burst"])
+        if gained:
+            await self._seed_pacing(sorted(gained))
+        for did_id, state in list(self.scheduler.dids.items()):
+            if state.enabled and (did_id not in self.leased or did_id in self.releasing):
                 for _cost, pending in self.scheduler.disable_did(did_id):
                     self._reroute(pending)
         sig = tuple(tuple(r.values()) for r in providers)
         if sig != self._topology_sig:
             self._topology_sig = sig
             await self._bind_providers(providers)
+
+    async def _rebalance_leases(self) -> set[int]:
+        """Hold a fair share (per SMSC) of the enabled DIDs: renew, give back extras, take free ones.
+
+        Returns the DIDs newly acquired (their recent sends must be replayed before use).
+        """
+        lease = self.settings.lease_seconds
+        started = self.clock()
+        async with self.pool.acquire() as conn:
+            await conn.execute(lq.WORKER_HEARTBEAT, self.worker_id)
+            alive = max(1, await conn.fetchval(lq.ALIVE_WORKERS, lease))
+            held = {r["did_id"] for r in await conn.fetch(lq.RENEW_LEASES, self.worker_id, lease)}
+            held &= set(self.all_dids)
+            per_smsc: dict[int, list[int]] = {}
+            for did_id, r in self.all_dids.items():
+                per_smsc.setdefault(r["smsc_id"], []).append(did_id)
+            extras: list[int] = []
+            want_smsc: list[int] = []
+            want_n: list[int] = []
+            for smsc, members in per_smsc.items():
+                target = math.ceil(len(members) / alive)
+                mine = [d for d in members if d in held and d not in self.releasing]
+                if len(mine) > target:
+                    # Give back the least busy ones; their queued work moves to our other DIDs.
+                    mine.sort(key=lambda d: self.scheduler.dids[d].queued_cost if d in self.scheduler.dids else 0)
+                    extras.extend(mine[: len(mine) - target])
+                elif len(mine) < target:
+                    want_smsc.append(smsc)
+                    want_n.append(target - len(mine))
+            # Stop deciding on DIDs we give back now; hand each over only once nothing of ours is in
+            # flight on it, so its next holder's replay of recent sends already includes ours.
+            for did_id in extras:
+                self.releasing.add(did_id)
+                if did_id in self.scheduler.dids:
+                    for _cost, pending in self.scheduler.disable_did(did_id):
+                        self._reroute(pending)
+            self.releasing &= held
+            idle = [d for d in self.releasing if not self.did_busy.get(d)]
+            if idle:
+                await conn.execute(lq.RELEASE_LEASES, self.worker_id, idle)
+                held -= set(idle)
+                self.releasing -= set(idle)
+            gained: set[int] = set()
+            if want_smsc:
+                rows = await conn.fetch(lq.ACQUIRE_LEASES, self.worker_id, lease, want_smsc, want_n)
+                gained = {r["did_id"] for r in rows}
+                held |= gained
+        self.leased = held
+        # Stop using the DIDs a little before a lease we could not renew would lapse.
+        self.lease_valid_until = started + lease * 0.8
+        return gained
+
+    async def _topology_loop(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(min(5.0, self.settings.lease_seconds / 4))
+            try:
+                await self.refresh_topology()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("topology refresh failed")
+
+    async def _seed_pacing(self, did_ids: list[int]) -> None:
+        """Replay the last window of sends of newly held DIDs, whoever sent them, before using them."""
+        rows = await self.pool.fetch(q.RECENT_SENDS, self.scheduler.window + 5, did_ids)
+        offset = self.clock() - time.time()
+        for r in rows:
+            state = self.scheduler.dids.get(r["did_id"])
+            if state is not None:
+                state.limiter.record(r["segments"], r["at"] + offset)
 
     async def _bind_providers(self, rows: list[asyncpg.Record]) -> None:
         old_sessions = self.sessions
@@ -188,27 +294,11 @@ class Worker:
                 messaging_service_sid=r["messaging_service_sid"],
                 timeout=self.settings.request_timeout,
             )
-            bindings[r["smsc_id"]] = ProviderBinding(r["provider_id"], client)
+            gate = self.gates.setdefault(r["provider_id"], ProviderGate())  # survives re-binding
+            bindings[r["smsc_id"]] = ProviderBinding(r["provider_id"], client, gate)
         self.providers = bindings
         for session in old_sessions:
             asyncio.get_running_loop().call_later(self.settings.request_timeout + 5, _close_later, session)
-
-    async def _topology_loop(self) -> None:
-        while not self.stopping:
-            await asyncio.sleep(5.0)
-            try:
-                await self.refresh_topology()
-            except (OSError, asyncpg.PostgresError):
-                log.exception("topology refresh failed")
-
-    async def _seed_pacing(self) -> None:
-        """Replay the last window of sends so a restarted worker cannot exceed a DID's limit."""
-        rows = await self.pool.fetch(q.RECENT_SENDS, self.scheduler.window + 5)
-        offset = self.clock() - time.time()
-        for r in rows:
-            state = self.scheduler.dids.get(r["did_id"])
-            if state is not None:
-                state.limiter.record(r["segments"], r["at"] + offset)
 
     # ---- claiming ---------------------------------------------------------------------------------
     def _buffer_full(self) -> bool:
@@ -216,19 +306,20 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         while not self.stopping:
+            await self._requeue_orphans()
             if self._buffer_full():
                 await self._sleep_or_wake(0.05)
                 continue
             self.wake.clear()
-            saturated = self._saturated_apps()
+            servable, saturated = self._servable_apps()
             try:
                 rows = await self.pool.fetch(
-                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, saturated
-                )
+                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, servable
+                ) if servable else []
                 if rows:
                     await self._admit(rows)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.exception("claim failed; retrying")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("claim failed (%s); retrying", exc)
                 await asyncio.sleep(self.settings.poll_seconds)
                 continue
             if len(rows) < self.settings.batch_size:
@@ -238,16 +329,36 @@ class Worker:
                 else:
                     await self._sleep_or_wake(await self._idle_wait())
 
-    def _saturated_apps(self) -> list[int]:
-        """Apps whose whole pool is busy beyond the horizon: leave their messages in the queue, in order."""
+    def _servable_apps(self) -> tuple[list[int], bool]:
+        """Apps this worker can send for now: it holds DIDs of their SMSC and that pool is not busy
+        beyond the horizon (a saturated pool's messages wait in the queue, in order). Also says
+        whether any pool was saturated."""
         now = self.clock()
         limit = now + self.settings.horizon_seconds
-        full = {
-            smsc for smsc in self.scheduler.pools
-            if self.scheduler.has_pool(smsc)
-            and self.scheduler.project(self.scheduler.choose(smsc, now), now, reserved=False) > limit
-        }
-        return [a.id for a in self.apps.values() if a.smsc_id in full] if full else []
+        ready: set[int] = set()
+        saturated = False
+        for smsc in self.scheduler.pools:
+            if not self.scheduler.has_pool(smsc) or smsc not in self.providers:
+                continue
+            if self.scheduler.project(self.scheduler.choose(smsc, now), now, reserved=False) > limit:
+                saturated = True
+            else:
+                ready.add(smsc)
+        return [a.id for a in self.apps.values() if a.smsc_id in ready], saturated
+
+    async def _requeue_orphans(self) -> None:
+        """Claimed messages this worker can no longer send (their DIDs went elsewhere): back to the queue."""
+        self.orphans.extend(self.scheduler.orphans)
+        self.scheduler.orphans.clear()
+        if not self.orphans:
+            return
+        batch, self.orphans = self.orphans, []
+        try:
+            # A short delay: the DID they wait for is being handed over (or their pool moved).
+            await self.pool.execute(lq.REQUEUE_UNSENT, [p.id for p in batch], self.worker_id, 0.5)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.orphans.extend(batch)
+            raise
 
     async def _idle_wait(self) -> float:
         """How long to sleep when the queue is drained: until the next scheduled row, at most a poll."""
@@ -340,6 +451,9 @@ class Worker:
         for p in fresh:
             key = (p.app_id, p.recipient, p.tag) if p.tag is not None else None
             did = sticky.get(key) if key is not None else None
+            if did is not None and did in self.all_dids and (did not in self.leased or did in self.releasing):
+                self.orphans.append(p)  # its DID is between workers: the holder will send it
+                continue
             if not self._usable(did):
                 did = self.scheduler.choose(p.smsc_id, now)
                 if key is not None:
@@ -371,11 +485,14 @@ class Worker:
 
     def _reroute(self, p: Pending) -> None:
         """Place a message whose DID went away on another DID of its pool (or leave it to its lease)."""
-        if self.scheduler.has_pool(p.smsc_id):
+        if p.tag is None and self.scheduler.has_pool(p.smsc_id):
             now = self.clock()
             did = self.scheduler.choose(p.smsc_id, now)
             if p.segments <= self.scheduler.max_cost(did):
                 self.scheduler.push(did, p.segments, p, now)
+                return
+        # A conversation stays on its DID: whoever holds that DID now sends it.
+        self.orphans.append(p)
 
     # ---- dispatching ------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -386,6 +503,10 @@ class Worker:
                 await self._wait_pushed(0.01)
                 continue
             now = self.clock()
+            if now >= self.lease_valid_until:
+                # Our DID leases could not be renewed: another worker may hold them now.
+                await self._wait_pushed(0.1)
+                continue
             decisions = self.scheduler.pop_due(now, limit=free)
             if not decisions:
                 nxt = self.scheduler.next_due()
@@ -401,9 +522,28 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pushed.wait(), seconds)
 
+    def _gated(self, decisions: list[Decision[Pending]]) -> list[Decision[Pending]]:
+        """Hold back sends whose carrier account is paused (429) or whose circuit is open."""
+        now = self.clock()
+        passed: list[Decision[Pending]] = []
+        for d in decisions:
+            binding = self.providers.get(d.payload.smsc_id)
+            if binding is None or binding.gate.allow(now):
+                passed.append(d)
+            else:
+                retry_at = max(binding.gate.reopen_at(), now + 0.2)
+                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at)
+        return passed
+
     async def _launch(self, decisions: list[Decision[Pending]]) -> None:
         """Record 'sending' for the batch in one round trip, then fire the requests."""
+        decisions = self._gated(decisions)
+        if not decisions:
+            return
         ids = [d.payload.id for d in decisions]
+        busy = self.did_busy
+        for d in decisions:  # a DID with a send between decision and reply is never handed over
+            busy[d.did_id] = busy.get(d.did_id, 0) + 1
         try:
             ok_rows = await self.pool.fetch(
                 q.MARK_SENDING,
@@ -416,17 +556,22 @@ class Worker:
                 self.settings.lease_seconds,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.exception("marking %d messages as sending failed; they stay claimed", len(ids))
-            # Not sent: their tokens are spent but the lease brings them back to the queue.
+            log.exception("marking %d messages as sending failed; they go back to the queue", len(ids))
+            # Not sent (their tokens are spent, which only errs on the safe side).
+            self.orphans.extend(d.payload for d in decisions)
+            for d in decisions:
+                self._done_with(d.did_id)
             return
         ok = {r["id"] for r in ok_rows}
         base = self.settings.callback_base
         for d in decisions:
             p = d.payload
             if p.id not in ok:
+                self._done_with(d.did_id)
                 continue  # lost our claim (lease expired and someone else took it)
             binding = self.providers.get(p.smsc_id)
             if binding is None:
+                self._done_with(d.did_id)
                 self.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
                 continue
             request = OutboundRequest(
@@ -437,11 +582,11 @@ class Worker:
                 status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
             )
             self.in_flight += 1
-            task = asyncio.create_task(self._send(d, binding.client, request))
+            task = asyncio.create_task(self._send(d, binding, request))
             self._send_tasks.add(task)
             task.add_done_callback(self._send_tasks.discard)
 
-    async def _send(self, d: Decision[Pending], client: Provider, request: OutboundRequest) -> None:
+    async def _send(self, d: Decision[Pending], binding: ProviderBinding, request: OutboundRequest) -> None:
         p = d.payload
         metrics = self.metrics
         try:
@@ -449,17 +594,31 @@ class Worker:
             self.scheduler.confirm(d, started)
             if p.queued_at:
                 metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
-            result = await client.send(request)
+            result = await binding.client.send(request)
             metrics.provider_latency.observe(self.clock() - started)
         except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
             log.exception("provider raised for message %s", p.id)
             result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
         finally:
             self.in_flight -= 1
+            self._done_with(d.did_id)
             self.pushed.set()
         p.attempts += 1
+        now = self.clock()
+        if result.http_status == 429:
+            binding.gate.pause(now + (result.retry_after if result.retry_after is not None else 1.0))
+            binding.gate.record(True, now)  # throttled, not sick
+        else:
+            binding.gate.record(result.ok or not result.retryable, now)
         metrics.sends.labels("accepted" if result.ok else "retryable" if result.retryable else "rejected").inc()
         self._record(d, result)
+
+    def _done_with(self, did_id: int) -> None:
+        left = self.did_busy.get(did_id, 0) - 1
+        if left > 0:
+            self.did_busy[did_id] = left
+        else:
+            self.did_busy.pop(did_id, None)
 
     def _record(self, d: Decision[Pending], result: SendResult) -> None:
         p = d.payload

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 import orjson
+import phonenumbers
 from aiohttp import web
 
 from engine.providers.twilio import API_VERSION, FORM_CONTENT_TYPE, basic_authorization, twilio_signature
@@ -32,6 +33,7 @@ __all__ = [
     "AcceptedRecord",
     "CallbackMode",
     "FakeCarrier",
+    "available_numbers",
     "max_per_sender_by_sender",
     "max_per_sender_in_window",
     "run_fake_carrier",
@@ -87,6 +89,55 @@ class _Fault:
     retry_after: float | None = None
     code: int | None = None
     seconds: float = 0.0
+
+
+# Twilio's Contains pattern: letters stand for their phone keypad digits, '*' for any one digit.
+_KEYPAD: Final = str.maketrans(
+    {c: d for d, letters in zip("23456789", ("ABC", "DEF", "GHI", "JKL", "MNO", "PQRS", "TUV", "WXYZ"), strict=True)
+     for c in letters + letters.lower()}
+)
+_CONTAINS: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
+NANP_REGIONS: Final = frozenset({"US", "CA"})
+
+
+def _fill(rng: random.Random, pattern: str) -> str:
+    return "".join(str(rng.randrange(10)) if ch == "*" else ch for ch in pattern)
+
+
+def available_numbers(
+    rng: random.Random, country: str, contains: str | None, count: int, taken: Iterable[str] = ()
+) -> list[str]:
+    """Valid local numbers of *country* (US or CA) matching Twilio's *contains* pattern, like its search.
+
+    A pattern starting '+' must match the start of the E.164 number; otherwise it may appear anywhere
+    in the national number. Numbers in *taken* and 555 test numbers are never offered.
+    """
+    exclude = set(taken)
+    pattern = (contains or "").translate(_KEYPAD)
+    anchored = pattern.startswith("+")
+    if anchored:
+        pattern = pattern[1:]
+        if not pattern.startswith("1"):
+            return []
+        pattern = pattern[1:]
+    if len(pattern) > 10:
+        return []
+    found: list[str] = []
+    for _ in range(200 * count):
+        if len(found) >= count:
+            break
+        # Short patterns are usually area codes: put them first half of the time.
+        prefer_start = anchored or (len(pattern) <= 3 and rng.random() < 0.5)
+        offset = 0 if prefer_start else rng.randrange(0, 11 - len(pattern))
+        national = _fill(rng, "*" * offset + pattern + "*" * (10 - offset - len(pattern)))
+        number = "+1" + national
+        if national.startswith("555") or number in exclude:
+            continue
+        parsed = phonenumbers.parse(number)
+        if phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == country:
+            exclude.add(number)
+            found.append(number)
+    return found
 
 
 def _error_body(status: int, code: int, message: str) -> bytes:
@@ -183,6 +234,8 @@ class FakeCarrier:
         self.callbacks_failed = 0
         self._faults: deque[_Fault] = deque()
         self._hangs: deque[_Fault] = deque()
+        # Numbers bought through IncomingPhoneNumbers: number -> (account sid, PN sid).
+        self.numbers: dict[str, tuple[str, str]] = {}
 
         self._queue: asyncio.Queue[tuple[float, AcceptedRecord, str]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
@@ -210,6 +263,10 @@ class FakeCarrier:
         prefix = f"/{API_VERSION}/Accounts/{{account_sid}}"
         app.router.add_post(f"{prefix}/Messages.json", self._create_message)
         app.router.add_get(f"{prefix}.json", self._fetch_account)
+        app.router.add_get(f"{prefix}/AvailablePhoneNumbers/{{country}}/Local.json", self._available_numbers)
+        app.router.add_get(f"{prefix}/IncomingPhoneNumbers.json", self._list_numbers)
+        app.router.add_post(f"{prefix}/IncomingPhoneNumbers.json", self._buy_number)
+        app.router.add_delete(f"{prefix}/IncomingPhoneNumbers/{{sid}}.json", self._release_number)
         app.router.add_post("/_fake/faults", self._http_faults)
         app.router.add_get("/_fake/messages", self._http_messages)
         app.router.add_get("/_fake/stats", self._http_stats)
@@ -471,6 +528,82 @@ class FakeCarrier:
             "uri": f"/{API_VERSION}/Accounts/{account}.json",
         }
         return web.Response(body=orjson.dumps(reply), content_type=_JSON)
+
+    # ---- phone numbers ---------------------------------------------------------------------------
+
+    def _number_resource(self, account: str, sid: str, number: str) -> dict[str, Any]:
+        return {
+            "account_sid": account,
+            "sid": sid,
+            "phone_number": number,
+            "friendly_name": number,
+            "capabilities": {"voice": True, "sms": True, "mms": True},
+            "uri": f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
+        }
+
+    async def _available_numbers(self, request: web.Request) -> web.Response:
+        account, failure = self._check_account(request)
+        if failure is not None or account is None:
+            return failure or _error(401, 20003, "Authenticate")
+        country = request.match_info["country"]
+        if country not in NANP_REGIONS:
+            return _error(404, 20404, f"The requested resource {request.path} was not found")
+        contains = request.query.get("Contains") or None
+        if contains is not None and not _CONTAINS.fullmatch(contains):
+            return _error(400, 21421, "Contains must be digits, letters or '*'")
+        try:
+            size = max(1, min(int(request.query.get("PageSize", "20")), 50))
+        except ValueError:
+            return _error(400, 20001, "PageSize must be an integer")
+        numbers = available_numbers(self._rng, country, contains, size, self.numbers)
+        reply = {
+            "uri": request.path_qs,
+            "available_phone_numbers": [
+                {"friendly_name": n, "phone_number": n, "iso_country": country,
+                 "capabilities": {"voice": True, "SMS": True, "MMS": True}}
+                for n in numbers
+            ],
+        }
+        return web.Response(body=orjson.dumps(reply), content_type=_JSON)
+
+    async def _list_numbers(self, request: web.Request) -> web.Response:
+        account, failure = self._check_account(request)
+        if failure is not None or account is None:
+            return failure or _error(401, 20003, "Authenticate")
+        wanted = request.query.get("PhoneNumber")
+        items = [
+            self._number_resource(owner, sid, number)
+            for number, (owner, sid) in self.numbers.items()
+            if owner == account and (wanted is None or number == wanted)
+        ]
+        return web.Response(body=orjson.dumps({"incoming_phone_numbers": items}), content_type=_JSON)
+
+    async def _buy_number(self, request: web.Request) -> web.Response:
+        """Buys any valid E.164 number nobody owns yet (a real carrier sells only what it has)."""
+        account, failure = self._check_account(request)
+        if failure is not None or account is None:
+            return failure or _error(401, 20003, "Authenticate")
+        form = dict(parse_qsl((await request.read()).decode("utf-8", "replace"), keep_blank_values=True))
+        number = form.get("PhoneNumber", "")
+        if not E164.fullmatch(number):
+            return _error(400, 21421, "PhoneNumber is invalid.")
+        if number in self.numbers:
+            return _error(400, 21422, "PhoneNumber requested is not available")
+        sid = f"PN{self._rng.getrandbits(128):032x}"
+        self.numbers[number] = (account, sid)
+        return web.Response(status=201, body=orjson.dumps(self._number_resource(account, sid, number)),
+                            content_type=_JSON)
+
+    async def _release_number(self, request: web.Request) -> web.Response:
+        account, failure = self._check_account(request)
+        if failure is not None or account is None:
+            return failure or _error(401, 20003, "Authenticate")
+        sid = request.match_info["sid"]
+        for number, (owner, owned_sid) in list(self.numbers.items()):
+            if owner == account and owned_sid == sid:
+                del self.numbers[number]
+                return web.Response(status=204)
+        return _error(404, 20404, f"The requested resource {request.path} was not found")
 
     # ---- status callbacks ------------------------------------------------------------------------
 

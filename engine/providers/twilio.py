@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from engine.errors import ProviderError
 from engine.providers import OutboundRequest, SendResult
 
 __all__ = [
@@ -300,6 +301,80 @@ class TwilioClient:
             return True, name if isinstance(name, str) and name else "OK"
         code, message = _error_fields(raw, status)
         return False, f"{code if code is not None else status}: {message}"
+
+    # ---- phone numbers (DIDs) -----------------------------------------------------------------------
+
+    def _account_url_for(self, tail: str) -> URL:
+        return URL(f"{self._base_url}/{API_VERSION}/Accounts/{self.account_sid}/{tail}")
+
+    async def _call(
+        self, method: str, url: URL, *, params: Mapping[str, str] | None = None, form: Mapping[str, str] | None = None
+    ) -> Any:
+        """One account request; the decoded JSON reply (None when empty), or ProviderError."""
+        headers = {"Authorization": self._headers["Authorization"], "Accept": "application/json"}
+        data = None
+        if form is not None:
+            headers["Content-Type"] = FORM_CONTENT_TYPE
+            data = urlencode(form).encode()
+        if params:
+            url = url.with_query(params)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers, timeout=self._timeout) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            detail = str(exc)
+            raise ProviderError(
+                f"carrier unreachable: {type(exc).__name__}" + (f": {detail}" if detail else "")
+            ) from None
+        if not 200 <= status < 300:
+            code, message = _error_fields(raw, status)
+            raise ProviderError(f"{code}: {message}" if code is not None else message, status=status, code=code)
+        if not raw.strip():
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"HTTP {status} with an unreadable body", status=status) from None
+
+    async def search_numbers(self, country: str = "US", contains: str | None = None, *, limit: int = 20) -> list[str]:
+        """Local numbers available for purchase in *country* (ISO alpha-2), optionally matching *contains*.
+
+        *contains* is Twilio's pattern: digits, letters (keypad digits) and ``*`` for any one digit.
+        """
+        params = {"SmsEnabled": "true", "PageSize": str(limit)}
+        if contains:
+            params["Contains"] = contains
+        url = self._account_url_for(f"AvailablePhoneNumbers/{country.upper()}/Local.json")
+        doc = await self._call("GET", url, params=params)
+        items = doc.get("available_phone_numbers") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise ProviderError("reply without available_phone_numbers")
+        return [n for item in items if isinstance(item, dict) and isinstance(n := item.get("phone_number"), str)]
+
+    async def buy_number(self, number: str) -> str:
+        """Buy *number* (E.164) for this account; returns the number the carrier assigned."""
+        doc = await self._call("POST", self._account_url_for("IncomingPhoneNumbers.json"), form={"PhoneNumber": number})
+        bought = doc.get("phone_number") if isinstance(doc, dict) else None
+        if not isinstance(bought, str) or not bought:
+            raise ProviderError("purchase reply without phone_number")
+        return bought
+
+    async def release_number(self, number: str) -> bool:
+        """Release *number* from this account; False when the account does not own it."""
+        url = self._account_url_for("IncomingPhoneNumbers.json")
+        doc = await self._call("GET", url, params={"PhoneNumber": number})
+        items = doc.get("incoming_phone_numbers") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise ProviderError("reply without incoming_phone_numbers")
+        sids = [
+            sid
+            for item in items
+            if isinstance(item, dict) and item.get("phone_number") == number and isinstance(sid := item.get("sid"), str)
+        ]
+        for sid in sids:
+            await self._call("DELETE", self._account_url_for(f"IncomingPhoneNumbers/{sid}.json"))
+        return bool(sids)
 
     async def close(self) -> None:
         """Nothing to release: the aiohttp session belongs to the caller."""

@@ -9,8 +9,10 @@ from typing import Any
 
 import asyncpg
 
+from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
+from engine.store import outbox_queries as oq
 from engine.store import queries as q
 
 
@@ -85,8 +87,12 @@ async def add_provider(
     auth_token: str,
     messaging_service_sid: str | None = None,
     base_url: str | None = None,
+    single_sms: bool = False,
 ) -> int:
-    """Attach a carrier account to the app's SMSC (replacing the previous one)."""
+    """Attach a carrier account to the app's SMSC (replacing the previous one).
+
+    *single_sms*: the carrier takes single SMS only (long bodies are split into "(i/n) " parts).
+    """
     if kind not in ("twilio", "fake"):
         raise InvalidInput("kind", "must be 'twilio' or 'fake'")
     if not account_sid.startswith("AC") or len(account_sid) != 34:
@@ -100,10 +106,76 @@ async def add_provider(
     async with pool.acquire() as conn, conn.transaction():
         row = await get_app(conn, app)
         provider_id: int = await conn.fetchval(
-            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url
+            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms
         )
         await conn.execute(q.SET_SMSC_PROVIDER, row.smsc_id, provider_id)
     return provider_id
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAccount:
+    """An application's carrier account (the token never leaves this object except to authenticate)."""
+
+    id: int
+    kind: str
+    account_sid: str
+    auth_token: str
+    messaging_service_sid: str | None
+    base_url: str | None
+    single_sms: bool
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderAccount(id={self.id}, kind={self.kind!r}, account_sid={self.account_sid!r}, auth_token=<hidden>)"
+        )
+
+
+async def app_provider(pool: asyncpg.Pool, app: str) -> ProviderAccount:
+    """The carrier account *app* sends through, or NotFound."""
+    row = await get_app(pool, app)
+    rec = await pool.fetchrow(q.APP_PROVIDER, row.id)
+    if rec is None:
+        raise NotFound(f"application {app!r} has no provider; add one with `engine provider add --app {app}`")
+    return ProviderAccount(**dict(rec))
+
+
+async def update_app(pool: asyncpg.Pool, app: str, changes: AppChanges) -> None:
+    """Apply validated settings to *app*, all in one transaction."""
+    if not changes:
+        raise InvalidInput("settings", "nothing to change (see `engine app set --help`)")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get_app(conn, app)
+        for column, value in changes.columns.items():
+            await conn.execute(q.APP_SETTERS[column], row.id, value)
+        if changes.flood_limit is not None:
+            await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, *changes.flood_limit)
+        elif changes.clear_flood_limit:
+            await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, None, None)
+        if changes.dedup_seconds is not None:
+            await conn.execute(q.SET_APP_DEDUP_WINDOW, row.id, changes.dedup_seconds)
+
+
+async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str, Any]:
+    """Settings, queue counts by state, outbox counts by state and the last *dead* dead-lettered events."""
+    async with pool.acquire() as conn:
+        settings = await conn.fetchrow(q.APP_SETTINGS, app)
+        if settings is None:
+            raise NotFound(f"no application named {app!r}")
+        app_id = settings["id"]
+        queue = {r["state"]: r["n"] for r in await conn.fetch(q.COUNT_BY_STATE, app_id)}
+        outbox = {"pending": 0, "delivered": 0, "dead": 0}
+        outbox.update({r["state"]: r["n"] for r in await conn.fetch(oq.COUNTS_BY_STATE, app_id)})
+        dead_rows = await conn.fetch(oq.RECENT_DEAD, app_id, dead)
+    return {
+        "app": dict(settings),
+        "queue": dict(sorted(queue.items())),
+        "outbox": outbox,
+        "dead_letters": [
+            {"event_id": r["event_id"], "type": r["type"], "attempts": r["attempts"],
+             "created_at": r["created_at"].isoformat(), "last_error": r["last_error"]}
+            for r in dead_rows
+        ],
+    }
 
 
 def _did_number(number: str) -> str:

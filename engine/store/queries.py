@@ -29,8 +29,36 @@ FROM engine_app a ORDER BY a.id
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
-INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+"""
+# The carrier account an application sends through (via its SMSC), for `engine provider test`.
+APP_PROVIDER: Final = """
+SELECT p.id, p.kind, p.account_sid, p.auth_token, p.messaging_service_sid, p.base_url, p.single_sms
+FROM engine_app a JOIN engine_smsc s ON s.id = a.smsc_id JOIN engine_provider p ON p.id = s.provider_id
+WHERE a.id = $1
+"""
+# `engine app set`: one statement per setting, all run in one transaction ($1 = app id).
+APP_SETTERS: Final[dict[str, str]] = {
+    "gateway_url": "UPDATE engine_app SET gateway_url = $2 WHERE id = $1",
+    "help_text": "UPDATE engine_app SET help_text = $2 WHERE id = $1",
+    "welcome_text": "UPDATE engine_app SET welcome_text = $2 WHERE id = $1",
+    "optout_text": "UPDATE engine_app SET optout_text = $2 WHERE id = $1",
+    "optin_text": "UPDATE engine_app SET optin_text = $2 WHERE id = $1",
+    "nomatch_text": "UPDATE engine_app SET nomatch_text = $2 WHERE id = $1",
+    "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
+    "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
+    "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
+}
+SET_APP_FLOOD_LIMIT: Final = """
+UPDATE engine_app SET flood_limit = $2, flood_period = make_interval(secs => $3) WHERE id = $1
+"""
+# Everything `engine app status` shows about an application's settings.
+APP_SETTINGS: Final = """
+SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text, a.welcome_text, a.optout_text,
+       a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
+       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency
+FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
 ADD_DID: Final = """
@@ -67,7 +95,7 @@ PROVIDER_TOKEN: Final = "SELECT kind, auth_token FROM engine_provider WHERE id =
 RECENT_SENDS: Final = """
 SELECT did_id, extract(epoch FROM sending_at)::float8 AS at, coalesce(segments, 1)::int AS segments
 FROM engine_outbound
-WHERE sending_at > now() - make_interval(secs => $1) AND did_id IS NOT NULL
+WHERE sending_at > now() - make_interval(secs => $1) AND did_id = ANY($2::bigint[])
 ORDER BY sending_at
 """
 
@@ -82,9 +110,14 @@ RETURNING id
 # ---- the claim / send cycle ----------------------------------------------------------------
 CLAIM: Final = """
 WITH picked AS (
-    SELECT id FROM engine_outbound
-    WHERE state = 'queued' AND due_at <= now() AND app_id <> ALL($4::bigint[])
-    ORDER BY due_at, id
+    SELECT o.id FROM engine_outbound o
+    WHERE o.state = 'queued' AND o.due_at <= now() AND o.app_id = ANY($4::bigint[])
+      -- a conversation pinned to a DID another worker holds is that worker's to send
+      AND (o.tag IS NULL OR NOT EXISTS (
+            SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
+            WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
+              AND l.worker_id <> $1 AND l.lease_until > now()))
+    ORDER BY o.due_at, o.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
@@ -132,37 +165,70 @@ WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
 MARK_SENDING: Final = """
 UPDATE engine_outbound o
 SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
-    attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
+    attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7), sent_by = $6,
     updated_at = now()
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
      AS u(id, did, sender, segments, encoding)
 WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $6
 RETURNING o.id
 """
+# Status changes and their delivery_report callbacks are written by ONE statement (so atomically):
+# `cur` locks the target rows in id order and reads the Carousel status they have now, `upd` applies
+# the change, and the outbox gets one event per message whose Carousel code changed (0 -> 4, -> 1/2),
+# for applications with a gateway URL. Intermediate carrier steps (queued -> sending -> sent, all 4)
+# and 'unknown' (still 0) change nothing the application sees, so they report nothing.
+_DELIVERY_REPORTS: Final = """
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT upd.app_id, 'delivery_report',
+       jsonb_build_object('message_id', upd.id::text, 'status', upd.status::text,
+                          'final', CASE WHEN upd.status_rank >= 100 THEN 'true' ELSE 'false' END)
+       || CASE WHEN upd.status = 2 AND upd.error_code IS NOT NULL
+               THEN jsonb_build_object('error_code', upd.error_code::text) ELSE '{}'::jsonb END
+FROM upd JOIN engine_app a ON a.id = upd.app_id
+WHERE a.gateway_url IS NOT NULL AND upd.status <> upd.old_status
+ORDER BY upd.id
+"""
+_REPORTED: Final = "RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, cur.old_status"
+
 # The carrier accepted: rank 10 = queued at carrier, unless a callback already moved it further.
-MARK_ACCEPTED: Final = """
-UPDATE engine_outbound o
-SET provider_message_id = u.sid, sent_at = now(), claimed_by = NULL, lease_until = NULL,
-    state = CASE WHEN o.status_rank < 10 THEN 'sent' ELSE o.state END,
-    status = CASE WHEN o.status_rank < 10 THEN 4 ELSE o.status END,
-    provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
-    status_rank = greatest(o.status_rank, 10), updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, sid, pstatus)
-WHERE o.id = u.id
-"""
+MARK_ACCEPTED: Final = f"""
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, sid, pstatus)
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
+    ORDER BY o.id FOR UPDATE OF o
+), upd AS (
+    UPDATE engine_outbound o
+    SET provider_message_id = u.sid, sent_at = now(), claimed_by = NULL, lease_until = NULL,
+        state = CASE WHEN o.status_rank < 10 THEN 'sent' ELSE o.state END,
+        status = CASE WHEN o.status_rank < 10 THEN 4 ELSE o.status END,
+        provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
+        status_rank = greatest(o.status_rank, 10), updated_at = now()
+    FROM u JOIN cur ON cur.id = u.id
+    WHERE o.id = u.id
+    {_REPORTED}
+){_DELIVERY_REPORTS}"""
 # Engine-side final or intermediate outcomes (failed, suppressed, test delivered, unknown, …).
-MARK_OUTCOME: Final = """
-UPDATE engine_outbound o
-SET state = u.state, status = u.status, status_rank = u.rank, error_code = u.code, error_message = u.msg,
-    claimed_by = NULL, lease_until = NULL,
-    final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
-    segments = coalesce(o.segments, u.segments), encoding = coalesce(o.encoding, u.encoding),
-    updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::int[], $6::text[],
-            $7::smallint[], $8::text[])
-     AS u(id, state, status, rank, code, msg, segments, encoding)
-WHERE o.id = u.id AND o.status_rank < u.rank
-"""
+MARK_OUTCOME: Final = f"""
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::int[], $6::text[],
+                         $7::smallint[], $8::text[])
+         AS u(id, state, status, rank, code, msg, segments, encoding)
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+    ORDER BY o.id FOR UPDATE OF o
+), upd AS (
+    UPDATE engine_outbound o
+    SET state = u.state, status = u.status, status_rank = u.rank, error_code = u.code, error_message = u.msg,
+        claimed_by = NULL, lease_until = NULL,
+        final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
+        segments = coalesce(o.segments, u.segments), encoding = coalesce(o.encoding, u.encoding),
+        updated_at = now()
+    FROM u JOIN cur ON cur.id = u.id
+    WHERE o.id = u.id AND o.status_rank < u.rank
+    {_REPORTED}
+){_DELIVERY_REPORTS}"""
 # A retryable failure: back to 'claimed' by this worker (it keeps the message in memory).
 MARK_RETRY: Final = """
 UPDATE engine_outbound o
@@ -197,17 +263,26 @@ WHERE state = 'sending' AND lease_until < now()
 """
 
 # ---- statuses from the carrier -------------------------------------------------------------
-APPLY_STATUSES: Final = """
-UPDATE engine_outbound o
-SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
-    error_code = coalesce(u.code, o.error_code),
-    provider_message_id = coalesce(o.provider_message_id, u.sid),
-    final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
-    claimed_by = NULL, lease_until = NULL, updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[], $7::text[])
-     AS u(id, pstatus, status, rank, state, code, sid)
-WHERE o.id = u.id AND o.status_rank < u.rank
-"""
+APPLY_STATUSES: Final = f"""
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
+                         $7::text[])
+         AS u(id, pstatus, status, rank, state, code, sid)
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+    ORDER BY o.id FOR UPDATE OF o
+), upd AS (
+    UPDATE engine_outbound o
+    SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
+        error_code = coalesce(u.code, o.error_code),
+        provider_message_id = coalesce(o.provider_message_id, u.sid),
+        final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
+        claimed_by = NULL, lease_until = NULL, updated_at = now()
+    FROM u JOIN cur ON cur.id = u.id
+    WHERE o.id = u.id AND o.status_rank < u.rank
+    {_REPORTED}
+){_DELIVERY_REPORTS}"""
 
 # ---- reporting -------------------------------------------------------------------------------
 COUNT_BY_STATE: Final = """

@@ -74,6 +74,7 @@ class Scheduler(Generic[T]):
         self.delayed: list[tuple[float, int, int, int, T]] = []  # (not before, seq, did, cost, payload)
         self.seq = itertools.count()
         self.queued = 0  # messages held in DID queues and the delayed heap
+        self.orphans: list[T] = []  # delayed items whose DID went away with no replacement: caller re-queues
 
     # ---- DIDs ---------------------------------------------------------------------------
     def set_did(self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1) -> None:
@@ -232,11 +233,13 @@ class Scheduler(Generic[T]):
                 # Its DID went away meanwhile: the pool's least-loaded DID takes it.
                 pool = state.pool_id if state is not None else None
                 if pool is None or not self.has_pool(pool):
+                    self.orphans.append(payload)
                     continue
                 did_id = self.choose(pool, now)
             if cost > self.dids[did_id].limiter.limit:
                 # Too big for this DID's window (a smaller DID took over, or the limit dropped): sending it would
-                # break the limit, so it goes back like a message without a DID (the dispatcher's lease).
+                # break the limit, so it goes back to the caller like a message without a DID.
+                self.orphans.append(payload)
                 continue
             self.push(did_id, cost, payload, now)
 

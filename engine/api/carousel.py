@@ -1,0 +1,389 @@
+"""The Carousel-compatible HTTP API: ``GET|POST /api/<call>`` with URL-encoded parameters, JSON replies.
+
+Every call authenticates with ``api_key`` (stored hashed; looked up by hash, briefly cached), parses
+its parameters with :mod:`engine.api.params` (400 naming the parameter), then runs one store
+transaction (:mod:`engine.store.carousel`), so a failed call changes nothing. Errors are JSON
+``{"error": message}``: 400 bad parameter, 401 api_key, 404 unknown call, 409 no SMSC / carrier
+account, 502 carrier error, 500 server fault (logged with a traceback and an error id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohttp
+import asyncpg
+import orjson
+from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
+from aiohttp.http import HttpProcessingError
+
+from engine.api import openapi
+from engine.api import params as pp
+from engine.config import Settings
+from engine.errors import InvalidInput, ProviderError
+from engine.phone import to_e164
+from engine.providers.twilio import TwilioClient
+from engine.segment import split_message
+from engine.store import carousel as store
+from engine.store.admin import hash_api_key
+
+__all__ = ["ApiError", "CarouselApi"]
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE: Final = "application/json"
+CACHE_MAX: Final = 10_000
+_FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
+
+Reply = dict[str, Any]
+Handler = Callable[[store.ApiApp, pp.Params], Awaitable[Reply]]
+
+
+class ApiError(Exception):
+    """An error reply with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON_TYPE)
+
+
+def _did_text(e164: str) -> str:
+    """DIDs go out as E.164 digits without the '+'."""
+    return e164.removeprefix("+")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _read_params(request: web.Request) -> dict[str, str]:
+    """Query string, then form fields (which win); file uploads are ignored."""
+    values = dict(request.query.items())
+    if request.method == "POST" and request.body_exists:
+        try:
+            form = await request.post()
+        except UnicodeDecodeError:
+            raise ApiError(400, "the request body is not valid UTF-8") from None
+        except web.RequestPayloadError:  # e.g. a Content-Encoding the body does not match, a truncated body
+            raise ApiError(400, "the request body cannot be read (bad encoding or incomplete)") from None
+        except (ValueError, LookupError, HttpProcessingError, BadContentDispositionHeader, BadContentDispositionParam):
+            # aiohttp raises these for a broken multipart body (no boundary, a part without a name or
+            # with malformed headers, nested multipart, bad base64) and for an unknown charset; the
+            # Content-Disposition ones are warnings, raised only where warnings are errors.
+            raise ApiError(400, "the request body is not a readable form (URL-encoded or multipart)") from None
+        for name, value in form.items():
+            if isinstance(value, str):
+                values[name] = value
+            elif isinstance(value, web.FileField):
+                value.file.close()  # an upload aiohttp spooled to a temporary file: unused, release it now
+    return values
+
+
+def _check_text(params: pp.Params) -> None:
+    for name, value in params.items():
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise InvalidInput(name, "must not contain NUL characters")
+
+
+class CarouselApi:
+    """Handlers for every Carousel call; `routes()` plugs them into the engine's HTTP server."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _now,
+        cache_seconds: float = 2.0,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self._apps: dict[str, tuple[float, store.ApiApp]] = {}
+        self.calls: dict[str, Handler] = {
+            "send_message": self.send_message,
+            "send_messages": self.send_messages,
+            "cancel_messages": self.cancel_messages,
+            "delivery_status": self.delivery_status,
+            "remove_tag": self.remove_tag,
+            "dids": self.dids,
+            "find_did": self.find_did,
+            "add_did": self.add_did,
+            "delete_did": self.delete_did,
+            "close_sessions": self.close_sessions,
+            "blacklist": self.blacklist,
+            "unblacklist": self.unblacklist,
+            "blacklist_status": self.blacklist_status,
+            "validate_keyword": self.validate_keyword,
+            "associate_keyword": self.associate_keyword,
+            "dissociate_keyword": self.dissociate_keyword,
+        }
+        self._document = orjson.dumps(openapi.document())
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/openapi.json", self.handle_openapi),
+            # No implicit HEAD: it would run the call (send messages, change the blacklist) and hide the reply.
+            web.get("/api/{call}", self.handle, allow_head=False),
+            web.post("/api/{call}", self.handle),
+        ]
+
+    # ---- HTTP plumbing -------------------------------------------------------------------------
+
+    async def handle_openapi(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._document, content_type=JSON_TYPE)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        call = request.match_info["call"]
+        try:
+            handler = self.calls.get(call)
+            if handler is None:
+                raise ApiError(404, f"unknown call {call!r}")
+            params = await _read_params(request)
+            app = await self.authenticate(params.get("api_key"))
+            _check_text(params)
+            return _json(await handler(app, params))
+        except ApiError as exc:
+            return _json({"error": exc.message}, exc.status)
+        except InvalidInput as exc:
+            return _json({"error": str(exc)}, 400)
+        except ProviderError as exc:
+            return _json({"error": f"carrier error: {exc}"}, 502)
+        except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
+            return _json({"error": exc.reason}, exc.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            error_id = secrets.token_hex(6)
+            # Parameters are not logged: they carry the API key and message bodies.
+            log.exception("API call %s failed (error id %s)", call, error_id)
+            return _json({"error": f"internal server error (error id {error_id})"}, 500)
+
+    async def authenticate(self, api_key: str | None) -> store.ApiApp:
+        """The application owning *api_key*; 401 otherwise. Found apps are cached for cache_seconds."""
+        key = (api_key or "").strip()
+        if not key:
+            raise ApiError(401, "api_key is required")
+        digest = hash_api_key(key)
+        now = time.monotonic()
+        cached = self._apps.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        app = await store.app_by_key_hash(self.pool, digest)
+        if app is None:
+            raise ApiError(401, "api_key is not valid")
+        if self.cache_seconds > 0:
+            if len(self._apps) >= CACHE_MAX:
+                self._apps.clear()
+            self._apps[digest] = (now + self.cache_seconds, app)
+        return app
+
+    @staticmethod
+    def _smsc(app: store.ApiApp) -> int:
+        if app.smsc_id is None:
+            raise ApiError(409, "the application has no SMSC")
+        return app.smsc_id
+
+    @asynccontextmanager
+    async def _carrier(self, app: store.ApiApp) -> AsyncIterator[TwilioClient]:
+        """A client for the app's carrier account (one short-lived HTTP session per call)."""
+        account = app.provider
+        if account is None:
+            raise ApiError(409, "the application has no carrier account (engine provider add)")
+        async with aiohttp.ClientSession() as session:
+            yield TwilioClient(
+                session,
+                account_sid=account.account_sid,
+                auth_token=account.auth_token,
+                base_url=account.base_url or "https://api.twilio.com",
+                messaging_service_sid=account.messaging_service_sid,
+                timeout=self.settings.request_timeout,
+            )
+
+    # ---- messaging -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _parts(app: store.ApiApp, body: str) -> tuple[str, ...]:
+        """One part per SMS for carriers taking single SMS only; else the whole body (carrier concatenates)."""
+        if app.provider is not None and app.provider.single_sms:
+            return tuple(split_message(body, app.split_mode, smart=app.smart_encoding))
+        return (body,)
+
+    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft]) -> Reply:
+        tag = pp.validate_tag(p)
+        on = pp.parse_on(p, self.clock())
+        action_expected = pp.parse_bool(p, "action_expected")
+        results = await store.queue_messages(
+            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected
+        )
+        return {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+
+    async def send_message(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        raws = pp.phone_list(p)
+        body = p.get("body")
+        if body is None:
+            raise InvalidInput("body", "is required")
+        parts = self._parts(app, pp.validate_body("body", body))
+        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
+
+    async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        template = p.get("template")
+        if template is None:
+            raise InvalidInput("template", "is required")
+        pp.validate_body("template", template)
+        recipients = pp.parse_recipients(pp.required(p, "recipients"))
+        drafts: list[store.Draft] = []
+        for phone, values in recipients.items():
+            text = pp.render_template(template, values, who=phone)
+            if not text.strip() or len(text) > pp.MAX_BODY_CHARS:
+                raise InvalidInput(
+                    "recipients", f"the message for {phone} must be 1-{pp.MAX_BODY_CHARS} characters, not {len(text)}"
+                )
+            drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
+        return await self._queue(app, p, drafts)
+
+    async def cancel_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        count = await store.cancel_messages(self.pool, app.id, pp.parse_message_ids(p))
+        return {"canceled_count": count}
+
+    async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))
+        return {str(message_id): status for message_id, status in sorted(statuses.items())}
+
+    async def remove_tag(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        raw = pp.required(p, "phone_number")
+        phone = to_e164(raw)
+        if phone is None:
+            raise InvalidInput("phone_number", f"{raw!r} is not a valid phone number")
+        await store.remove_tag(self.pool, app.id, phone, pp.required(p, "tag"))
+        return {}
+
+    # ---- DIDs ----------------------------------------------------------------------------------
+
+    async def dids(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        numbers = await store.smsc_dids(self.pool, self._smsc(app))
+        return {"dids": ",".join(_did_text(n) for n in numbers)}
+
+    async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        fragment = pp.optional(p, "number")
+        if fragment is not None and not _FRAGMENT.fullmatch(fragment):
+            raise InvalidInput("number", "use up to 16 digits, letters or '*'")
+        country = pp.parse_country(p)
+        async with self._carrier(app) as carrier:
+            numbers = await carrier.search_numbers(country, fragment)
+        return {"dids": ",".join(_did_text(n) for n in numbers)}
+
+    @staticmethod
+    def _did_number(raw: str, country: str) -> str:
+        number = to_e164(raw, country)
+        if number is None:
+            raise InvalidInput("number", f"{raw!r} is not a valid {country} phone number")
+        return number
+
+    async def _pick_number(self, carrier: TwilioClient, country: str) -> str:
+        for candidate in await carrier.search_numbers(country, None, limit=5):
+            if await store.did_smsc(self.pool, candidate) is None:
+                return candidate
+        raise ProviderError(f"no {country} numbers available")
+
+    async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        smsc = self._smsc(app)
+        country = pp.parse_country(p)
+        raw = pp.optional(p, "number")
+        number = None if raw is None else self._did_number(raw, country)
+        if number is not None:
+            owner = await store.did_smsc(self.pool, number)
+            if owner == smsc:
+                return {"did": _did_text(number)}  # already ours: nothing to buy
+            if owner is not None:
+                raise InvalidInput("number", f"{number} is in use by another SMSC")
+        async with self._carrier(app) as carrier:
+            if number is None:
+                number = await self._pick_number(carrier, country)
+            bought = await carrier.buy_number(number)
+            bought = to_e164(bought) or bought
+            if not await store.record_did(self.pool, smsc, bought):
+                await carrier.release_number(bought)
+                raise InvalidInput("number", f"{bought} is in use by another SMSC")
+        return {"did": _did_text(bought)}
+
+    async def delete_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        smsc = self._smsc(app)
+        number = self._did_number(pp.required(p, "number"), pp.parse_country(p))
+        async with self._carrier(app) as carrier:
+            removed = await store.remove_did(self.pool, smsc, number, lambda: carrier.release_number(number))
+        if not removed:
+            raise InvalidInput("number", f"{number} is not a DID of this application")
+        return {}
+
+    # ---- sessions and blacklist ----------------------------------------------------------------
+
+    @staticmethod
+    def _phones(p: pp.Params) -> dict[str, str | None]:
+        """Each phone number as given -> its E.164 form (None when invalid)."""
+        return {raw: to_e164(raw) for raw in pp.phone_list(p)}
+
+    async def close_sessions(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        phones = [e for e in self._phones(p).values() if e is not None]
+        await store.close_sessions(self.pool, app.id, sorted(set(phones)))
+        return {}
+
+    async def blacklist(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        given = self._phones(p)
+        await store.blacklist(self.pool, app.id, [e for e in given.values() if e is not None])
+        return {raw: e164 is not None for raw, e164 in given.items()}
+
+    async def unblacklist(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        given = self._phones(p)
+        await store.unblacklist(self.pool, app.id, [e for e in given.values() if e is not None])
+        return {raw: e164 is not None for raw, e164 in given.items()}
+
+    async def blacklist_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        given = self._phones(p)
+        listed = await store.blacklisted_among(self.pool, app.id, [e for e in given.values() if e is not None])
+        return {raw: e164 in listed for raw, e164 in given.items()}
+
+    # ---- keywords ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _keyword_spec(p: pp.Params, *, full: bool) -> store.KeywordSpec:
+        keyword = pp.normalize_keyword(pp.required(p, "keyword"))
+        mode = pp.parse_int(p, "mode", 0, low=0, high=1)
+        if not full:
+            return store.KeywordSpec(keyword, mode)
+        return store.KeywordSpec(keyword, mode, pp.parse_bool(p, "auto_subscribe"), pp.parse_tags(p))
+
+    @staticmethod
+    def _errors(errors: list[str]) -> Reply:
+        return {"errors": errors} if errors else {}
+
+    async def validate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        self._smsc(app)
+        spec = self._keyword_spec(p, full=False)
+        errors = pp.keyword_errors(spec.keyword) or await store.check_keyword(self.pool, app, spec)
+        return self._errors(errors)
+
+    async def associate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        self._smsc(app)
+        spec = self._keyword_spec(p, full=True)
+        errors = pp.keyword_errors(spec.keyword) or await store.associate_keyword(self.pool, app, spec)
+        return self._errors(errors)
+
+    async def dissociate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        self._smsc(app)
+        keyword = pp.normalize_keyword(pp.required(p, "keyword"))
+        return self._errors(await store.dissociate_keyword(self.pool, app, keyword))

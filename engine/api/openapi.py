@@ -1,0 +1,269 @@
+"""The OpenAPI 3 description of the Carousel-compatible API, built from one table of calls.
+
+Served at ``/api/openapi.json``; tests check that the table and the server's calls agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from engine.api.params import MAX_BODY_CHARS, MAX_IDS, MAX_RECIPIENTS
+
+__all__ = ["CALLS", "ApiCall", "ApiParam", "document"]
+
+BOOLEAN_NOTE: Final = "Boolean: 1, t, true, y, yes / 0, f, false, n, no (any case); blank = default."
+PHONE_NOTE: Final = (
+    "10 digits with or without country code, punctuation allowed (e.g. +1(347)264-3707); "
+    f"comma-separated for several, at most {MAX_RECIPIENTS} per call."
+)
+DID_NOTE: Final = "DIDs are returned as E.164 digits without the '+' (e.g. 13472643707)."
+
+
+@dataclass(frozen=True, slots=True)
+class ApiParam:
+    name: str
+    description: str
+    kind: str = "string"  # string | boolean | integer
+    required: bool = False
+    enum: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    name: str
+    summary: str
+    params: tuple[ApiParam, ...]
+    response: dict[str, Any]
+    example: dict[str, Any]
+    description: str = ""
+    tag: str = "Messaging"
+    carrier: bool = False  # talks to the app's carrier account (502 / 409 possible)
+    needs_smsc: bool = False
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_EMPTY = _obj({})
+_ERRORS = _obj({"errors": {"type": "array", "items": {"type": "string"},
+                           "description": "Present only when something is wrong with the keyword."}})
+_PHONE_MAP = {"type": "object", "additionalProperties": {"type": "boolean"},
+              "description": "Each phone number exactly as given -> boolean."}
+_PHONES = (
+    ApiParam("phone_number", "Phone number. " + PHONE_NOTE),
+    ApiParam("phone_numbers", "Comma-separated phone numbers (alternative to phone_number). " + PHONE_NOTE),
+)
+_SEND_COMMON = (
+    ApiParam("action_expected", "A reply is expected: open a session (24 h) so the phone's replies come to this "
+             "application without a keyword. " + BOOLEAN_NOTE, "boolean"),
+    ApiParam("on", "When to send. Liberal parsing (16:30, Aug 31, 7/31, 2/9/2007, 2007-09-02T00:30:44Z, "
+             "02-09-2007 12:30:44 PM EST, Wednesday, January 10, 2001, 10/12/2008 12:55AM -0500, now, "
+             "tomorrow); UTC when no zone. With slashes the month comes first, with dashes (dd-mm-yyyy) the day."),
+    ApiParam("tag", "Conversation thread: messages with the same tag to a phone go out through the same DID."),
+)
+_MESSAGE_IDS = _obj(
+    {"message_ids": {"type": "string", "description": "Comma-separated ids in recipient order, one per part when "
+                     "the carrier takes single SMS only; -1 invalid number, -2 blacklisted, -3 flood limit."}},
+    ("message_ids",),
+)
+_KEYWORD = ApiParam("keyword", "Keyword: 1-32 letters, digits, spaces, '_' or '-'; case-insensitive; unique within "
+                    "the SMSC; opt-out/opt-in/help words are reserved.", required=True)
+_MODE = ApiParam("mode", "0 = matches exactly (default), 1 = starts with. A starts-with keyword may not be a prefix "
+                 "of (or start with) another application's keyword in the same SMSC.", "integer", enum=(0, 1))
+_COUNTRY = ApiParam("country", "ISO 3166-1 alpha-2 country code (default US).")
+
+CALLS: Final[tuple[ApiCall, ...]] = (
+    ApiCall(
+        "send_message", "Send one body to one or more phone numbers",
+        (*_PHONES, ApiParam("body", f"Message text, at most {MAX_BODY_CHARS} characters.", required=True),
+         *_SEND_COMMON),
+        _MESSAGE_IDS, {"message_ids": "5554055,-1"},
+        description="Invalid numbers, blacklisted numbers and flooded numbers get a negative id; the others are "
+        "queued in one transaction.",
+    ),
+    ApiCall(
+        "send_messages", "Send a {{placeholder}} template personalised per recipient",
+        (ApiParam("template", "Template with {{name}} placeholders, at most "
+                  f"{MAX_BODY_CHARS} characters after substitution.", required=True),
+         ApiParam("recipients", 'JSON object: phone number -> substitutions, e.g. {"13472643707": {"name": "Alex"}}. '
+                  f"At most {MAX_RECIPIENTS} numbers. A placeholder missing from a recipient's substitutions fails "
+                  "the whole call (400).", required=True),
+         *_SEND_COMMON),
+        _MESSAGE_IDS, {"message_ids": "5554173,5554174"},
+    ),
+    ApiCall(
+        "cancel_messages", "Cancel messages not yet sent (scheduled or still queued)",
+        (ApiParam("message_ids", f"Comma-separated message ids (at most {MAX_IDS}).", required=True),),
+        _obj({"canceled_count": {"type": "integer"}}, ("canceled_count",)), {"canceled_count": 2},
+        description="Only messages of this application still waiting in the queue are canceled (status 2).",
+    ),
+    ApiCall(
+        "delivery_status", "Status of messages",
+        (ApiParam("message_ids", f"Comma-separated message ids (at most {MAX_IDS}).", required=True),),
+        {"type": "object", "additionalProperties": {"type": "integer", "enum": [0, 1, 2, 4]},
+         "description": "Found id -> 0 pending, 1 delivered, 2 failed, 4 queued at carrier; unknown ids are left out."},
+        {"5554055": 1},
+    ),
+    ApiCall(
+        "remove_tag", "Release the DID a conversation tag is pinned to",
+        (ApiParam("phone_number", "Recipient's phone number.", required=True),
+         ApiParam("tag", "Conversation thread identifier.", required=True)),
+        _EMPTY, {},
+    ),
+    ApiCall(
+        "dids", "List the DIDs of the application's SMSC", (),
+        _obj({"dids": {"type": "string", "description": "Comma-separated. " + DID_NOTE}}, ("dids",)),
+        {"dids": "13472643707,13472643708"}, tag="DIDs", needs_smsc=True,
+    ),
+    ApiCall(
+        "find_did", "Find DIDs available for purchase",
+        (ApiParam("number", "Fragment of the desired number (e.g. an area code); digits, letters, '*'."), _COUNTRY),
+        _obj({"dids": {"type": "string", "description": "Comma-separated. " + DID_NOTE}}, ("dids",)),
+        {"dids": "13475550123,13475550456"}, tag="DIDs", carrier=True,
+    ),
+    ApiCall(
+        "add_did", "Buy a DID and add it to the application's SMSC",
+        (ApiParam("number", "The DID to buy; omitted: the first available number of the country."), _COUNTRY),
+        _obj({"did": {"type": "string", "description": DID_NOTE}}, ("did",)), {"did": "13475550123"},
+        tag="DIDs", carrier=True, needs_smsc=True,
+    ),
+    ApiCall(
+        "delete_did", "Release a DID at the carrier and remove it from the application",
+        (ApiParam("number", "The DID to delete.", required=True),),
+        _EMPTY, {}, tag="DIDs", carrier=True, needs_smsc=True,
+    ),
+    ApiCall(
+        "close_sessions", "Close sessions with phone numbers",
+        _PHONES, _EMPTY, {}, tag="Sessions",
+        description="Sends one session_closed callback listing the sessions that were open.",
+    ),
+    ApiCall(
+        "blacklist", "Blacklist phone numbers", _PHONES,
+        {**_PHONE_MAP, "description": "Phone as given -> true when it is now blacklisted (false: invalid number)."},
+        {"3472643707": True}, tag="Blacklist",
+        description="Sends a phone_blacklisted callback for each number that was not blacklisted before.",
+    ),
+    ApiCall(
+        "unblacklist", "Remove phone numbers from the blacklist", _PHONES,
+        {**_PHONE_MAP, "description": "Phone as given -> true when it is now not blacklisted (false: invalid)."},
+        {"3472643707": True}, tag="Blacklist",
+        description="Sends a phone_unblacklisted callback for each number that was blacklisted before.",
+    ),
+    ApiCall(
+        "blacklist_status", "Whether phone numbers are blacklisted", _PHONES,
+        {**_PHONE_MAP, "description": "Phone as given -> true when blacklisted."},
+        {"3472643707": False}, tag="Blacklist",
+    ),
+    ApiCall(
+        "validate_keyword", "Check that a keyword could be associated",
+        (_KEYWORD, _MODE), _ERRORS, {"errors": ["keyword 'STOP' is reserved for opt-out, opt-in and help messages"]},
+        tag="Keywords", needs_smsc=True,
+    ),
+    ApiCall(
+        "associate_keyword", "Associate a keyword with the application",
+        (_KEYWORD, _MODE,
+         ApiParam("auto_subscribe", "The keyword subscribes the texter. " + BOOLEAN_NOTE, "boolean"),
+         ApiParam("auto_subscribe_tags", "Comma-separated tags for the auto-subscription.")),
+        _ERRORS, {}, tag="Keywords", needs_smsc=True,
+        description="Associating a keyword the application already has updates its mode and subscription settings.",
+    ),
+    ApiCall(
+        "dissociate_keyword", "Dissociate a keyword from the application",
+        (_KEYWORD,), _ERRORS, {}, tag="Keywords", needs_smsc=True,
+    ),
+)
+
+
+def _schema(param: ApiParam) -> dict[str, Any]:
+    if param.kind == "integer":
+        schema: dict[str, Any] = {"type": "integer"}
+        if param.enum:
+            schema["enum"] = list(param.enum)
+        return schema
+    if param.kind == "boolean":
+        return {"type": "string", "example": "true"}
+    return {"type": "string"}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _responses(call: ApiCall) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {"description": "Success", "content": {"application/json": {"schema": call.response,
+                                                                            "example": call.example}}},
+        "400": _error_response("A parameter is missing or invalid; the message names it. Nothing changed."),
+        "401": _error_response("api_key missing or wrong."),
+        "500": _error_response("Server fault (logged with a traceback). Nothing changed."),
+    }
+    if call.carrier or call.needs_smsc:
+        responses["409"] = _error_response("The application has no SMSC or no carrier account.")
+    if call.carrier:
+        responses["502"] = _error_response("The carrier refused or failed; its message is included. Nothing changed.")
+    return responses
+
+
+def _operation(call: ApiCall, method: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{call.name}_{method}",
+        "summary": call.summary,
+        "tags": [call.tag],
+        "responses": _responses(call),
+    }
+    if call.description:
+        operation["description"] = call.description
+    if method == "get":
+        operation["parameters"] = [
+            {"name": p.name, "in": "query", "required": p.required, "description": p.description, "schema": _schema(p)}
+            for p in call.params
+        ]
+    elif call.params:
+        properties = {p.name: {**_schema(p), "description": p.description} for p in call.params}
+        body = _obj(properties, tuple(p.name for p in call.params if p.required))
+        operation["requestBody"] = {
+            "required": any(p.required for p in call.params),
+            "content": {"application/x-www-form-urlencoded": {"schema": body}},
+        }
+    return operation
+
+
+def document(server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0 document for every call (GET with a query string, or POST with a form)."""
+    paths: dict[str, Any] = {
+        f"/api/{call.name}": {"get": _operation(call, "get"), "post": _operation(call, "post")} for call in CALLS
+    }
+    paths["/api/openapi.json"] = {
+        "get": {"operationId": "openapi", "summary": "This document", "security": [], "tags": ["Meta"],
+                "responses": {"200": {"description": "The OpenAPI document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}}}
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "SMS engine - Carousel-compatible Service Layer API",
+            "version": "1.0.0",
+            "description": (
+                "Every call is POST (URL-encoded form) or GET (query string) to /api/<call> with the "
+                "application's api_key (query or form). Replies are JSON. Errors are JSON {\"error\": message} "
+                "with 400 (bad parameter, named), 401 (api_key), 404 (unknown call), 409 (no SMSC/carrier), "
+                "500 (server fault) or 502 (carrier error); a failed call changes nothing."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"api_key": {"type": "apiKey", "in": "query", "name": "api_key",
+                                            "description": "May also be sent as a form field."}},
+            "schemas": {"Error": _obj({"error": {"type": "string"}}, ("error",))},
+        },
+        "security": [{"api_key": []}],
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc

@@ -1,0 +1,159 @@
+"""Validation of an application's settings as operators type them (`engine app set`). Pure.
+
+Every value is checked before anything is written, and an error names the flag it came from.
+An empty value clears an optional setting (texts, gateway URL; `--flood-limit off` too).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from engine.errors import InvalidInput
+
+TRUE_WORDS: Final = frozenset({"1", "t", "true", "y", "yes"})
+FALSE_WORDS: Final = frozenset({"0", "f", "false", "n", "no"})
+SPLIT_MODES: Final = ("character", "word", "sentence")
+TEXT_FLAGS: Final = ("help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text")
+MAX_TEXT: Final = 1600  # what one carrier request carries
+MAX_PERIOD: Final = 366 * 86400.0
+MAX_DEDUP: Final = 7 * 86400.0
+MAX_CALLBACK_CONCURRENCY: Final = 100
+_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PERIOD: Final = re.compile(r"(\d+)\s*([smhd])")
+_CLEAR: Final = frozenset({"", "off", "none"})
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a setting: help_text -> --help-text."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_bool(raw: str, *, name: str = "value") -> bool:
+    """Carousel booleans: 1 t true y yes / 0 f false n no, any case."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidInput(name, f"expected yes or no (1 t true y yes / 0 f false n no), got {raw!r}")
+
+
+def parse_period(raw: str, *, name: str = "period") -> float:
+    """'60s', '10m', '1h', '1d' -> seconds (> 0, at most a year)."""
+    m = _PERIOD.fullmatch(raw.strip().lower())
+    if m is None:
+        raise InvalidInput(name, f"expected a period like 60s, 10m, 1h or 1d, got {raw!r}")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0 or seconds > MAX_PERIOD:
+        raise InvalidInput(name, f"the period must be between 1s and 366d, got {raw!r}")
+    return seconds
+
+
+def parse_flood_limit(raw: str, *, name: str = "--flood-limit") -> tuple[int, float] | None:
+    """'N/PERIOD' (at most N messages to one phone per PERIOD) -> (N, seconds); 'off' or '' -> None."""
+    text = raw.strip()
+    if text.lower() in _CLEAR:
+        return None
+    count, slash, period = text.partition("/")
+    if not slash or not count.strip().isdigit():
+        raise InvalidInput(name, f"expected N/PERIOD like 10/1h (or off), got {raw!r}")
+    n = int(count)
+    if n < 1:
+        raise InvalidInput(name, f"N must be >= 1, got {raw!r}")
+    return n, parse_period(period, name=name)
+
+
+def parse_gateway_url(raw: str, *, name: str = "--gateway-url") -> str | None:
+    """An absolute http(s) URL; '' clears it."""
+    text = raw.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(name, f"expected an http(s) URL, got {raw!r}")
+    return text
+
+
+def parse_count(raw: str, *, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidInput(name, f"expected a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidInput(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_seconds(raw: str, *, name: str, high: float) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise InvalidInput(name, f"expected a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= high:  # also refuses NaN
+        raise InvalidInput(name, f"must be between 0 and {high:g} seconds, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AppChanges:
+    """Validated settings to write. `columns`: column -> value (None clears it)."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    flood_limit: tuple[int, float] | None = None
+    clear_flood_limit: bool = False
+    dedup_seconds: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.columns) or self.flood_limit is not None or self.clear_flood_limit or (
+            self.dedup_seconds is not None
+        )
+
+    def describe(self) -> list[str]:
+        """One "name = value" line per change, for the operator."""
+        lines = [f"{name} = {'(cleared)' if value is None else value!r}" for name, value in self.columns.items()]
+        if self.flood_limit is not None:
+            n, seconds = self.flood_limit
+            lines.append(f"flood_limit = {n} per {seconds:g}s")
+        if self.clear_flood_limit:
+            lines.append("flood_limit = (off)")
+        if self.dedup_seconds is not None:
+            lines.append(f"dedup_window = {self.dedup_seconds:g}s")
+        return lines
+
+
+def validate_app_changes(raw: dict[str, str | None]) -> AppChanges:
+    """Check every given setting (None = flag absent); raise InvalidInput naming the first bad flag."""
+    columns: dict[str, Any] = {}
+    flood: tuple[int, float] | None = None
+    clear_flood = False
+    dedup: float | None = None
+    for name, value in raw.items():
+        if value is None:
+            continue
+        opt = flag(name)
+        if name in TEXT_FLAGS:
+            if len(value) > MAX_TEXT:
+                raise InvalidInput(opt, f"at most {MAX_TEXT} characters (got {len(value)})")
+            columns[name] = value if value.strip() else None
+        elif name == "gateway_url":
+            columns[name] = parse_gateway_url(value, name=opt)
+        elif name == "split_mode":
+            mode = value.strip().lower()
+            if mode not in SPLIT_MODES:
+                raise InvalidInput(opt, f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}")
+            columns[name] = mode
+        elif name == "smart_encoding":
+            columns[name] = parse_bool(value, name=opt)
+        elif name == "callback_concurrency":
+            columns[name] = parse_count(value, name=opt, low=1, high=MAX_CALLBACK_CONCURRENCY)
+        elif name == "flood_limit":
+            flood = parse_flood_limit(value, name=opt)
+            clear_flood = flood is None
+        elif name == "dedup_window":
+            dedup = parse_seconds(value, name=opt, high=MAX_DEDUP)
+        else:
+            raise InvalidInput(opt, "unknown setting")
+    return AppChanges(columns, flood, clear_flood, dedup)

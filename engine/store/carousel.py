@@ -1,0 +1,370 @@
+"""Store operations behind the Carousel-compatible HTTP API: each function is one transaction.
+
+The SQL lives in :mod:`engine.store.carousel_queries`. Callback events (blacklisting, closed
+sessions) are written to ``engine_outbox`` in the same transaction as the change that caused
+them; delivering them is the callback task's job.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import orjson
+
+from engine.store import carousel_queries as cq
+
+__all__ = [
+    "BLACKLISTED",
+    "FLOODED",
+    "INVALID",
+    "SESSION_SECONDS",
+    "ApiApp",
+    "Draft",
+    "KeywordSpec",
+    "ProviderAccount",
+    "app_by_key_hash",
+    "associate_keyword",
+    "blacklist",
+    "blacklisted_among",
+    "cancel_messages",
+    "check_keyword",
+    "close_sessions",
+    "delivery_statuses",
+    "did_smsc",
+    "dissociate_keyword",
+    "plan_outcomes",
+    "queue_messages",
+    "record_did",
+    "remove_did",
+    "remove_tag",
+    "smsc_dids",
+    "unblacklist",
+]
+
+INVALID: Final = -1  # the phone number could not be understood
+BLACKLISTED: Final = -2  # the phone opted out of this application
+FLOODED: Final = -3  # the phone reached the app's flood limit for its period
+SESSION_SECONDS: Final = 24 * 3600.0  # lifetime of a session opened by action_expected
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAccount:
+    """The carrier account of an app's SMSC."""
+
+    id: int
+    kind: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    messaging_service_sid: str | None
+    base_url: str | None
+    single_sms: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApiApp:
+    """What an API call needs to know about the calling application."""
+
+    id: int
+    name: str
+    smsc_id: int | None
+    split_mode: str
+    smart_encoding: bool
+    flood_limit: int | None
+    flood_seconds: float | None
+    provider: ProviderAccount | None
+
+    @property
+    def flood_checked(self) -> bool:
+        return bool(self.flood_limit and self.flood_seconds and self.flood_seconds > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One recipient of a send call: its E.164 number (None when invalid) and its body's parts."""
+
+    recipient: str | None
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSpec:
+    keyword: str
+    mode: int = 0  # 0 exact, 1 starts with
+    auto_subscribe: bool = False
+    tags: tuple[str, ...] = ()
+
+
+def _status_count(status: str) -> int:
+    """Rows affected, from asyncpg's command tag ('UPDATE 3', 'DELETE 0', …)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def app_by_key_hash(pool: asyncpg.Pool, key_hash: str) -> ApiApp | None:
+    """The application whose API key hashes to *key_hash*, with its SMSC's carrier account."""
+    row = await pool.fetchrow(cq.APP_BY_KEY_HASH, key_hash)
+    if row is None:
+        return None
+    provider = None
+    if row["provider_id"] is not None:
+        provider = ProviderAccount(
+            row["provider_id"], row["kind"], row["account_sid"], row["auth_token"],
+            row["messaging_service_sid"], row["base_url"], row["single_sms"],
+        )
+    return ApiApp(
+        row["id"], row["name"], row["smsc_id"], row["split_mode"], row["smart_encoding"],
+        row["flood_limit"], row["flood_seconds"], provider,
+    )
+
+
+# ---- sending -----------------------------------------------------------------------------------
+
+
+def plan_outcomes(
+    drafts: Sequence[Draft], blocked: set[str], recent: dict[str, int], flood_limit: int | None
+) -> list[int | None]:
+    """Per draft: None to queue it, or INVALID / BLACKLISTED / FLOODED (pure).
+
+    Parts queued earlier in the same call count towards the flood limit like older messages.
+    """
+    used = Counter(recent)
+    plan: list[int | None] = []
+    for draft in drafts:
+        if draft.recipient is None:
+            plan.append(INVALID)
+        elif draft.recipient in blocked:
+            plan.append(BLACKLISTED)
+        elif flood_limit is not None and used[draft.recipient] >= flood_limit:
+            plan.append(FLOODED)
+        else:
+            used[draft.recipient] += len(draft.parts)
+            plan.append(None)
+    return plan
+
+
+async def _recent_counts(conn: asyncpg.Connection, app: ApiApp, phones: list[str]) -> dict[str, int]:
+    if not app.flood_checked or not phones:
+        return {}
+    await conn.fetch(cq.LOCK_RECIPIENTS, app.id, phones)
+    rows = await conn.fetch(cq.RECENT_COUNTS, app.id, phones, app.flood_seconds)
+    return {r["recipient"]: r["n"] for r in rows}
+
+
+async def queue_messages(
+    pool: asyncpg.Pool,
+    app: ApiApp,
+    drafts: Sequence[Draft],
+    *,
+    tag: str | None,
+    send_at: datetime | None,
+    open_session: bool,
+) -> list[list[int]]:
+    """Queue every acceptable draft in one transaction; per draft its part ids, or [negative code].
+
+    *send_at* is when to send (aware; None = now). With *open_session*, each accepted recipient gets a
+    session with the app for SESSION_SECONDS so replies route here without a keyword.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        phones = sorted({d.recipient for d in drafts if d.recipient is not None})
+        blocked = {r["phone"] for r in await conn.fetch(cq.BLACKLISTED_AMONG, app.id, phones)} if phones else set()
+        recent = await _recent_counts(conn, app, [p for p in phones if p not in blocked])
+        plan = plan_outcomes(drafts, blocked, recent, app.flood_limit if app.flood_checked else None)
+        accepted = [d for d, code in zip(drafts, plan, strict=True) if code is None]
+        recipients = [d.recipient for d in accepted for _ in d.parts]
+        bodies = [part for d in accepted for part in d.parts]
+        ids: list[int] = []
+        if bodies:
+            # One sequence, rows inserted in order: sorted ids are the parts in order.
+            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at)
+            ids = sorted(r["id"] for r in rows)
+        if open_session and accepted:
+            sessions = sorted({d.recipient for d in accepted if d.recipient is not None})
+            await conn.execute(cq.OPEN_SESSIONS, app.id, sessions, SESSION_SECONDS)
+    result: list[list[int]] = []
+    position = 0
+    for draft, code in zip(drafts, plan, strict=True):
+        if code is not None:
+            result.append([code])
+        else:
+            result.append(ids[position : position + len(draft.parts)])
+            position += len(draft.parts)
+    return result
+
+
+async def cancel_messages(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> int:
+    """Cancel this app's messages that are still queued (not yet claimed); returns how many."""
+    if not ids:
+        return 0
+    async with pool.acquire() as conn, conn.transaction():
+        return len(await conn.fetch(cq.CANCEL_QUEUED, app_id, ids))
+
+
+async def delivery_statuses(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> dict[int, int]:
+    """Carousel status code of each of this app's messages among *ids* (others are left out)."""
+    if not ids:
+        return {}
+    return {r["id"]: r["status"] for r in await pool.fetch(cq.STATUSES_OF, app_id, ids)}
+
+
+async def remove_tag(pool: asyncpg.Pool, app_id: int, recipient: str, tag: str) -> bool:
+    """Release the DID a conversation tag was pinned to; True when there was one."""
+    return _status_count(await pool.execute(cq.REMOVE_TAG, app_id, recipient, tag)) > 0
+
+
+# ---- DIDs --------------------------------------------------------------------------------------
+
+
+async def smsc_dids(pool: asyncpg.Pool, smsc_id: int) -> list[str]:
+    return [r["number"] for r in await pool.fetch(cq.SMSC_DIDS, smsc_id)]
+
+
+async def did_smsc(pool: asyncpg.Pool, number: str) -> int | None:
+    """The SMSC a DID belongs to, if any."""
+    smsc: int | None = await pool.fetchval(cq.DID_SMSC, number)
+    return smsc
+
+
+async def record_did(pool: asyncpg.Pool, smsc_id: int, number: str) -> bool:
+    """Add a bought DID to the SMSC; False when another SMSC already has it."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(cq.INSERT_DID, smsc_id, number) is not None:
+            return True
+        return bool(await conn.fetchval(cq.DID_SMSC, number) == smsc_id)
+
+
+async def remove_did(
+    pool: asyncpg.Pool, smsc_id: int, number: str, release: Callable[[], Awaitable[object]]
+) -> bool:
+    """Delete a DID of the SMSC after *release* (the carrier side) succeeds; False if it is not ours.
+
+    The row stays locked during *release*; if it raises, nothing is deleted.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        did_id = await conn.fetchval(cq.LOCK_DID, smsc_id, number)
+        if did_id is None:
+            return False
+        await release()
+        await conn.execute(cq.DELETE_DID, did_id)
+    return True
+
+
+# ---- sessions, blacklist -----------------------------------------------------------------------
+
+
+def _payloads(items: list[dict[str, str]]) -> list[str]:
+    return [orjson.dumps(item).decode() for item in items]
+
+
+async def _events(conn: asyncpg.Connection, app_id: int, kind: str, payloads: list[dict[str, str]]) -> None:
+    if payloads:
+        await conn.execute(cq.INSERT_EVENTS, app_id, kind, _payloads(payloads))
+
+
+async def close_sessions(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
+    """Close the app's sessions with *phones*; one session_closed event lists those that were open."""
+    if not phones:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        closed = sorted(r["phone"] for r in await conn.fetch(cq.CLOSE_SESSIONS, app_id, phones))
+        if closed:
+            await _events(conn, app_id, "session_closed", [{"phone_numbers": ",".join(closed)}])
+    return closed
+
+
+async def blacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
+    """Blacklist *phones* for the app; returns those newly blacklisted (each gets a phone_blacklisted event)."""
+    if not phones:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        added = sorted(r["phone"] for r in await conn.fetch(cq.BLACKLIST_ADD, app_id, sorted(set(phones))))
+        await _events(conn, app_id, "phone_blacklisted", [{"phone_number": p} for p in added])
+    return added
+
+
+async def unblacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
+    """Remove *phones* from the app's blacklist; returns those that were on it (phone_unblacklisted events)."""
+    if not phones:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        removed = sorted(r["phone"] for r in await conn.fetch(cq.BLACKLIST_REMOVE, app_id, sorted(set(phones))))
+        await _events(conn, app_id, "phone_unblacklisted", [{"phone_number": p} for p in removed])
+    return removed
+
+
+async def blacklisted_among(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> set[str]:
+    if not phones:
+        return set()
+    return {r["phone"] for r in await pool.fetch(cq.BLACKLISTED_AMONG, app_id, phones)}
+
+
+# ---- keywords ----------------------------------------------------------------------------------
+
+
+def _overlap_error(spec: KeywordSpec, row: asyncpg.Record) -> str:
+    existing: str = row["keyword"]
+    if existing.upper() == spec.keyword.upper():
+        return f"keyword {spec.keyword!r} is already associated with another application"
+    if row["mode"] == 1 and spec.keyword.upper().startswith(existing.upper()):
+        return (
+            f"keyword {spec.keyword!r} would never be reached: messages starting with {existing!r} "
+            "already go to another application"
+        )
+    return f"starts-with keyword {spec.keyword!r} would capture messages for another application's keyword {existing!r}"
+
+
+async def _keyword_plan(conn: asyncpg.Connection, app: ApiApp, spec: KeywordSpec) -> tuple[list[str], int | None]:
+    """(errors, id of this app's own row with the same keyword, if any).
+
+    Overlaps with the app's own other keywords are allowed (they route to the same app); overlaps
+    with other applications' keywords in the same SMSC are not.
+    """
+    rows = await conn.fetch(cq.KEYWORD_OVERLAPS, app.smsc_id, spec.keyword, spec.mode)
+    own_id = None
+    errors: list[str] = []
+    for row in rows:
+        if row["app_id"] == app.id:
+            if row["keyword"].upper() == spec.keyword.upper():
+                own_id = row["id"]
+            continue
+        errors.append(_overlap_error(spec, row))
+    return errors, own_id
+
+
+async def check_keyword(pool: asyncpg.Pool, app: ApiApp, spec: KeywordSpec) -> list[str]:
+    """What associate_keyword would object to (empty: it would succeed)."""
+    async with pool.acquire() as conn:
+        errors, _ = await _keyword_plan(conn, app, spec)
+    return errors
+
+
+async def associate_keyword(pool: asyncpg.Pool, app: ApiApp, spec: KeywordSpec) -> list[str]:
+    """Associate (or re-configure) the keyword for the app in its SMSC; errors instead when it overlaps."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(cq.LOCK_KEYWORD_SPACE, app.smsc_id)
+        errors, own_id = await _keyword_plan(conn, app, spec)
+        if errors:
+            return errors
+        tags = list(spec.tags)
+        if own_id is None:
+            await conn.execute(
+                cq.INSERT_KEYWORD, app.smsc_id, app.id, spec.keyword, spec.mode, spec.auto_subscribe, tags
+            )
+        else:
+            await conn.execute(cq.UPDATE_KEYWORD, own_id, spec.keyword, spec.mode, spec.auto_subscribe, tags)
+    return []
+
+
+async def dissociate_keyword(pool: asyncpg.Pool, app: ApiApp, keyword: str) -> list[str]:
+    """Remove the app's keyword; errors when it is not the app's."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(cq.FIND_KEYWORD, app.id, keyword, app.smsc_id)
+        if row is None:
+            return [f"keyword {keyword!r} is not associated with this application"]
+        if row["app_id"] != app.id:
+            return [f"keyword {keyword!r} belongs to another application"]
+        await conn.execute(cq.DELETE_KEYWORD, row["id"])
+    return []

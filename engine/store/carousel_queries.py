@@ -1,0 +1,114 @@
+"""SQL of the Carousel-compatible HTTP API, by name (see engine/store/carousel.py for their use).
+
+Values always travel as parameters; lists travel as arrays and are UNNESTed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---- authentication --------------------------------------------------------------------------
+APP_BY_KEY_HASH: Final = """
+SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
+       extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
+       p.id AS provider_id, p.kind, p.account_sid, p.auth_token, p.messaging_service_sid, p.base_url,
+       p.single_sms
+FROM engine_app a
+LEFT JOIN engine_smsc s ON s.id = a.smsc_id
+LEFT JOIN engine_provider p ON p.id = s.provider_id
+WHERE a.api_key_hash = $1
+"""
+
+# ---- sending ---------------------------------------------------------------------------------
+BLACKLISTED_AMONG: Final = "SELECT phone FROM engine_blacklist WHERE app_id = $1 AND phone = ANY($2::text[])"
+# Serialises flood checks per (app, recipient) across concurrent calls; sorted, so no deadlocks.
+LOCK_RECIPIENTS: Final = """
+SELECT pg_advisory_xact_lock(hashtextextended('engine_flood:' || $1::bigint::text || ':' || r, 0))
+FROM (SELECT DISTINCT r FROM unnest($2::text[]) AS u(r) ORDER BY r) AS s
+"""
+RECENT_COUNTS: Final = """
+SELECT recipient, count(*)::int AS n
+FROM engine_outbound
+WHERE app_id = $1 AND recipient = ANY($2::text[]) AND created_at > now() - make_interval(secs => $3)
+GROUP BY recipient
+"""
+# Same columns as the other submit doors; ids come from one sequence in row order (ORDER BY i).
+INSERT_MESSAGES: Final = """
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at)
+SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now())
+FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(r, b, i)
+ORDER BY u.i
+RETURNING id
+"""
+# A session opened because a reply is expected lasts $3 seconds (extended, never shortened).
+OPEN_SESSIONS: Final = """
+INSERT INTO engine_session (app_id, phone, expires_at)
+SELECT $1, p, now() + make_interval(secs => $3) FROM unnest($2::text[]) AS p
+ON CONFLICT (app_id, phone) DO UPDATE
+SET expires_at = CASE WHEN engine_session.expires_at IS NULL THEN NULL
+                      ELSE greatest(engine_session.expires_at, EXCLUDED.expires_at) END
+"""
+# Only still-queued (unclaimed) messages: a worker's claim and a cancel cannot both win the row.
+CANCEL_QUEUED: Final = """
+UPDATE engine_outbound
+SET state = 'canceled', status = 2, status_rank = 100, final_at = now(), updated_at = now()
+WHERE app_id = $1 AND id = ANY($2::bigint[]) AND state = 'queued'
+RETURNING id
+"""
+STATUSES_OF: Final = "SELECT id, status FROM engine_outbound WHERE app_id = $1 AND id = ANY($2::bigint[])"
+REMOVE_TAG: Final = "DELETE FROM engine_tag_did WHERE app_id = $1 AND recipient = $2 AND tag = $3"
+
+# ---- DIDs ------------------------------------------------------------------------------------
+SMSC_DIDS: Final = "SELECT number FROM engine_did WHERE smsc_id = $1 ORDER BY number"
+DID_SMSC: Final = "SELECT smsc_id FROM engine_did WHERE number = $1"
+INSERT_DID: Final = """
+INSERT INTO engine_did (smsc_id, number) VALUES ($1, $2)
+ON CONFLICT (number) DO NOTHING
+RETURNING id
+"""
+LOCK_DID: Final = "SELECT id FROM engine_did WHERE smsc_id = $1 AND number = $2 FOR UPDATE"
+DELETE_DID: Final = "DELETE FROM engine_did WHERE id = $1"
+
+# ---- sessions, blacklist, callback events ----------------------------------------------------
+CLOSE_SESSIONS: Final = "DELETE FROM engine_session WHERE app_id = $1 AND phone = ANY($2::text[]) RETURNING phone"
+BLACKLIST_ADD: Final = """
+INSERT INTO engine_blacklist (app_id, phone, reason)
+SELECT $1, p, 'api' FROM unnest($2::text[]) AS p
+ON CONFLICT (app_id, phone) DO NOTHING
+RETURNING phone
+"""
+BLACKLIST_REMOVE: Final = "DELETE FROM engine_blacklist WHERE app_id = $1 AND phone = ANY($2::text[]) RETURNING phone"
+INSERT_EVENTS: Final = """
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT $1, $2, u.p::jsonb FROM unnest($3::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i
+"""
+
+# ---- keywords ----------------------------------------------------------------------------------
+# One association at a time per SMSC, so prefix checks cannot race each other.
+LOCK_KEYWORD_SPACE: Final = "SELECT pg_advisory_xact_lock(hashtextextended('engine_keyword:' || $1::bigint::text, 0))"
+# Keywords of the SMSC that equal $2, or that overlap it as a prefix in starts-with mode ($3 = new mode).
+KEYWORD_OVERLAPS: Final = """
+SELECT id, app_id, keyword, mode
+FROM engine_keyword
+WHERE smsc_id = $1 AND (
+    upper(keyword) = upper($2)
+    OR (mode = 1 AND starts_with(upper($2), upper(keyword)))
+    OR ($3::smallint = 1 AND starts_with(upper(keyword), upper($2)))
+)
+ORDER BY upper(keyword)
+"""
+INSERT_KEYWORD: Final = """
+INSERT INTO engine_keyword (smsc_id, app_id, keyword, mode, auto_subscribe, auto_subscribe_tags)
+VALUES ($1, $2, $3, $4, $5, $6::text[])
+"""
+UPDATE_KEYWORD: Final = """
+UPDATE engine_keyword SET keyword = $2, mode = $3, auto_subscribe = $4, auto_subscribe_tags = $5::text[]
+WHERE id = $1
+"""
+FIND_KEYWORD: Final = """
+SELECT id, app_id FROM engine_keyword
+WHERE upper(keyword) = upper($2) AND (app_id = $1 OR smsc_id = $3)
+ORDER BY (app_id = $1) DESC
+LIMIT 1
+"""
+DELETE_KEYWORD: Final = "DELETE FROM engine_keyword WHERE id = $1"

@@ -1,0 +1,92 @@
+"""Real-process helpers for system tests: a fake carrier, a webhook server and workers as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Procs:
+    """Every process a system test started; all are killed on exit."""
+
+    env: dict[str, str]
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def spawn(self, *args: str, **extra_env: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine", *args,
+            env={**self.env, **extra_env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        return proc
+
+    async def worker(self, *flags: str) -> asyncio.subprocess.Process:
+        return await self.spawn("worker", *flags)
+
+    async def stop(self, proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if proc.returncode is None:
+            proc.send_signal(sig)
+        return await asyncio.wait_for(proc.wait(), timeout)
+
+
+@asynccontextmanager
+async def processes(dsn: str, **env: str) -> AsyncIterator[Procs]:
+    base = {**os.environ, "ENGINE_DSN": dsn, **env}
+    procs = Procs(base)
+    try:
+        yield procs
+    finally:
+        for p in procs.procs:
+            if p.returncode is None:
+                p.kill()
+        for p in procs.procs:
+            await p.wait()
+
+
+async def start_carrier(procs: Procs, *args: str) -> str:
+    """Start `engine fake-carrier` on a free port; returns its base URL once it is listening."""
+    proc = await procs.spawn("fake-carrier", "--port", "0", *args)
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert "listening on" in line, line
+    return line.strip().rsplit(" ", 1)[1]
+
+
+async def start_server(procs: Procs, port: int) -> None:
+    """Start `engine serve` (webhooks) and wait until /healthz answers."""
+    await procs.spawn("serve", "--port", str(port))
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("engine serve did not come up")
+
+
+async def carrier_records(base_url: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/messages") as r:
+        records: list[dict[str, Any]] = orjson.loads(await r.read())
+        return records

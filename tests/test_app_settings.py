@@ -1,0 +1,87 @@
+"""Validation of `engine app set` values (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.app_settings import (
+    parse_bool,
+    parse_flood_limit,
+    parse_gateway_url,
+    parse_period,
+    validate_app_changes,
+)
+from engine.errors import InvalidInput
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    ("60s", 60), ("10m", 600), ("1h", 3600), ("1d", 86400), ("90S", 90), (" 2 h ", 7200), ("366d", 366 * 86400),
+])
+def test_periods(raw: str, seconds: float) -> None:
+    assert parse_period(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["", "60", "0s", "1w", "1.5h", "-1m", "h", "1h30m", "367d"])
+def test_bad_periods(raw: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_period(raw)
+
+
+def test_flood_limit() -> None:
+    assert parse_flood_limit("10/1h") == (10, 3600.0)
+    assert parse_flood_limit(" 3 / 60s ") == (3, 60.0)
+    for off in ("off", "OFF", "none", ""):
+        assert parse_flood_limit(off) is None
+    for bad in ("10", "0/1h", "x/1h", "10/", "/1h", "10/1x", "-1/1h", "1.5/1h"):
+        with pytest.raises(InvalidInput, match="--flood-limit"):
+            parse_flood_limit(bad)
+
+
+def test_carousel_booleans() -> None:
+    for raw in ("1", "t", "true", "y", "yes", "YES", " True "):
+        assert parse_bool(raw) is True
+    for raw in ("0", "f", "false", "n", "no", "No"):
+        assert parse_bool(raw) is False
+    with pytest.raises(InvalidInput, match="--smart-encoding"):
+        parse_bool("maybe", name="--smart-encoding")
+
+
+def test_gateway_url() -> None:
+    assert parse_gateway_url("https://app.example.com/sms") == "https://app.example.com/sms"
+    assert parse_gateway_url("") is None
+    for bad in ("ftp://x", "example.com/cb", "http://", "https:///path"):
+        with pytest.raises(InvalidInput, match="--gateway-url"):
+            parse_gateway_url(bad)
+
+
+def test_validate_collects_every_setting() -> None:
+    changes = validate_app_changes({
+        "gateway_url": "https://app.example.com/cb", "help_text": "Reply STOP to stop", "welcome_text": "",
+        "split_mode": "Word", "smart_encoding": "yes", "flood_limit": "5/10m", "dedup_window": "120",
+        "callback_concurrency": "8", "optout_text": None,
+    })
+    assert changes.columns == {
+        "gateway_url": "https://app.example.com/cb", "help_text": "Reply STOP to stop", "welcome_text": None,
+        "split_mode": "word", "smart_encoding": True, "callback_concurrency": 8,
+    }
+    assert changes.flood_limit == (5, 600.0) and not changes.clear_flood_limit
+    assert changes.dedup_seconds == 120.0
+    assert "flood_limit = 5 per 600s" in changes.describe()
+    assert validate_app_changes({"flood_limit": "off"}).clear_flood_limit
+    assert not validate_app_changes({"help_text": None})
+
+
+@pytest.mark.parametrize(("name", "raw", "flag"), [
+    ("split_mode", "paragraph", "--split-mode"),
+    ("smart_encoding", "perhaps", "--smart-encoding"),
+    ("callback_concurrency", "0", "--callback-concurrency"),
+    ("callback_concurrency", "many", "--callback-concurrency"),
+    ("dedup_window", "-5", "--dedup-window"),
+    ("dedup_window", "nan", "--dedup-window"),
+    ("help_text", "x" * 1601, "--help-text"),
+    ("flood_limit", "ten/1h", "--flood-limit"),
+])
+def test_validate_names_the_bad_flag(name: str, raw: str, flag: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_app_changes({"help_text": "fine", name: raw})
+    assert str(info.value).startswith(flag + ":")
