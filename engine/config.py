@@ -33,6 +33,9 @@ class Settings:
     max_attempts: int = 5  # provider attempts before a message fails
     request_timeout: float = 15.0  # provider request timeout
     delivery: DeliveryMode = "at-most-once"
+    # Comma-separated E.164 prefixes of destinations whose carriers take no Unicode (e.g. "+7,+90"):
+    # a UCS-2 message to them is not sent and the app gets `no_unicode_support`.
+    no_unicode_prefixes: str = ""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -63,6 +66,11 @@ class Settings:
         """Return a copy with every non-None flag applied (flags beat the environment)."""
         given = {k: v for k, v in flags.items() if v is not None}
         return replace(self, **given)
+
+    @property
+    def no_unicode_destinations(self) -> tuple[str, ...]:
+        """The parsed `no_unicode_prefixes`."""
+        return tuple(p.strip() for p in self.no_unicode_prefixes.split(",") if p.strip())
 
     @property
     def callback_base(self) -> str:

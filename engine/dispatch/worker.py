@@ -21,7 +21,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 
+from engine.callbacks import events as ev
 from engine.config import Settings
 from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
@@ -31,8 +33,9 @@ from engine.metrics import Metrics
 from engine.phone import is_test_number
 from engine.providers import OutboundRequest, Provider, SendResult
 from engine.providers.twilio import TwilioClient
-from engine.segment import analyze
+from engine.segment import UCS2, analyze
 from engine.store import lease_queries as lq
+from engine.store import outbox_queries as oq
 from engine.store import queries as q
 from engine.throttle import Decision, Scheduler
 
@@ -376,8 +379,11 @@ class Worker:
     async def _admit(self, rows: list[asyncpg.Record]) -> None:
         """Turn claimed rows into scheduled sends, local outcomes, or deferrals (one query each)."""
         outcomes: list[Outcome] = []
+        refused: list[Outcome] = []  # not sent, with an event for the app in the same transaction
+        events: list[tuple[int, str, dict[str, str]]] = []
         candidates: list[Pending] = []
         unroutable: list[int] = []
+        no_unicode = self.settings.no_unicode_destinations
         for r in rows:
             app = self.apps.get(r["app_id"])
             if app is None:
@@ -392,6 +398,13 @@ class Worker:
                     Outcome(r["id"], st.SEND_FAILED, None, f"body longer than {MAX_BODY_CHARS} characters")
                 )
                 continue
+            if no_unicode and info.encoding == UCS2 and r["recipient"].startswith(no_unicode):
+                refused.append(Outcome(r["id"], st.SEND_FAILED, None, "no_unicode_support", info.segments, UCS2))
+                events.append((r["app_id"], ev.NO_UNICODE_SUPPORT, ev.no_unicode_support(r["recipient"], r["body"])))
+                continue
+            if info.replacements:
+                chars = ev.invalid_characters(sorted({orig for orig, _ in info.replacements}))
+                events.append((r["app_id"], ev.INVALID_CHARACTERS, {**chars, "message_id": str(r["id"])}))
             if app is None or app.smsc_id is None or not self._routable(app.smsc_id):
                 unroutable.append(r["id"])
                 continue
@@ -414,10 +427,24 @@ class Worker:
         await self._place(fresh, pinned)
         for o in outcomes:
             self.outcomes.put_nowait(o)
+        if refused or events:
+            await self._write_refusals(refused, events)
         if unroutable:
             await self.pool.execute(
                 q.DEFER_SECONDS, unroutable, [30.0] * len(unroutable), self.worker_id
             )
+
+    async def _write_refusals(self, refused: list[Outcome], events: list[tuple[int, str, dict[str, str]]]) -> None:
+        """Messages not sent for a reason the app must hear about: the final status and the events
+        in one transaction. (An invalid_characters event rides along: the message itself goes on.)"""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if refused:
+                await conn.execute(q.MARK_OUTCOME, *_outcome_columns(refused))
+            if events:
+                await conn.execute(
+                    oq.ENQUEUE_MANY,
+                    [e[0] for e in events], [e[1] for e in events], [orjson.dumps(e[2]).decode() for e in events],
+                )
 
     def _routable(self, smsc_id: int) -> bool:
         ok = smsc_id in self.providers and self.scheduler.has_pool(smsc_id)
@@ -646,17 +673,7 @@ class Worker:
         await self.pool.execute(q.MARK_ACCEPTED, *map(list, zip(*batch, strict=True)))
 
     async def _write_outcomes(self, batch: list[Outcome]) -> None:
-        await self.pool.execute(
-            q.MARK_OUTCOME,
-            [o.id for o in batch],
-            [o.change.state for o in batch],
-            [o.change.status for o in batch],
-            [o.change.rank for o in batch],
-            [o.code for o in batch],
-            [o.message for o in batch],
-            [o.segments for o in batch],
-            [o.encoding for o in batch],
-        )
+        await self.pool.execute(q.MARK_OUTCOME, *_outcome_columns(batch))
 
     async def _write_retries(self, batch: list[tuple[int, int | None, str | None]]) -> None:
         ids, codes, msgs = (list(x) for x in zip(*batch, strict=True))
@@ -679,6 +696,20 @@ class Worker:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.exception("lease heartbeat failed")
             await asyncio.sleep(self.settings.lease_seconds / 3)
+
+
+def _outcome_columns(batch: list[Outcome]) -> list[list[Any]]:
+    """MARK_OUTCOME's array parameters for *batch*."""
+    return [
+        [o.id for o in batch],
+        [o.change.state for o in batch],
+        [o.change.status for o in batch],
+        [o.change.rank for o in batch],
+        [o.code for o in batch],
+        [o.message for o in batch],
+        [o.segments for o in batch],
+        [o.encoding for o in batch],
+    ]
 
 
 def _backoff(attempt: int) -> float:

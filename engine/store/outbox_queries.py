@@ -78,3 +78,12 @@ SELECT event_id::text AS event_id, type, attempts, last_error, created_at, paylo
 FROM engine_outbox WHERE app_id = $1 AND state = 'dead'
 ORDER BY id DESC LIMIT $2
 """
+
+# Several events at once (app ids, types, JSON payload texts); apps without a gateway get none.
+ENQUEUE_MANY: Final = """
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT u.app_id, u.type, u.payload::jsonb
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(app_id, type, payload)
+JOIN engine_app a ON a.id = u.app_id
+WHERE a.gateway_url IS NOT NULL
+"""
