@@ -23,7 +23,7 @@ async def test_smart_encoding_sends_gsm_and_reports_invalid_characters(pool: asy
         assert tuple(row) == ("GSM-7", 1)
         payload = await pool.fetchval("SELECT payload FROM engine_outbox WHERE type = 'invalid_characters'")
         assert payload is not None
-        assert '"message_id": "%d"' % ids[0] in payload and "\u2019" in payload
+        assert f'"message_id": "{ids[0]}"' in payload and "\u2019" in payload
 
 
 async def test_unicode_to_a_destination_without_it_is_refused_and_reported(pool: asyncpg.Pool, db_dsn: str) -> None:
