@@ -188,6 +188,13 @@ FROM upd JOIN engine_app a ON a.id = upd.app_id
 WHERE a.gateway_url IS NOT NULL AND upd.status <> upd.old_status
 ORDER BY upd.id
 """
+# Shared by the status statements: lock the target rows in id order (one lock order, no deadlocks)
+# and read the Carousel status they have now, so a report is written only for a real change.
+_LOCK_CURRENT = """, cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+    ORDER BY o.id FOR UPDATE OF o
+)"""
 _REPORTED: Final = "RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, cur.old_status"
 
 # The carrier accepted: rank 10 = queued at carrier, unless a callback already moved it further.
@@ -214,11 +221,7 @@ WITH u AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::int[], $6::text[],
                          $7::smallint[], $8::text[])
          AS u(id, state, status, rank, code, msg, segments, encoding)
-), cur AS MATERIALIZED (
-    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
-    WHERE o.status_rank < u.rank
-    ORDER BY o.id FOR UPDATE OF o
-), upd AS (
+){_LOCK_CURRENT}, upd AS (
     UPDATE engine_outbound o
     SET state = u.state, status = u.status, status_rank = u.rank, error_code = u.code, error_message = u.msg,
         claimed_by = NULL, lease_until = NULL,
@@ -268,11 +271,7 @@ WITH u AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
                          $7::text[])
          AS u(id, pstatus, status, rank, state, code, sid)
-), cur AS MATERIALIZED (
-    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
-    WHERE o.status_rank < u.rank
-    ORDER BY o.id FOR UPDATE OF o
-), upd AS (
+){_LOCK_CURRENT}, upd AS (
     UPDATE engine_outbound o
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),
