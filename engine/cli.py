@@ -141,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-per-min", type=int, default=60)
     p.add_argument("--failure-rate", type=float, default=0.02)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("bench", help="throughput benchmarks: engine vs a per-message job queue, and the scheduler")
+    _common(p)
+    p.add_argument("--quick", action="store_true", help="small sizes (5,000 messages, 2 rounds each)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
+    p.add_argument("--messages", type=int, help="messages per round (default 100,000; --quick 5,000)")
+    p.add_argument("--rounds", type=int, help="rounds of each side, alternated (default 3; --quick 2)")
+    p.add_argument("--dids", type=int, default=100, help="sender numbers (default 100)")
+    p.add_argument("--limit-per-min", type=int, default=600_000, help="per-DID limit (default 600,000)")
+    p.add_argument("--throttle-dids", type=int, help="scheduler DIDs (default 100,000; --quick 10,000)")
+    p.add_argument("--throttle-decisions", type=int, help="scheduler decisions (default 1,000,000; --quick 100,000)")
     return parser
 
 
@@ -363,6 +374,22 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                           failure_rate=args.failure_rate, as_json=args.json)
 
 
+async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from benchmarks.runner import BenchConfig, format_table, run_bench
+
+    cfg = BenchConfig.make(
+        quick=args.quick, messages=args.messages, rounds=args.rounds, dids=args.dids,
+        limit_per_min=args.limit_per_min, throttle_dids=args.throttle_dids,
+        throttle_decisions=args.throttle_decisions,
+    )
+    result = await run_bench(cfg, settings.dsn, "engine " + " ".join(sys.argv[1:]))
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_table(result))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "migrate": _cmd_migrate,
     "app": _cmd_app,
@@ -373,6 +400,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "run": _cmd_engine,
     "fake-carrier": _cmd_fake_carrier,
     "demo": _cmd_demo,
+    "bench": _cmd_bench,
 }
 
 
