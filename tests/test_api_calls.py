@@ -403,11 +403,11 @@ async def test_find_add_delete_did_through_the_carrier(api: Api) -> None:
     await api.bad("find_did", "number", number="3-4-7")
 
 
-async def test_carrier_errors_are_502_and_change_nothing(api: Api) -> None:
+async def test_carrier_refusals_are_422_failures_502_and_change_nothing(api: Api) -> None:
     taken = "+13475550142"
     api.fake.numbers[taken] = ("AC" + "9" * 32, "PN" + "0" * 32)  # sold to someone else
     status, body = await api.call("add_did", number=taken)
-    assert status == 502 and "not available" in body["error"]
+    assert status == 422 and "not available" in body["error"]
     assert await api.count("engine_did") == 1
 
     bought = (await api.ok("add_did", number="+13475550143"))["did"]
@@ -415,8 +415,9 @@ async def test_carrier_errors_are_502_and_change_nothing(api: Api) -> None:
     status, body = await api.call("delete_did", number=bought)
     assert status == 502 and "carrier error" in body["error"]
     assert await api.count("engine_did") == 2  # still there: the carrier did not release it
+    await api.pool.execute("UPDATE engine_provider SET auth_token = $1", DEFAULT_AUTH_TOKEN)
     status, _ = await api.call("find_did", country="FR")
-    assert status == 502
+    assert status == 422  # the carrier sells no numbers there: change the request
 
 
 async def test_did_calls_without_a_carrier_account_are_409(api: Api) -> None:

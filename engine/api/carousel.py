@@ -162,7 +162,7 @@ class CarouselApi:
         except InvalidInput as exc:
             return _json({"error": str(exc)}, 400)
         except ProviderError as exc:
-            return _json({"error": f"carrier error: {exc}"}, 502)
+            return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
             return _json({"error": exc.reason}, exc.status)
         except asyncio.CancelledError:
@@ -298,7 +298,7 @@ class CarouselApi:
         for candidate in await carrier.search_numbers(country, None, limit=5):
             if await store.did_smsc(self.pool, candidate) is None:
                 return candidate
-        raise ProviderError(f"no {country} numbers available")
+        raise ProviderError(f"no {country} numbers available", status=404)
 
     async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
         smsc = self._smsc(app)
@@ -387,3 +387,15 @@ class CarouselApi:
         self._smsc(app)
         keyword = pp.normalize_keyword(pp.required(p, "keyword"))
         return self._errors(await store.dissociate_keyword(self.pool, app, keyword))
+
+
+def _carrier_status(exc: ProviderError) -> int:
+    """What a carrier's refusal means for our caller.
+
+    The carrier turned down what was asked (no such number, none available in that country, a
+    number it will not sell): 422, the caller can change the request. The carrier failed, was
+    unreachable, or rejected our own credentials: 502, nothing the caller can fix.
+    """
+    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403):
+        return 422
+    return 502

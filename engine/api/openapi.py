@@ -38,7 +38,7 @@ class ApiCall:
     example: dict[str, Any]
     description: str = ""
     tag: str = "Messaging"
-    carrier: bool = False  # talks to the app's carrier account (502 / 409 possible)
+    carrier: bool = False  # talks to the app's carrier account (422 / 502 / 409 possible)
     needs_smsc: bool = False
 
 
@@ -206,7 +206,13 @@ def _responses(call: ApiCall) -> dict[str, Any]:
     if call.carrier or call.needs_smsc:
         responses["409"] = _error_response("The application has no SMSC or no carrier account.")
     if call.carrier:
-        responses["502"] = _error_response("The carrier refused or failed; its message is included. Nothing changed.")
+        responses["422"] = _error_response(
+            "The carrier turned the request down (e.g. no such number for sale); its message is included. "
+            "Nothing changed."
+        )
+        responses["502"] = _error_response(
+            "The carrier failed, was unreachable or rejected our credentials. Nothing changed."
+        )
     return responses
 
 
@@ -253,7 +259,8 @@ def document(server_url: str | None = None) -> dict[str, Any]:
                 "Every call is POST (URL-encoded form) or GET (query string) to /api/<call> with the "
                 "application's api_key (query or form). Replies are JSON. Errors are JSON {\"error\": message} "
                 "with 400 (bad parameter, named), 401 (api_key), 404 (unknown call), 409 (no SMSC/carrier), "
-                "500 (server fault) or 502 (carrier error); a failed call changes nothing."
+                "500 (server fault), 422 (the carrier turned the request down) or 502 (carrier failure); "
+                "a failed call changes nothing."
             ),
         },
         "paths": paths,
