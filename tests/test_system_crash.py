@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import time
@@ -58,9 +59,11 @@ async def test_sigkill_at_random_points_loses_nothing(pool: asyncpg.Pool, db_dsn
         for _ in range(kills):
             await asyncio.sleep(rng.uniform(0.5, 2.5))
             victim.send_signal(signal.SIGKILL)  # no drain, no lease release, mid-send
+            killed_at = time.monotonic()
             await victim.wait()
             victim = await procs.worker()
         counts = await _settle(pool, n, timeout=240)
+        settled_after_kill = time.monotonic() - killed_at
         records = await carrier_records(carrier_url)
         await procs.stop(victim)
         await procs.stop(steady)
@@ -68,6 +71,9 @@ async def test_sigkill_at_random_points_loses_nothing(pool: asyncpg.Pool, db_dsn
     duplicates = sum(c - 1 for c in per_body.values())
     rows = await pool.fetch("SELECT body, state FROM engine_outbound")
     states = {r["body"]: r["state"] for r in rows}
+    print(json.dumps({"delivery": delivery, "messages": n, "kills": kills, "duplicates": duplicates,
+                      "unknown": counts.get("unknown", 0), "carrier_accepted": len(records),
+                      "all_final_s_after_last_kill": round(settled_after_kill, 1)}))
     # Nothing lost: every message ended in a defined final state; everything the carrier
     # accepted is known as delivered (reconciled from its callback even when the sender died).
     assert sum(counts.values()) == n
