@@ -1,0 +1,117 @@
+"""One end-to-end engine round: `engine run` in its own process, the fake carrier in another.
+
+The queue is filled (5,000-row `submit_many` transactions from this process) once the engine is
+up and idle; the clock runs from the first submit to the last final status written to Postgres
+(`max(final_at)`), so each message costs a create POST, the carrier's final status callback to
+the engine's webhook and the status write. Engine CPU is read from /proc (psutil) around that window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks import harness as h
+from engine.demo import FINAL_STATES
+from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, AcceptedRecord
+from engine.store import admin
+from engine.store.database import Database
+from engine.submit import Outgoing, submit_many
+
+APP = "bench"
+CHUNK = 5000
+_FINAL_SQL = "SELECT count(*) FROM engine_outbound WHERE state IN ({})".format(
+    ", ".join(f"'{s}'" for s in FINAL_STATES)
+)
+
+
+@dataclass
+class Round:
+    """What one round measured, plus the carrier's record (for tests)."""
+
+    figures: dict[str, Any]
+    records: list[AcceptedRecord] = field(default_factory=list)
+
+
+def to_records(rows: list[dict[str, Any]]) -> list[AcceptedRecord]:
+    return [
+        AcceptedRecord(t=r["t"], sid=r["sid"], from_=r["from"], to=r["to"], body=r["body"],
+                       messaging_service_sid=None, status_callback=None, final_status=r["final_status"])
+        for r in rows
+    ]
+
+
+async def carrier_figures(carrier_url: str) -> tuple[dict[str, Any], list[AcceptedRecord]]:
+    stats = await h.carrier_get(carrier_url, "stats")
+    records = to_records(await h.carrier_get(carrier_url, "messages"))
+    return {
+        "carrier_accepted": stats["accepted"],
+        "carrier_rejected": stats["rejected"],
+        "carrier_callbacks_sent": stats["callbacks_sent"],
+        "carrier_callbacks_failed": stats["callbacks_failed"],
+        "senders_used": len({r.from_ for r in records}),
+    }, records
+
+
+def rate_figures(messages: int, t0: float, t_end: float, cpu_s: float) -> dict[str, Any]:
+    elapsed = max(t_end - t0, 1e-9)
+    return {
+        "elapsed_s": round(elapsed, 3),
+        "msgs_per_s": round(messages / elapsed, 1),
+        "cpu_s": round(cpu_s, 3),
+        "cpu_us_per_msg": round(cpu_s / messages * 1e6, 1),
+    }
+
+
+async def engine_round(
+    server_dsn: str, *, messages: int, dids: int = 100, limit_per_min: int = 600_000, timeout: float | None = None,
+) -> Round:
+    """Send *messages* through a fresh database, a fresh carrier and a fresh `engine run` process."""
+    timeout = timeout if timeout is not None else max(120.0, messages / 100)
+    async with h.fresh_database(server_dsn, "bench_engine") as dsn, h.children() as kids:
+        db = await Database.connect(dsn, min_size=1, max_size=4)  # migrates
+        try:
+            carrier_url = await h.start_carrier(kids)
+            await admin.create_app(db.pool, APP)
+            await admin.add_provider(db.pool, APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
+                                     auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+            await admin.add_dids(db.pool, APP, h.did_numbers(dids), limit_per_min=limit_per_min)
+            port = h.free_port()
+            engine = await kids.spawn(
+                ["-m", "engine", "run", "--port", str(port)],
+                env={"ENGINE_DSN": dsn, "ENGINE_LOG_LEVEL": "WARNING"},
+            )
+            await h.wait_http(f"http://127.0.0.1:{port}/healthz", engine)
+            job = [Outgoing(to, body) for to, body in h.recipients(messages)]
+
+            cpu0 = h.cpu_seconds([engine.pid])
+            t0 = time.time()
+            for i in range(0, len(job), CHUNK):
+                await submit_many(db.pool, APP, job[i : i + CHUNK])
+            submit_s = time.time() - t0
+            async with db.pool.acquire() as conn:
+                await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
+            cpu1 = h.cpu_seconds([engine.pid])
+            t_end: float = await db.pool.fetchval(
+                "SELECT extract(epoch FROM max(final_at))::float8 FROM engine_outbound"
+            )
+            rows = await db.pool.fetch(
+                "SELECT provider_message_id AS sid, extract(epoch FROM created_at)::float8 AS t, state "
+                "FROM engine_outbound"
+            )
+            carrier, records = await carrier_figures(carrier_url)
+        finally:
+            await db.close()
+    created = {r["sid"]: r["t"] for r in rows if r["sid"] is not None}
+    accepted = {r.sid: r.t for r in records}
+    figures = {
+        "messages": messages,
+        "final": sum(1 for r in rows if r["state"] in FINAL_STATES),
+        "delivered": sum(1 for r in rows if r["state"] == "delivered"),
+        "submit_s": round(submit_s, 3),
+        **rate_figures(messages, t0, t_end, cpu1 - cpu0),
+        **h.latency_figures(created, accepted),
+        **carrier,
+    }
+    return Round(figures, records)

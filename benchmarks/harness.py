@@ -1,0 +1,269 @@
+"""Shared pieces of the throughput benchmarks: a PostgreSQL server, fresh databases, child processes, CPU.
+
+Everything measured runs in its own process (fake carrier, engine, baseline worker and webhook); this
+module only starts them, fills the queue, polls the database and reads the carrier's own record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import platform
+import random
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import orjson
+import psutil
+
+from db.embedded import EmbeddedPostgres
+
+_counter = itertools.count()
+
+
+def log(msg: str) -> None:
+    """Progress goes to stderr: stdout is reserved for the result."""
+    sys.stderr.write(f"[bench] {msg}\n")
+    sys.stderr.flush()
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def postgres_server(dsn: str | None) -> AsyncIterator[str]:
+    """*dsn* (an admin database on the server to use), or an embedded server in a temporary directory."""
+    if dsn:
+        yield dsn
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="engine-bench-pg-"))
+    server = EmbeddedPostgres(tmp / "pgdata")
+    started = await asyncio.to_thread(server.start)
+    try:
+        yield started
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@asynccontextmanager
+async def fresh_database(server_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """CREATE DATABASE for one round (dropped afterwards); yields its DSN (not yet migrated)."""
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+@dataclass
+class Children:
+    """Child processes of one round; all are stopped (SIGTERM, then SIGKILL) on exit."""
+
+    logdir: Path
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    async def spawn(self, args: Sequence[str], env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        logfile = self.logdir / f"{len(self.procs)}-{args[1].replace('.', '_')}-{args[2]}.log"
+        with logfile.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *args, env={**os.environ, **(env or {})},
+                stdout=asyncio.subprocess.PIPE, stderr=err,
+            )
+        self.procs.append(proc)
+        self.logs.append(logfile)
+        return proc
+
+    def tail(self, lines: int = 15) -> str:
+        out = []
+        for path in self.logs:
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            if text:
+                out.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(out)
+
+    async def stop_all(self) -> None:
+        for p in self.procs:
+            if p.returncode is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                await asyncio.wait_for(p.wait(), 20)
+            except TimeoutError:
+                p.kill()
+                await p.wait()
+
+
+@asynccontextmanager
+async def children() -> AsyncIterator[Children]:
+    with tempfile.TemporaryDirectory(prefix="engine-bench-logs-") as tmp:
+        kids = Children(Path(tmp))
+        try:
+            yield kids
+        except BaseException:
+            log("child process logs:\n" + kids.tail())
+            raise
+        finally:
+            await kids.stop_all()
+
+
+async def read_url_line(proc: asyncio.subprocess.Process, what: str, timeout: float = 60) -> str:
+    """Wait for the child's 'listening on URL' line; returns the URL."""
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode().strip()
+    if "listening on " not in line:
+        raise RuntimeError(f"{what} did not start: {line!r}")
+    return line.rsplit(" ", 1)[1]
+
+
+async def start_carrier(kids: Children) -> str:
+    """The fake carrier in its own process: final callbacks only, no callback delay."""
+    proc = await kids.spawn(
+        ["-m", "engine", "fake-carrier", "--port", "0", "--callbacks", "final", "--latency", "0"]
+    )
+    return await read_url_line(proc, "fake carrier")
+
+
+async def wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float = 60) -> None:
+    """Poll *url* until it answers 200 (the child is up and serving)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+async def carrier_get(base_url: str, what: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/{what}") as r:
+        return orjson.loads(await r.read())
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """user + system CPU seconds consumed so far by *pids* (children of theirs not included)."""
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of *values*; 0.0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+async def wait_all_final(
+    conn: asyncpg.Connection, count_sql: str, total: int, procs: Sequence[asyncio.subprocess.Process],
+    timeout: float,
+) -> None:
+    """Poll *count_sql* (counts final rows) until it reaches *total*; fail if a child dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    next_log = time.monotonic() + 5
+    while True:
+        done: int = await conn.fetchval(count_sql)
+        if done >= total:
+            return
+        now = time.monotonic()
+        for p in procs:
+            if p.returncode is not None:
+                raise RuntimeError(f"a benchmark process exited ({p.returncode}) with {done}/{total} final")
+        if now > deadline:
+            raise RuntimeError(f"timed out with {done}/{total} messages final")
+        if now >= next_log and done != last:
+            log(f"  {done}/{total} final")
+            last = done
+            next_log = now + 5
+        await asyncio.sleep(0.05)
+
+
+def recipients(count: int, seed: int = 5) -> list[tuple[str, str]]:
+    """(recipient, body) pairs: valid NANP mobile-looking numbers and short GSM texts."""
+    rng = random.Random(seed)
+    areas = ["212", "312", "415", "617", "646", "718", "202", "303", "404", "512"]
+    out = []
+    for i in range(count):
+        to = f"+1{rng.choice(areas)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+        out.append((to, f"Reminder {i}: your hold is ready at Main Library until Friday."))
+    return out
+
+
+def did_numbers(count: int) -> list[str]:
+    """*count* distinct valid sender numbers."""
+    return [f"+1646{200 + i // 10000:03d}{i % 10000:04d}" for i in range(count)]
+
+
+def latency_figures(created: dict[str, float], accepted: dict[str, float]) -> dict[str, float]:
+    """p50/p99 of carrier accept time minus row creation time, in milliseconds, matched by sid."""
+    lat = [(accepted[sid] - t) * 1000 for sid, t in created.items() if sid in accepted]
+    return {
+        "queue_to_carrier_p50_ms": round(percentile(lat, 50), 1),
+        "queue_to_carrier_p99_ms": round(percentile(lat, 99), 1),
+    }
+
+
+def machine_info(postgres_version: str) -> dict[str, Any]:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        pgq = version("pgqueuer")
+    except Exception:
+        pgq = None
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "postgres": postgres_version,
+        "pgqueuer": pgq,
+    }
