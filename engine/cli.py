@@ -426,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     install_redaction()
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines are pg_ctl chatter
     try:
         return _event_loop_runner()(COMMANDS[args.command](settings, args))
     except EngineError as exc:

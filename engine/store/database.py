@@ -54,7 +54,7 @@ class Database:
                 log.info("migrations applied: %s", ", ".join(applied))
         finally:
             await conn.close()
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
         return cls(pool, dsn, embedded)
 
     async def close(self) -> None:
@@ -70,3 +70,12 @@ class Database:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: skip asyncpg's default reset round trip (RESET ALL, UNLISTEN *, …).
+
+    The engine never changes session state on pooled connections: settings are SET LOCAL, advisory
+    locks are transaction-scoped, LISTEN uses dedicated connections; asyncpg still rolls back an
+    open transaction and drops listeners before calling this. Saves one round trip per query.
+    """

@@ -240,29 +240,41 @@ SET state = 'claimed', error_code = u.code, error_message = u.msg, updated_at = 
 FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, code, msg)
 WHERE o.id = u.id AND o.state = 'sending'
 """
+# The housekeeping statements below lock their rows in id order and skip rows locked right now (a
+# status write in progress): the status statements also lock in id order, so the two never deadlock,
+# and a skipped row is simply seen again on the next round.
 HEARTBEAT: Final = """
-UPDATE engine_outbound SET lease_until = now() + make_interval(secs => $2)
-WHERE claimed_by = $1 AND state IN ('claimed', 'sending')
+UPDATE engine_outbound o SET lease_until = now() + make_interval(secs => $2)
+FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state IN ('claimed', 'sending')
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
 """
 RELEASE: Final = """
-UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
-WHERE claimed_by = $1 AND state = 'claimed'
+UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state = 'claimed' ORDER BY id FOR UPDATE) AS s
+WHERE o.id = s.id
 """
 # Leases of vanished workers: unsent claims go back to the queue.
 RECOVER_CLAIMED: Final = """
-UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
-WHERE state = 'claimed' AND lease_until < now()
+UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM (SELECT id FROM engine_outbound WHERE state = 'claimed' AND lease_until < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
 """
 # A send that may have reached the carrier: 'unknown' (at-most-once) or queued again (at-least-once).
 RECOVER_SENDING_UNKNOWN: Final = """
-UPDATE engine_outbound
-SET state = 'unknown', status_rank = greatest(status_rank, 5), claimed_by = NULL, lease_until = NULL,
+UPDATE engine_outbound o
+SET state = 'unknown', status_rank = greatest(o.status_rank, 5), claimed_by = NULL, lease_until = NULL,
     updated_at = now()
-WHERE state = 'sending' AND lease_until < now()
+FROM (SELECT id FROM engine_outbound WHERE state = 'sending' AND lease_until < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
 """
 RECOVER_SENDING_REQUEUE: Final = """
-UPDATE engine_outbound SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
-WHERE state = 'sending' AND lease_until < now()
+UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM (SELECT id FROM engine_outbound WHERE state = 'sending' AND lease_until < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
 """
 
 # ---- statuses from the carrier -------------------------------------------------------------
