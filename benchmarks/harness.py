@@ -267,3 +267,79 @@ def machine_info(postgres_version: str) -> dict[str, Any]:
         "postgres": postgres_version,
         "pgqueuer": pgq,
     }
+
+
+# ---- fast fills for the paced and backlog scenarios (SQL set operations, not submit_many) ----------
+
+_DIDS_SQL = """
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
+SELECT $1, '+1646' || lpad((200 + i / 10000)::text, 3, '0') || lpad((i % 10000)::text, 4, '0'), $3, $4
+FROM generate_series(0, $2 - 1) AS i
+"""
+_MESSAGES_SQL = """
+INSERT INTO engine_outbound (app_id, recipient, body)
+SELECT $1, '+1212' || (2000000 + i)::text,
+       'Reminder ' || i || ': your hold is ready at Main Library until Friday.'
+FROM generate_series(0, $2 - 1) AS i
+"""
+
+
+async def insert_dids_sql(conn: asyncpg.Connection, smsc_id: int, count: int, *, limit_per_min: int = 60,
+                          burst: int = 1) -> None:
+    """*count* DIDs (the numbers `did_numbers` gives) in one INSERT … SELECT generate_series."""
+    if count > 100_000:
+        raise ValueError("at most 100,000 DIDs (+1646 200..209 xxxx)")
+    await conn.execute(_DIDS_SQL, smsc_id, count, limit_per_min, burst)
+
+
+async def insert_messages_sql(conn: asyncpg.Connection, app_id: int, count: int) -> None:
+    """*count* queued messages, due now, to distinct recipients (+1212 2xx xxxx), in one INSERT … SELECT."""
+    if count > 8_000_000:
+        raise ValueError("at most 8,000,000 distinct recipients")
+    await conn.execute(_MESSAGES_SQL, app_id, count)
+    await conn.execute("ANALYZE engine_outbound")
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak RSS (VmHWM) of *pid* in MB from /proc/<pid>/status; None where that is unavailable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb(pid: int) -> float:
+    """Current RSS of *pid* in MB (psutil)."""
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+async def wait_first_accept(carrier_url: str, procs: Sequence[asyncio.subprocess.Process], timeout: float) -> float:
+    """Poll the carrier's stats until it has accepted something; returns the local time.time() seen then."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(f"{carrier_url}/_fake/stats") as r:
+                stats = orjson.loads(await r.read())
+            if stats["accepted"] > 0:
+                return time.time()
+            for p in procs:
+                if p.returncode is not None:
+                    raise RuntimeError(f"a benchmark process exited ({p.returncode}) before the first send")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no message reached the carrier within {timeout}s")
+            await asyncio.sleep(0.02)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL after *timeout* seconds."""
+    if proc.returncode is None:
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             _server_flags(p)
         else:
             p.add_argument("--public-url", help="base URL carriers use to reach the webhooks (env ENGINE_PUBLIC_URL)")
+            p.add_argument("--processes", type=int, default=1,
+                           help="run N worker processes (one per core), supervised; DID leases keep limits exact")
         if name != "serve":
             _worker_flags(p)
 
@@ -345,6 +347,13 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def _cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.app import run_engine
 
+    if getattr(args, "processes", 1) != 1:
+        from engine.supervisor import child_argv, supervise
+
+        if args.processes < 1:
+            raise EngineError("--processes must be >= 1")
+        return await supervise(args.processes, child_argv(args.argv))
+
     stop = asyncio.Event()
     _stop_on_signals(stop)
     await run_engine(settings, stop, serve=args.command in ("serve", "run"), dispatch=args.command != "serve")
@@ -415,6 +424,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         settings = _settings(args)
     except EngineError as exc:

@@ -80,3 +80,30 @@ async def test_workers_share_the_queue_exactly_once_and_within_limits(
     # The pool was shared: DIDs were spread over the workers, and all workers have left cleanly.
     assert await pool.fetchval("SELECT count(*) FROM engine_worker") == 0
     assert await pool.fetchval("SELECT count(*) FROM engine_did_lease") == 0
+
+
+async def test_worker_processes_flag_runs_and_drains_supervised_children(pool: asyncpg.Pool, db_dsn: str) -> None:
+    n = 4000
+    port = free_port()
+    async with processes(db_dsn, ENGINE_LEASE_SECONDS="4", ENGINE_POLL_SECONDS="0.2",
+                         ENGINE_PUBLIC_URL=f"http://127.0.0.1:{port}") as procs:
+        carrier_url = await start_carrier(procs, "--callbacks", "final", "--latency", "0")
+        await _setup(pool, carrier_url, dids=20, limit=1200)  # 400/s: long enough for both to take a share
+        await start_server(procs, port)
+        await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"n{i}") for i in range(n)])
+        supervisor = await procs.worker("--processes", "2")
+        counts = await _wait_final(pool, n, timeout=120)
+        senders = await pool.fetch("SELECT DISTINCT sent_by FROM engine_outbound")
+        assert await procs.stop(supervisor) == 0  # SIGTERM is forwarded; both children drain
+        records = await carrier_records(carrier_url)
+    assert counts == {"delivered": n}
+    assert len(senders) == 2  # two processes shared the queue
+    assert len(records) == n and len({r["body"] for r in records}) == n
+    assert await pool.fetchval("SELECT count(*) FROM engine_worker") == 0
+
+
+def test_child_argv_drops_only_the_processes_flag() -> None:
+    from engine.supervisor import child_argv
+
+    assert child_argv(["worker", "--processes", "3", "--batch-size", "9"]) == ["worker", "--batch-size", "9"]
+    assert child_argv(["worker", "--processes=2"]) == ["worker"]
