@@ -243,7 +243,7 @@ def latency_figures(created: dict[str, float], accepted: dict[str, float]) -> di
     }
 
 
-def machine_info(postgres_version: str) -> dict[str, Any]:
+def machine_info(postgres_version: str | None) -> dict[str, Any]:
     model = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -314,7 +314,8 @@ def vm_hwm_mb(pid: int) -> float | None:
 
 def rss_mb(pid: int) -> float:
     """Current RSS of *pid* in MB (psutil)."""
-    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    rss: int = psutil.Process(pid).memory_info().rss
+    return round(rss / 2**20, 1)
 
 
 async def wait_first_accept(carrier_url: str, procs: Sequence[asyncio.subprocess.Process], timeout: float) -> float:

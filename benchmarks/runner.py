@@ -1,4 +1,6 @@
-"""`engine bench`: engine vs baseline end to end (alternating A B A B), and the scheduler alone.
+"""`engine bench`: engine vs baseline end to end (alternating A B A B), the scheduler alone, and the
+engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds; `backlog`:
+time to first send and peak RSS with a large queue and many DIDs). `--scenarios` picks some of them.
 
 With --json exactly one JSON object goes to stdout; progress and logs go to stderr.
 """
@@ -19,6 +21,20 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
+from benchmarks.bench_paced import backlog, paced
+
+SCENARIOS = ("e2e", "throttle", "paced", "backlog")  # e2e = engine vs baseline (and their ratio)
+
+
+def parse_scenarios(text: str | None) -> tuple[str, ...]:
+    """A comma list of scenario names (None or 'all' = every one), in the canonical order."""
+    if text is None or text.strip() in ("", "all"):
+        return SCENARIOS
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = names - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+    return tuple(n for n in SCENARIOS if n in names)
 
 
 @dataclass(frozen=True)
@@ -30,11 +46,18 @@ class BenchConfig:
     throttle_dids: int
     throttle_decisions: int
     quick: bool
+    paced_dids: int = 300
+    paced_seconds: float = 60.0
+    backlog_messages: int = 1_000_000
+    backlog_dids: int = 100_000
+    scenarios: tuple[str, ...] = SCENARIOS
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
              limit_per_min: int = 600_000, throttle_dids: int | None = None,
-             throttle_decisions: int | None = None) -> BenchConfig:
+             throttle_decisions: int | None = None, paced_dids: int | None = None,
+             paced_seconds: float | None = None, backlog_messages: int | None = None,
+             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS) -> BenchConfig:
         return cls(
             messages=messages or (5_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -43,6 +66,11 @@ class BenchConfig:
             throttle_dids=throttle_dids or (10_000 if quick else 100_000),
             throttle_decisions=throttle_decisions or (100_000 if quick else 1_000_000),
             quick=quick,
+            paced_dids=paced_dids or (100 if quick else 300),
+            paced_seconds=paced_seconds or (20.0 if quick else 60.0),
+            backlog_messages=backlog_messages or (100_000 if quick else 1_000_000),
+            backlog_dids=backlog_dids or (10_000 if quick else 100_000),
+            scenarios=scenarios,
         )
 
 
@@ -76,26 +104,18 @@ async def _throttle(cfg: BenchConfig) -> dict[str, Any]:
     return result
 
 
-async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
-    async with h.postgres_server(dsn) as server:
-        conn = await asyncpg.connect(server)
-        try:
-            pg_version = str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
-        engine_rounds: list[dict[str, Any]] = []
-        baseline_rounds: list[dict[str, Any]] = []
-        for i in range(cfg.rounds):  # A B A B: drift on the machine hits both sides alike
-            h.log(f"round {i + 1}/{cfg.rounds}: engine, {cfg.messages} messages")
-            e = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min)
-            engine_rounds.append(e.figures)
-            h.log(f"  engine {e.figures['msgs_per_s']} msg/s, {e.figures['cpu_us_per_msg']} µs CPU/msg")
-            h.log(f"round {i + 1}/{cfg.rounds}: baseline, {cfg.messages} messages")
-            b = await baseline_round(server, messages=cfg.messages, dids=cfg.dids)
-            baseline_rounds.append(b.figures)
-            h.log(f"  baseline {b.figures['msgs_per_s']} msg/s, {b.figures['cpu_us_per_msg']} µs CPU/msg")
-    h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
-    throttle = await _throttle(cfg)
+async def _e2e(cfg: BenchConfig, server: str) -> dict[str, Any]:
+    engine_rounds: list[dict[str, Any]] = []
+    baseline_rounds: list[dict[str, Any]] = []
+    for i in range(cfg.rounds):  # A B A B: drift on the machine hits both sides alike
+        h.log(f"round {i + 1}/{cfg.rounds}: engine, {cfg.messages} messages")
+        e = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min)
+        engine_rounds.append(e.figures)
+        h.log(f"  engine {e.figures['msgs_per_s']} msg/s, {e.figures['cpu_us_per_msg']} µs CPU/msg")
+        h.log(f"round {i + 1}/{cfg.rounds}: baseline, {cfg.messages} messages")
+        b = await baseline_round(server, messages=cfg.messages, dids=cfg.dids)
+        baseline_rounds.append(b.figures)
+        h.log(f"  baseline {b.figures['msgs_per_s']} msg/s, {b.figures['cpu_us_per_msg']} µs CPU/msg")
     engine = summarize(engine_rounds)
     baseline = summarize(baseline_rounds)
     baseline["kind"] = baseline_rounds[0]["kind"]
@@ -104,12 +124,42 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
         "cpu_us_per_msg": round(engine["cpu_us_per_msg"]["median"] / baseline["cpu_us_per_msg"]["median"], 2),
     }
     return {
-        "scenarios": {
-            "e2e": {"messages": cfg.messages, "dids": cfg.dids, "limit_per_min": cfg.limit_per_min, **engine},
-            "baseline": {"messages": cfg.messages, **baseline},
-            "ratio": ratio,
-            "throttle": throttle,
-        },
+        "e2e": {"messages": cfg.messages, "dids": cfg.dids, "limit_per_min": cfg.limit_per_min, **engine},
+        "baseline": {"messages": cfg.messages, **baseline},
+        "ratio": ratio,
+    }
+
+
+async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    pg_version = None
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "paced", "backlog"))
+    if needs_pg:
+        async with h.postgres_server(dsn) as server:
+            conn = await asyncpg.connect(server)
+            try:
+                pg_version = str(await conn.fetchval("SHOW server_version"))
+            finally:
+                await conn.close()
+            if "e2e" in cfg.scenarios:
+                scenarios.update(await _e2e(cfg, server))
+            if "paced" in cfg.scenarios:
+                h.log(f"paced: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
+                p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds)
+                scenarios["paced"] = p.figures
+                h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']} in the window "
+                      f"({p.figures['achieved_ratio']}), max per DID in 60 s {p.figures['max_per_did_60s']}")
+            if "backlog" in cfg.scenarios:
+                h.log(f"backlog: {cfg.backlog_messages} queued, {cfg.backlog_dids} DIDs at 60/min")
+                b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids)
+                scenarios["backlog"] = b.figures
+                h.log(f"  first send after {b.figures['time_to_first_send_s']}s, "
+                      f"peak RSS {b.figures['peak_rss_mb']} MB")
+    if "throttle" in cfg.scenarios:
+        h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
+        scenarios["throttle"] = await _throttle(cfg)
+    return {
+        "scenarios": scenarios,
         "quick": cfg.quick,
         "machine": h.machine_info(pg_version),
         "command": command,
@@ -119,22 +169,37 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
 
 def format_table(result: dict[str, Any]) -> str:
     s = result["scenarios"]
-    e, b, t = s["e2e"], s["baseline"], s["throttle"]
-    rows = [
-        ("", "engine", f"baseline ({b['kind']})", "engine/baseline"),
-        ("msgs/s (median)", e["msgs_per_s"]["median"], b["msgs_per_s"]["median"], s["ratio"]["msgs_per_s"]),
-        ("msgs/s (min..max)", f"{e['msgs_per_s']['min']}..{e['msgs_per_s']['max']}",
-         f"{b['msgs_per_s']['min']}..{b['msgs_per_s']['max']}", ""),
-        ("CPU µs/msg (median)", e["cpu_us_per_msg"]["median"], b["cpu_us_per_msg"]["median"],
-         s["ratio"]["cpu_us_per_msg"]),
-        ("queue→carrier p50 ms", e["queue_to_carrier_p50_ms"]["median"], b["queue_to_carrier_p50_ms"]["median"], ""),
-        ("queue→carrier p99 ms", e["queue_to_carrier_p99_ms"]["median"], b["queue_to_carrier_p99_ms"]["median"], ""),
-        ("carrier accepted", e["carrier_accepted"], b["carrier_accepted"], ""),
-    ]
-    lines = [f"{e['messages']} messages per round, {len(e['rounds'])} rounds each (A B A B)"]
-    lines += [f"{a!s:<24}{c1!s:>22}{c2!s:>26}{c3!s:>18}" for a, c1, c2, c3 in rows]
-    lines.append(f"throttle: {t['dids']} DIDs, {t['decisions']} decisions: {t['us_per_decision']} µs/decision, "
-                 f"peak RSS {t['peak_rss_mb']} MB")
+    lines: list[str] = []
+    if "e2e" in s:
+        e, b = s["e2e"], s["baseline"]
+        rows = [
+            ("", "engine", f"baseline ({b['kind']})", "engine/baseline"),
+            ("msgs/s (median)", e["msgs_per_s"]["median"], b["msgs_per_s"]["median"], s["ratio"]["msgs_per_s"]),
+            ("msgs/s (min..max)", f"{e['msgs_per_s']['min']}..{e['msgs_per_s']['max']}",
+             f"{b['msgs_per_s']['min']}..{b['msgs_per_s']['max']}", ""),
+            ("CPU µs/msg (median)", e["cpu_us_per_msg"]["median"], b["cpu_us_per_msg"]["median"],
+             s["ratio"]["cpu_us_per_msg"]),
+            ("queue→carrier p50 ms", e["queue_to_carrier_p50_ms"]["median"],
+             b["queue_to_carrier_p50_ms"]["median"], ""),
+            ("queue→carrier p99 ms", e["queue_to_carrier_p99_ms"]["median"],
+             b["queue_to_carrier_p99_ms"]["median"], ""),
+            ("carrier accepted", e["carrier_accepted"], b["carrier_accepted"], ""),
+        ]
+        lines.append(f"{e['messages']} messages per round, {len(e['rounds'])} rounds each (A B A B)")
+        lines += [f"{a!s:<24}{c1!s:>22}{c2!s:>26}{c3!s:>18}" for a, c1, c2, c3 in rows]
+    if "throttle" in s:
+        t = s["throttle"]
+        lines.append(f"throttle: {t['dids']} DIDs, {t['decisions']} decisions: {t['us_per_decision']} µs/decision, "
+                     f"peak RSS {t['peak_rss_mb']} MB")
+    if "paced" in s:
+        p = s["paced"]
+        lines.append(f"paced: {p['dids']} DIDs at {p['limit_per_min']}/min, {p['seconds']:g}s window from the first "
+                     f"accept: sent {p['sent_in_window']} of capacity {p['capacity']} ({p['achieved_ratio']}), "
+                     f"max per DID in any 60 s {p['max_per_did_60s']}")
+    if "backlog" in s:
+        k = s["backlog"]
+        lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "
+                     f"after the engine started, peak RSS {k['peak_rss_mb']} MB (at {k['rss_read_after_s']}s)")
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

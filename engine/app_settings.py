@@ -26,6 +26,9 @@ _PERIOD: Final = re.compile(r"(\d+)\s*([smhd])")
 _CLEAR: Final = frozenset({"", "off", "none"})
 
 
+MAX_SMSC_LIMIT = 100_000_000  # segments per minute for one pool: far above any real campaign
+
+
 def flag(name: str) -> str:
     """The command-line spelling of a setting: help_text -> --help-text."""
     return "--" + name.replace("_", "-")
@@ -152,6 +155,9 @@ def validate_app_changes(raw: dict[str, str | None]) -> AppChanges:
         elif name == "flood_limit":
             flood = parse_flood_limit(value, name=opt)
             clear_flood = flood is None
+        elif name == "smsc_limit_per_min":
+            off = value.strip().lower() in ("off", "none", "")
+            columns[name] = None if off else parse_count(value, name=opt, low=1, high=MAX_SMSC_LIMIT)
         elif name == "dedup_window":
             dedup = parse_seconds(value, name=opt, high=MAX_DEDUP)
         else:

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N messages to one phone per PERIOD (60s, 10m, 1h, 1d); 'off' removes it")
     p.add_argument("--dedup-window", metavar="SECONDS", help="duplicate suppression window (0 disables)")
     p.add_argument("--callback-concurrency", metavar="N", help="callback requests in flight to the gateway")
+    p.add_argument("--smsc-limit-per-min", metavar="N",
+                   help="cap the app's whole DID pool at N segments/minute (e.g. a 10DLC campaign); 'off' removes it")
     p = app.add_parser("status", help="queue and callback-outbox counts, recent dead-lettered callbacks")
     _common(p)
     p.add_argument("name", metavar="NAME")
@@ -105,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token")
     p.add_argument("--messaging-service-sid")
     p.add_argument("--base-url")
+    p.add_argument("--max-per-second", type=int, metavar="N",
+                   help="the account's cap in segments per second (e.g. Twilio account MPS)")
     p.add_argument("--single-sms", action="store_true",
                    help="the carrier takes single SMS only: long bodies go out as '(i/n) ' parts")
     p = prov.add_parser("test", help="check the app's carrier credentials; print the webhook URLs for the console")
@@ -154,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-per-min", type=int, default=600_000, help="per-DID limit (default 600,000)")
     p.add_argument("--throttle-dids", type=int, help="scheduler DIDs (default 100,000; --quick 10,000)")
     p.add_argument("--throttle-decisions", type=int, help="scheduler decisions (default 1,000,000; --quick 100,000)")
+    p.add_argument("--paced-dids", type=int, help="paced: DIDs at 60/min (default 300; --quick 100)")
+    p.add_argument("--paced-seconds", type=float, help="paced: window in seconds (default 60; --quick 20)")
+    p.add_argument("--backlog-messages", type=int, help="backlog: queued messages (default 1,000,000; --quick 100,000)")
+    p.add_argument("--backlog-dids", type=int, help="backlog: DIDs at 60/min (default 100,000; --quick 10,000)")
+    p.add_argument("--scenarios", default="all",
+                   help="comma list of e2e (engine vs baseline), throttle, paced, backlog (default all)")
     return parser
 
 
@@ -192,7 +202,7 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 APP_SETTINGS_FLAGS = (
     "gateway_url", "help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text", "split_mode",
-    "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency",
+    "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency", "smsc_limit_per_min",
 )
 
 
@@ -306,6 +316,7 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
         pid = await admin.add_provider(
             pool, args.app, kind=args.kind, account_sid=sid, auth_token=token,
             messaging_service_sid=args.messaging_service_sid, base_url=base, single_sms=args.single_sms,
+            max_per_second=args.max_per_second,
         )
         single = ", single SMS only" if args.single_sms else ""
         print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {args.app}")
@@ -384,12 +395,19 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from benchmarks.runner import BenchConfig, format_table, run_bench
+    from benchmarks.runner import BenchConfig, format_table, parse_scenarios, run_bench
 
+    try:
+        scenarios = parse_scenarios(args.scenarios)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = BenchConfig.make(
         quick=args.quick, messages=args.messages, rounds=args.rounds, dids=args.dids,
         limit_per_min=args.limit_per_min, throttle_dids=args.throttle_dids,
-        throttle_decisions=args.throttle_decisions,
+        throttle_decisions=args.throttle_decisions, paced_dids=args.paced_dids,
+        paced_seconds=args.paced_seconds, backlog_messages=args.backlog_messages,
+        backlog_dids=args.backlog_dids, scenarios=scenarios,
     )
     result = await run_bench(cfg, settings.dsn, "engine " + " ".join(sys.argv[1:]))
     if args.json:

@@ -7,7 +7,8 @@ import pytest
 
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
-from benchmarks.runner import BenchConfig, summarize
+from benchmarks.bench_paced import backlog, paced, paced_capacity
+from benchmarks.runner import SCENARIOS, BenchConfig, parse_scenarios, summarize
 from engine.cli import build_parser
 from engine.providers.fake import max_per_sender_in_window
 
@@ -48,3 +49,43 @@ async def test_throttled_engine_rate_matches_the_did_limit(server_dsn: str) -> N
     assert max_per_sender_in_window(r.records, 60.0) == 2
     assert f["elapsed_s"] >= 0.9
     assert f["msgs_per_s"] <= 6.5
+
+
+def test_bench_scenario_flags_and_sizes() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--scenarios", "paced, backlog", "--paced-dids", "7"])
+    scenarios = parse_scenarios(args.scenarios)
+    assert scenarios == ("paced", "backlog")
+    cfg = BenchConfig.make(quick=True, paced_dids=args.paced_dids, scenarios=scenarios)
+    assert (cfg.paced_dids, cfg.paced_seconds, cfg.backlog_messages, cfg.backlog_dids) == (7, 20.0, 100_000, 10_000)
+    full = BenchConfig.make(quick=False)
+    assert (full.paced_dids, full.paced_seconds, full.backlog_messages, full.backlog_dids) == (
+        300, 60.0, 1_000_000, 100_000)
+    assert full.scenarios == SCENARIOS == parse_scenarios(None) == parse_scenarios("all")
+    with pytest.raises(ValueError, match="nope"):
+        parse_scenarios("paced,nope")
+    # burst 1 at 60/min: t0, t0+1, ..., t0+T-1 in [t0, t0+T): T sends per DID
+    assert paced_capacity(5, 3) == 15 and paced_capacity(300, 60) == 18_000
+
+
+async def test_paced_counts_carrier_accepts_within_the_limit(server_dsn: str) -> None:
+    r = await paced(server_dsn, dids=5, seconds=3)
+    f = r.figures
+    assert f["capacity"] == 15 and f["queued"] >= 2 * 15
+    assert f["carrier_accepted_total"] == len(r.records) > 0 and f["carrier_rejected"] == 0
+    t0 = min(rec.t for rec in r.records)
+    assert f["sent_in_window"] == sum(1 for rec in r.records if t0 <= rec.t < t0 + 3)
+    assert len({rec.to for rec in r.records}) == len(r.records)  # each message once
+    assert f["carrier_accepted_total"] < f["queued"]  # stopped without draining the backlog
+    assert 0.8 <= f["achieved_ratio"] <= 1.0
+    assert f["max_per_did_60s"] <= 60
+    assert max_per_sender_in_window(r.records, 0.8) == 1  # 60/min, burst 1: ~1 s apart (slack for jitter)
+
+
+async def test_backlog_reports_first_send_and_peak_rss(server_dsn: str) -> None:
+    r = await backlog(server_dsn, messages=2_000, dids=200, settle_s=2.0)
+    f = r.figures
+    assert f["carrier_accepted"] == len(r.records) > 0 and f["carrier_rejected"] == 0
+    assert f["carrier_accepted"] < 2_000  # stopped early, backlog not drained
+    assert 0 < f["time_to_first_send_s"] < 60
+    assert f["peak_rss_mb"] is not None and f["peak_rss_mb"] >= f["rss_at_read_mb"] * 0.9 > 0
+    assert f["max_per_did_60s"] <= 60

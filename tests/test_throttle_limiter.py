@@ -468,3 +468,13 @@ def test_restamp_bursts_of_mixed_sizes(setup: tuple[Shape, Ops], delay_cycle: li
     shape, ops = setup
     limiter = make(shape)
     assert_window_rule(simulate_with_delays(limiter, ops, delay_cycle), limiter)
+
+
+def test_settle_moves_the_window_entry_to_the_answer_but_keeps_the_spacing() -> None:
+    lim = DidLimiter(2, window=60.0, guard=0.0)  # 2 per minute: one every 30 s
+    lim.record(1, 0.0)
+    lim.restamp(0.0, 0.7, 1, spacing=False)  # the carrier answered 0.7 s after we sent
+    assert lim.ready_at(1, 0.0) == 30.0  # spacing unchanged: the bucket still says 30 s
+    lim.record(1, 30.0)
+    # The window now counts the first send at 0.7 (its latest possible carrier time), not 0.0.
+    assert lim.ready_at(1, 60.0) == 60.7

@@ -131,6 +131,11 @@ class Worker:
         self.orphans: list[Pending] = []  # held in memory but no longer sendable here: back to the queue
         self.did_busy: dict[int, int] = {}  # DID -> sends decided but not yet answered
         self.gates: dict[int, ProviderGate] = {}  # provider account -> breaker + 429 pause
+        self.smsc_limits: dict[int, int | None] = {}  # SMSC -> cap in segments/min (whole pool, all workers)
+        self.smsc_account: dict[int, int] = {}  # SMSC -> carrier account it sends through
+        self.account_ids: dict[tuple[str, str, str], int] = {}  # (kind, account sid, base url) -> account
+        self.account_limits: dict[int, int | None] = {}  # account -> cap in segments/s
+        self.limit_shares: dict[tuple[str, int], int] = {}  # this worker's share of each cap in force
         self.releasing: set[int] = set()  # DIDs we give back once their sends in flight are answered
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -194,16 +199,20 @@ class Worker:
             apps = await conn.fetch(q.LOAD_APPS)
             dids = await conn.fetch(q.LOAD_DIDS)
             providers = await conn.fetch(q.LOAD_PROVIDERS)
+            limits = await conn.fetch(q.LOAD_LIMITS)
         self.apps = {r["id"]: AppInfo(r["id"], r["smsc_id"], r["smart_encoding"]) for r in apps}
         self.all_dids = {r["id"]: r for r in dids}
         for r in dids:
             self.did_numbers[r["id"]] = r["number"]
+        self._load_limits(limits)
         gained = await self._rebalance_leases()
         for did_id in self.leased - self.releasing:
             r = self.all_dids[did_id]
-            self.scheduler.set_did(did_id, r["smsc_id"], r["limit_per_min"], r["burst"])
+            self.scheduler.set_did(did_id, r["smsc_id"], r["limit_per_min"], r["burst"],
+                                   account_id=self.smsc_account.get(r["smsc_id"]))
         if gained:
             await self._seed_pacing(sorted(gained))
+        await self._apply_limit_shares(allow_increase=True)
         for did_id, state in list(self.scheduler.dids.items()):
             if state.enabled and (did_id not in self.leased or did_id in self.releasing):
                 for _cost, pending in self.scheduler.disable_did(did_id):
@@ -251,6 +260,9 @@ class Worker:
             self.releasing &= held
             idle = [d for d in self.releasing if not self.did_busy.get(d)]
             if idle:
+                # Our share of pool/account caps shrinks before anyone else can take these DIDs.
+                self.leased = held - set(idle)
+                await self._apply_limit_shares(allow_increase=False)
                 await conn.execute(lq.RELEASE_LEASES, self.worker_id, idle)
                 held -= set(idle)
                 self.releasing -= set(idle)
@@ -263,6 +275,73 @@ class Worker:
         # Stop using the DIDs a little before a lease we could not renew would lapse.
         self.lease_valid_until = started + lease * 0.8
         return gained
+
+    def _load_limits(self, rows: list[asyncpg.Record]) -> None:
+        """SMSC caps (segments/min) and carrier-account caps (segments/s) from LOAD_LIMITS."""
+        self.smsc_limits = {r["smsc_id"]: r["limit_per_min"] for r in rows}
+        self.smsc_account = {}
+        account_caps: dict[int, int | None] = {}
+        for r in rows:
+            if r["kind"] is None:
+                continue
+            # One carrier account may back several SMSCs (apps): they share its cap.
+            key = (r["kind"], r["account_sid"], r["base_url"])
+            account = self.account_ids.setdefault(key, len(self.account_ids) + 1)
+            self.smsc_account[r["smsc_id"]] = account
+            cap = r["max_per_second"]
+            prev = account_caps.get(account)
+            account_caps[account] = cap if prev is None else prev if cap is None else min(prev, cap)
+        self.account_limits = account_caps
+
+    async def _apply_limit_shares(self, *, allow_increase: bool) -> None:
+        """Split each SMSC and account cap over the workers by the DIDs each holds (floor, so the shares
+        never add up to more than the cap). A smaller share applies at once; a larger one only with the
+        cap's recent sends — everyone's, from the database — replayed into it, so the sends of the worker
+        that gave the DIDs up still count in the window."""
+        mine = self.leased - self.releasing
+        members: dict[int, list[int]] = {}
+        for did_id, r in self.all_dids.items():
+            members.setdefault(r["smsc_id"], []).append(did_id)
+        for smsc, cap in self.smsc_limits.items():
+            dids = members.get(smsc, [])
+            await self._set_share("pool", smsc, cap, dids, mine, allow_increase)
+        by_account: dict[int, list[int]] = {}
+        for smsc, account in self.smsc_account.items():
+            by_account.setdefault(account, []).extend(members.get(smsc, []))
+        for account, cap in self.account_limits.items():
+            await self._set_share("account", account, cap, by_account.get(account, []), mine, allow_increase)
+
+    async def _set_share(
+        self, kind: str, key: int, cap: int | None, dids: list[int], mine: set[int], allow_increase: bool
+    ) -> None:
+        held = sum(1 for d in dids if d in mine)
+        # At least 1 while we hold any DID of it: with more workers than the cap, the cap can be exceeded
+        # by at most one segment per extra worker per window (documented).
+        share = None if cap is None else (max(1, cap * held // len(dids)) if held else 0)
+        current = self.limit_shares.get((kind, key))
+        setter = self.scheduler.set_pool_limit if kind == "pool" else self.scheduler.set_account_limit
+        if share is None or share == 0:
+            if current is not None:
+                setter(key, None)
+                del self.limit_shares[(kind, key)]
+            return
+        if current is not None and share <= current:
+            if share < current:
+                setter(key, share)  # keeps the history: the cut applies to the current window at once
+                self.limit_shares[(kind, key)] = share
+            return
+        if not allow_increase:
+            return
+        setter(key, None)  # a fresh gate, seeded below with every worker's recent sends
+        setter(key, share)
+        self.limit_shares[(kind, key)] = share
+        gates = self.scheduler.pool_gates if kind == "pool" else self.scheduler.account_gates
+        window = self.scheduler.window if kind == "pool" else 1.0
+        rows = await self.pool.fetch(q.RECENT_SENDS, window + 5, dids)
+        offset = self.clock() - time.time()
+        limiter = gates[key].limiter
+        for r in rows:
+            limiter.record(r["segments"], r["at"] + offset)
 
     async def _topology_loop(self) -> None:
         while not self.stopping:
@@ -622,7 +701,11 @@ class Worker:
             if p.queued_at:
                 metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
             result = await binding.client.send(request)
-            metrics.provider_latency.observe(self.clock() - started)
+            answered = self.clock()
+            # The carrier counted this send at some moment before its answer reached us: keep the
+            # 60-s window from that latest moment, so carrier-side delays cannot squeeze the window.
+            self.scheduler.settle(d, started, answered)
+            metrics.provider_latency.observe(answered - started)
         except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
             log.exception("provider raised for message %s", p.id)
             result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))

@@ -88,10 +88,13 @@ async def add_provider(
     messaging_service_sid: str | None = None,
     base_url: str | None = None,
     single_sms: bool = False,
+    max_per_second: int | None = None,
 ) -> int:
     """Attach a carrier account to the app's SMSC (replacing the previous one).
 
     *single_sms*: the carrier takes single SMS only (long bodies are split into "(i/n) " parts).
+    *max_per_second*: the account's cap in segments per second (e.g. Twilio account MPS), shared by
+    every app and worker sending through the same account.
     """
     if kind not in ("twilio", "fake"):
         raise InvalidInput("kind", "must be 'twilio' or 'fake'")
@@ -103,10 +106,13 @@ async def add_provider(
         raise InvalidInput("messaging_service_sid", "a Messaging Service SID starts with 'MG'")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise InvalidInput("base_url", "must be an http(s) URL")
+    if max_per_second is not None and max_per_second < 1:
+        raise InvalidInput("max_per_second", "must be >= 1")
     async with pool.acquire() as conn, conn.transaction():
         row = await get_app(conn, app)
         provider_id: int = await conn.fetchval(
-            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms
+            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
+            max_per_second,
         )
         await conn.execute(q.SET_SMSC_PROVIDER, row.smsc_id, provider_id)
     return provider_id

@@ -29,8 +29,9 @@ FROM engine_app a ORDER BY a.id
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
-INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms)
-VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
+                             max_per_second)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
 """
 # The carrier account an application sends through (via its SMSC), for `engine provider test`.
 APP_PROVIDER: Final = """
@@ -49,6 +50,9 @@ APP_SETTERS: Final[dict[str, str]] = {
     "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
     "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
     "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
+    "smsc_limit_per_min": (
+        "UPDATE engine_smsc s SET limit_per_min = $2 FROM engine_app a WHERE a.id = $1 AND s.id = a.smsc_id"
+    ),
 }
 SET_APP_FLOOD_LIMIT: Final = """
 UPDATE engine_app SET flood_limit = $2, flood_period = make_interval(secs => $3) WHERE id = $1
@@ -90,6 +94,12 @@ LOAD_PROVIDERS: Final = """
 SELECT s.id AS smsc_id, p.id AS provider_id, p.kind, p.account_sid, p.auth_token,
        p.messaging_service_sid, p.base_url
 FROM engine_smsc s JOIN engine_provider p ON p.id = s.provider_id
+"""
+# Limits above the DID: per SMSC (segments/minute) and per carrier account (segments/second).
+LOAD_LIMITS: Final = """
+SELECT s.id AS smsc_id, s.limit_per_min, p.kind, p.account_sid, coalesce(p.base_url, '') AS base_url,
+       p.max_per_second
+FROM engine_smsc s LEFT JOIN engine_provider p ON p.id = s.provider_id
 """
 PROVIDER_TOKEN: Final = "SELECT kind, auth_token FROM engine_provider WHERE id = $1"
 RECENT_SENDS: Final = """

@@ -76,12 +76,14 @@ class DidLimiter:
         self.ledger.append((at, cost))
         self.in_window += cost
 
-    def restamp(self, decided_at: float, actual: float, cost: int | None = None) -> None:
+    def restamp(self, decided_at: float, actual: float, cost: int | None = None, *, spacing: bool = True) -> None:
         """A send of *cost* segments decided at *decided_at* really left at *actual* (later): move it in the ledger.
 
         Keeps the window exact when a send is delayed between decision and wire (e.g. a slow
         database write before the request). Pass *cost*: sends of different sizes decided at the same
         instant (a burst) are told apart only by it; without it, some send stamped *decided_at* moves.
+        spacing=False moves only the ledger entry, not the bucket: used to push the entry to the
+        time the carrier's reply came back, an upper bound on when the carrier counted the send.
         """
         if actual <= decided_at:
             return
@@ -94,7 +96,7 @@ class DidLimiter:
                 continue
             ledger[i] = (actual, segs)
             end = actual + segs * self.interval
-            if end > self.tat:
+            if spacing and end > self.tat:
                 self.tat = end
             # Pruning needs time order; a restamp can overtake a later decision of this DID
             # only when several were decided before any left the process.

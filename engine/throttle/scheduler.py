@@ -6,6 +6,13 @@
   `pop_due(now)` pops only what is due, so 100,000 idle DIDs cost nothing (no task per DID).
 - `project()` tells the caller when a message would go if queued now; the dispatcher uses it to
   leave far-future work in the database instead of its memory (no head-of-line blocking).
+- Optional hierarchical limits ("gates"): a pool (SMSC) limit in segments per minute and a provider-account
+  limit in segments per second, enforced together with each DID's own limit: a send happens only when the DID,
+  its pool gate and its account gate all allow it, and is charged to all three. A DID that is ready while a
+  gate is not is parked in that gate's FIFO; the gate holds ONE due-heap entry at its own ready time and
+  releases parked DIDs one per token, in FIFO order (fair across DIDs, no per-DID re-push churn: every
+  decision stays O(log n)). `project()`/`choose()` ignore gates (they rank DIDs of one pool, which share the
+  pool gate anyway).
 """
 
 from __future__ import annotations
@@ -22,9 +29,25 @@ T = TypeVar("T")
 
 INF = float("inf")
 
+ACCOUNT_WINDOW = 1.0  # provider-account limits are per second
+ACCOUNT_GUARD = 0.01  # the scheduler's guard, capped: 0.2 s on a 1 s window would cost 17 % of throughput
+
 
 class UnknownPool(LookupError):
     """No enabled DID exists for the pool a message needs."""
+
+
+@dataclass(slots=True, eq=False)
+class Gate:
+    """A limit shared by many DIDs (a pool or a provider account), with the DIDs waiting for it."""
+
+    kind: str  # "pool" or "account"
+    key: int  # pool id or account id
+    limiter: DidLimiter
+    parked: deque[int] = field(default_factory=deque)  # DIDs ready for their own limit, waiting for this one
+    entry: int | None = None  # seq of this gate's live entry in the due heap (older entries are stale)
+    entry_at: float = INF  # time of that entry
+    holder: int | None = None  # DID it let through that now waits at its next gate: the next token is its own
 
 
 @dataclass(slots=True)
@@ -40,6 +63,9 @@ class DidState(Generic[T]):
     reserved_until: float = INF * -1  # end of work this DID was promised but left in the database
     scheduled: bool = False  # has an entry in the due heap
     pool_key: float = INF * -1  # the key of its entry in the pool heap
+    account_id: int | None = None  # provider account whose limit it shares, if any
+    parked: Gate | None = None  # the gate whose FIFO holds it (then it has no due-heap entry)
+    holds: Gate | None = None  # the gate that released it and waits for it (Gate.holder)
 
     def busy_until(self, now: float) -> float:
         """Projected time at which this DID has sent everything queued on it in memory."""
@@ -70,22 +96,37 @@ class Scheduler(Generic[T]):
         self.guard = guard
         self.dids: dict[int, DidState[T]] = {}
         self.pools: dict[int, list[tuple[float, int]]] = {}  # pool -> heap of (load key, did)
-        self.due: list[tuple[float, int, int]] = []  # (ready time, seq, did)
+        self.due: list[tuple[float, int, int | Gate]] = []  # (ready time, seq, did or gate)
         self.delayed: list[tuple[float, int, int, int, T]] = []  # (not before, seq, did, cost, payload)
         self.seq = itertools.count()
         self.queued = 0  # messages held in DID queues and the delayed heap
         self.orphans: list[T] = []  # delayed items whose DID went away with no replacement: caller re-queues
+        self.pool_gates: dict[int, Gate] = {}  # pool -> its segments-per-minute limit
+        self.account_gates: dict[int, Gate] = {}  # provider account -> its segments-per-second limit
+        self.clock = -INF  # latest time seen by push()/pop_due(), for rescheduling from setters
 
     # ---- DIDs ---------------------------------------------------------------------------
-    def set_did(self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1) -> None:
-        """Add a DID, or change its limit (pacing history is kept on a change)."""
+    def set_did(
+        self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1, *, account_id: int | None = None
+    ) -> None:
+        """Add a DID, or change its limit (pacing history is kept on a change).
+
+        *account_id* ties the DID to a provider account's limit (see set_account_limit); every call sets it, so
+        None unties it.
+        """
         state = self.dids.get(did_id)
         if state is None:
             limiter = DidLimiter(limit_per_min, burst=burst, window=self.window, guard=self.guard)
-            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter)
+            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter, account_id=account_id)
             self.dids[did_id] = state
             heapq.heappush(self.pools.setdefault(pool_id, []), (state.pool_key, did_id))
             return
+        if state.account_id != account_id:
+            state.account_id = account_id
+            self._drop_hold(state)
+            if state.parked is not None:  # it may wait for a gate it no longer has: let it look again
+                self._unpark(state)
+                self._schedule(state, self.clock)
         if (state.limiter.limit, state.limiter.burst) != (limit_per_min, burst):
             old = state.limiter
             new = DidLimiter(limit_per_min, burst=burst, window=self.window, guard=self.guard)
@@ -108,6 +149,9 @@ class Scheduler(Generic[T]):
             return []
         state.enabled = False
         state.pool_key = -INF  # its queue goes: the old key would overstate its load once re-enabled
+        self._drop_hold(state)
+        if state.parked is not None:
+            self._unpark(state)
         held = list(state.queue)
         state.queue.clear()
         state.queued_cost = 0
@@ -125,8 +169,112 @@ class Scheduler(Generic[T]):
         return bool(self.pools.get(pool_id))
 
     def max_cost(self, did_id: int) -> int:
-        """The largest message (in segments) this DID can ever send under its limit."""
-        return self.dids[did_id].limiter.limit
+        """The largest message (in segments) this DID can ever send under its limit and its gates' limits."""
+        state = self.dids[did_id]
+        cost = state.limiter.limit
+        for gate in self._gates(state):
+            if gate.limiter.limit < cost:
+                cost = gate.limiter.limit
+        return cost
+
+    # ---- pool and account limits (gates) ------------------------------------------------------------
+    def set_pool_limit(self, pool_id: int, per_minute: int | None, burst: int = 1) -> None:
+        """Cap the whole pool (SMSC) at *per_minute* segments in any window (60 s + guard); None removes the cap.
+
+        A change keeps the pool's pacing history (like set_did); removing it releases its parked DIDs at once.
+        """
+        self._set_gate(self.pool_gates, "pool", pool_id, per_minute, burst, self.window, self.guard)
+
+    def set_account_limit(self, account_id: int, per_second: int | None, burst: int = 1) -> None:
+        """Cap a provider account at *per_second* segments in any 1 s window (+ a guard of at most 10 ms), over
+        every DID tied to it (set_did(..., account_id=...)); None removes the cap."""
+        guard = min(self.guard, ACCOUNT_GUARD)
+        self._set_gate(self.account_gates, "account", account_id, per_second, burst, ACCOUNT_WINDOW, guard)
+
+    def _set_gate(
+        self,
+        gates: dict[int, Gate],
+        kind: str,
+        key: int,
+        limit: int | None,
+        burst: int,
+        window: float,
+        guard: float,
+    ) -> None:
+        gate = gates.get(key)
+        if limit is None:
+            if gate is not None:
+                del gates[key]
+                gate.entry = None  # its due-heap entry goes stale
+                parked, gate.parked = gate.parked, deque()
+                if gate.holder is not None:
+                    self.dids[gate.holder].holds = None
+                for did_id in parked:
+                    state = self.dids[did_id]
+                    state.parked = None
+                    self._schedule(state, self.clock)
+            return
+        limiter = DidLimiter(limit, burst=burst, window=window, guard=guard)
+        if gate is None:
+            gates[key] = Gate(kind, key, limiter)
+            return
+        old = gate.limiter
+        if (old.limit, old.burst) == (limiter.limit, limiter.burst):
+            return
+        limiter.tat, limiter.ledger, limiter.in_window = old.tat, old.ledger, old.in_window
+        gate.limiter = limiter
+        if gate.parked:  # its head may be ready sooner now
+            self._schedule_gate(gate, self.clock)
+
+    def _gates(self, state: DidState[T]) -> list[Gate]:
+        out = []
+        gate = self.pool_gates.get(state.pool_id)
+        if gate is not None:
+            out.append(gate)
+        if state.account_id is not None:
+            gate = self.account_gates.get(state.account_id)
+            if gate is not None:
+                out.append(gate)
+        return out
+
+    def _schedule_gate(self, gate: Gate, now: float) -> None:
+        """Give a gate with parked DIDs a due-heap entry at the time its head DID may pass (unless one is sooner)."""
+        cost = self.dids[gate.parked[0]].queue[0][0]
+        at = gate.limiter.ready_at(cost, now)
+        if gate.entry is not None and gate.entry_at <= at:
+            return
+        seq = next(self.seq)
+        heapq.heappush(self.due, (at, seq, gate))
+        gate.entry, gate.entry_at = seq, at
+
+    def _park(self, state: DidState[T], gate: Gate, now: float, *, front: bool) -> None:
+        if front:
+            gate.parked.appendleft(state.did_id)
+        else:
+            gate.parked.append(state.did_id)
+        state.parked = gate
+        self._schedule_gate(gate, now)
+
+    def _drop_hold(self, state: DidState[T]) -> None:
+        """*state* gives up the token its gate keeps for it."""
+        gate = state.holds
+        if gate is None:
+            return
+        state.holds = None
+        gate.holder = None
+        if gate.parked:
+            self._schedule_gate(gate, self.clock)
+
+    def _unpark(self, state: DidState[T]) -> None:
+        """Take a DID out of its gate's FIFO (O(parked); only for disable/re-tie, never per decision)."""
+        gate = state.parked
+        assert gate is not None
+        head = gate.parked[0] == state.did_id
+        gate.parked.remove(state.did_id)
+        state.parked = None
+        if head and gate.parked and gate.entry is not None:
+            gate.entry = None  # the new head may be ready sooner
+            self._schedule_gate(gate, self.clock)
 
     # ---- choosing and projecting --------------------------------------------------------
     def choose(self, pool_id: int, now: float) -> int:
@@ -175,7 +323,9 @@ class Scheduler(Generic[T]):
         state.queue.append((cost, payload))
         state.queued_cost += cost
         self.queued += 1
-        if not state.scheduled:
+        if now > self.clock:
+            self.clock = now
+        if not state.scheduled and state.parked is None:
             self._schedule(state, now)
 
     def push_later(self, did_id: int, cost: int, payload: T, not_before: float) -> None:
@@ -197,31 +347,95 @@ class Scheduler(Generic[T]):
         return None if t == INF else t
 
     def pop_due(self, now: float, limit: int | None = None) -> list[Decision[T]]:
-        """Every send that may happen at *now* (at most *limit*), already charged to its DID."""
+        """Every send that may happen at *now* (at most *limit*), already charged to its DID and its gates."""
+        if now > self.clock:
+            self.clock = now
         self._release_delayed(now)
         out: list[Decision[T]] = []
         due = self.due
         dids = self.dids
         while due and due[0][0] <= now and (limit is None or len(out) < limit):
-            _, _, did_id = heapq.heappop(due)
-            state = dids[did_id]
-            state.scheduled = False
-            if not state.queue:
-                continue
-            cost = state.queue[0][0]
-            ready = state.limiter.ready_at(cost, now)
-            if ready > now:  # the DID was restamped since it was scheduled
-                heapq.heappush(due, (ready, next(self.seq), did_id))
-                state.scheduled = True
-                continue
-            cost, payload = state.queue.popleft()
-            state.queued_cost -= cost
-            self.queued -= 1
-            state.limiter.record(cost, now)
-            out.append(Decision(did_id, cost, payload, now))
-            if state.queue:
-                self._schedule(state, now)
+            _, seq, key = heapq.heappop(due)
+            if isinstance(key, Gate):
+                if key.entry != seq:
+                    continue  # superseded by a sooner entry, or the gate was removed
+                key.entry = None
+                decision = self._release(key, now)
+            else:
+                state = dids[key]
+                state.scheduled = False
+                if not state.queue:
+                    continue
+                cost = state.queue[0][0]
+                ready = state.limiter.ready_at(cost, now)
+                if ready > now:  # the DID was restamped since it was scheduled
+                    heapq.heappush(due, (ready, next(self.seq), key))
+                    state.scheduled = True
+                    continue
+                decision = self._admit(state, cost, now, None)
+            if decision is not None:
+                out.append(decision)
         return out
+
+    def _admit(self, state: DidState[T], cost: int, now: float, released_by: Gate | None) -> Decision[T] | None:
+        """*state* is ready for its own limit: send its head through its gates, or park it at the first that is
+        not ready. A DID coming fresh queues behind DIDs already parked at a gate (FIFO); one just released by a
+        gate and stopped by its other gate only needs that gate's token (see the comment below)."""
+        passed: Gate | None = None  # the gate before this one (gates go in order: pool, then account)
+        for gate in self._gates(state):
+            if gate is released_by:
+                passed = gate
+                continue
+            if gate is state.holds:  # it passed this gate before: the gate let nobody else through since
+                if gate.limiter.ready_at(cost, now) > now:  # (only after a restamp) its turn comes next
+                    self._drop_hold(state)
+                    self._park(state, gate, now, front=True)
+                    return None
+            elif gate.parked or gate.holder is not None or gate.limiter.ready_at(cost, now) > now:
+                if passed is not None and state.holds is None:
+                    # Through the gate before, stopped here: that gate keeps its token for this DID and lets
+                    # nobody else through meanwhile (else one token would let every parked DID on at once).
+                    passed.holder = state.did_id
+                    state.holds = passed
+                self._park(state, gate, now, front=False)
+                return None
+            passed = gate
+        if state.holds is not None:
+            self._drop_hold(state)
+        cost, payload = state.queue.popleft()
+        state.queued_cost -= cost
+        self.queued -= 1
+        state.limiter.record(cost, now)
+        for gate in self._gates(state):
+            gate.limiter.record(cost, now)
+        if state.queue:
+            self._schedule(state, now)
+        return Decision(state.did_id, cost, payload, now)
+
+    def _release(self, gate: Gate, now: float) -> Decision[T] | None:
+        """The gate's due entry came up: let its head parked DID through if the gate has a token (one decision per
+        due-heap pop), and schedule the gate again for the next one."""
+        parked = gate.parked
+        decision = None
+        if gate.holder is not None:
+            return None  # its token is kept for the holder; the holder reschedules the gate
+        while parked:
+            state = self.dids[parked[0]]
+            cost = state.queue[0][0]
+            if state.limiter.ready_at(cost, now) > now:  # restamped since it was parked: back to its own pace
+                parked.popleft()
+                state.parked = None
+                self._schedule(state, now)
+                continue
+            if gate.limiter.ready_at(cost, now) > now:
+                break
+            parked.popleft()
+            state.parked = None
+            decision = self._admit(state, cost, now, gate)
+            break
+        if parked and gate.holder is None:
+            self._schedule_gate(gate, now)
+        return decision
 
     def _release_delayed(self, now: float) -> None:
         delayed = self.delayed
@@ -236,15 +450,35 @@ class Scheduler(Generic[T]):
                     self.orphans.append(payload)
                     continue
                 did_id = self.choose(pool, now)
-            if cost > self.dids[did_id].limiter.limit:
+            if cost > self.max_cost(did_id):
                 # Too big for this DID's window (a smaller DID took over, or the limit dropped): sending it would
                 # break the limit, so it goes back to the caller like a message without a DID.
                 self.orphans.append(payload)
                 continue
             self.push(did_id, cost, payload, now)
 
+    def settle(self, decision: Decision[T], sent_at: float, answered_at: float) -> None:
+        """The carrier answered the send of *decision* (which left at *sent_at*) at *answered_at*.
+
+        The carrier counted the send somewhere in between; its window entries move to the latest
+        possible moment, so later sends are spaced from it whatever the network and carrier delays
+        were. The bucket's spacing is left alone (it would cost throughput, not safety).
+        """
+        state = self.dids.get(decision.did_id)
+        if state is None:
+            return
+        state.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
+        for gate in self._gates(state):
+            gate.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
+
     def confirm(self, decision: Decision[T], actual: float) -> None:
-        """The send of *decision* really left at *actual*; keep the window exact."""
+        """The send of *decision* really left at *actual*; keep the windows (DID, pool, account) exact.
+
+        The pool and account are the DID's current ones: if its account changed in between, the old account's
+        ledger keeps the decision time.
+        """
         state = self.dids.get(decision.did_id)
         if state is not None:
             state.limiter.restamp(decision.decided_at, actual, decision.cost)
+            for gate in self._gates(state):
+                gate.limiter.restamp(decision.decided_at, actual, decision.cost)
