@@ -93,7 +93,7 @@ async def run_engine(
                 on_ready(runtime)
             await stop.wait()
             if worker_task is not None:
-                await asyncio.wait([worker_task], timeout=settings.request_timeout + 30)
+                await asyncio.wait([worker_task], timeout=settings.drain_seconds + 15)
             if runtime.intake is not None:
                 await runtime.intake.writer.drain()
             if outbox_task is not None:

@@ -36,15 +36,18 @@ class Settings:
     # Comma-separated E.164 prefixes of destinations whose carriers take no Unicode (e.g. "+7,+90"):
     # a UCS-2 message to them is not sent and the app gets `no_unicode_support`.
     no_unicode_prefixes: str = ""
+    max_body_chars: int = 1600  # longest body accepted (Twilio's limit for one concatenated message)
+    max_segments: int = 10  # most segments one message may bill; longer bodies are refused up front
+    drain_seconds: float = 30.0  # on SIGTERM: how long in-flight sends may take before the worker exits
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.port < 0 or self.port > 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for name in ("batch_size", "max_in_flight", "max_attempts"):
+        for name in ("batch_size", "max_in_flight", "max_attempts", "max_body_chars", "max_segments"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout"):
+        for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "drain_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         if self.delivery not in get_args(DeliveryMode):

@@ -548,3 +548,10 @@ async def test_end_to_end_send_through_the_api_then_delivered(pool: asyncpg.Pool
                                              data={"api_key": new.api_key, "message_ids": str(mid)})
             assert await resp.json() == {str(mid): 1}
         assert [(r.to, r.body) for r in fake.records] == [("+13472643707", "Your hold is ready")]
+
+
+async def test_body_over_the_segment_limit_is_refused_and_changes_nothing(api: Api) -> None:
+    # 700 UCS-2 characters are 11 segments: over the default maximum of 10, although under 1,600 characters.
+    status, body = await api.call("send_message", phone_number="3472643707", body="é😀" * 350)
+    assert status == 400 and body["error"].startswith("body") and "segments" in body["error"]
+    assert await api.count("engine_outbound") == 0

@@ -159,3 +159,17 @@ async def test_real_pacing_on_the_wall_clock(pool: asyncpg.Pool, db_dsn: str) ->
             by_did[r.from_].append(r.t)
         gaps = [b - a for ts in by_did.values() for a, b in itertools.pairwise(ts)]
         assert min(gaps) > 0.95
+
+
+async def test_oversized_body_from_the_sql_door_is_refused_with_a_reason(pool: asyncpg.Pool, db_dsn: str) -> None:
+    async with carrier() as fake:
+        await setup_app(pool, fake.base_url or "", dids=1, limit_per_min=6000)
+        big = await pool.fetchval("SELECT engine_submit('lib', '+13472643707', $1)", "x" * 1600)  # 11 segments
+        ok = await pool.fetchval("SELECT engine_submit('lib', '+13472643708', $1)", "y" * 1500)  # 10 segments
+        async with engine_running(db_dsn):
+            await wait_final(pool, 2)
+        rows = {r["id"]: r for r in await pool.fetch("SELECT id, state, error_message, segments FROM engine_outbound")}
+        assert rows[big]["state"] == "failed" and "11 segments" in rows[big]["error_message"]
+        assert rows[big]["segments"] == 11
+        assert rows[ok]["state"] == "delivered" and rows[ok]["segments"] == 10
+        assert [len(r.body) for r in fake.records] == [1500]

@@ -237,22 +237,26 @@ class CarouselApi:
         body = p.get("body")
         if body is None:
             raise InvalidInput("body", "is required")
-        parts = self._parts(app, pp.validate_body("body", body))
+        limits = {"max_chars": self.settings.max_body_chars, "max_segments": self.settings.max_segments}
+        parts = self._parts(app, pp.validate_body("body", body, **limits))
         return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
 
     async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
         template = p.get("template")
         if template is None:
             raise InvalidInput("template", "is required")
-        pp.validate_body("template", template)
+        pp.validate_body("template", template, max_chars=self.settings.max_body_chars)
         recipients = pp.parse_recipients(pp.required(p, "recipients"))
         drafts: list[store.Draft] = []
         for phone, values in recipients.items():
             text = pp.render_template(template, values, who=phone)
-            if not text.strip() or len(text) > pp.MAX_BODY_CHARS:
+            limit = self.settings.max_body_chars
+            if not text.strip() or len(text) > limit:
                 raise InvalidInput(
-                    "recipients", f"the message for {phone} must be 1-{pp.MAX_BODY_CHARS} characters, not {len(text)}"
+                    "recipients", f"the message for {phone} must be 1-{limit} characters, not {len(text)}"
                 )
+            pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
+                             max_segments=self.settings.max_segments)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
         return await self._queue(app, p, drafts)
 

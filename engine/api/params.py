@@ -15,6 +15,7 @@ import orjson
 
 from engine.api.dates import DateParseError, parse_when
 from engine.errors import InvalidInput
+from engine.segment import analyze
 
 __all__ = [
     "FALSE_WORDS",
@@ -153,12 +154,16 @@ def parse_message_ids(params: Params, name: str = "message_ids") -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def validate_body(name: str, body: str) -> str:
-    """A message body: not blank, at most MAX_BODY_CHARS characters."""
+def validate_body(name: str, body: str, *, max_chars: int = MAX_BODY_CHARS, max_segments: int | None = None) -> str:
+    """A message body: not blank, at most *max_chars* characters and (if given) *max_segments* segments."""
     if not body.strip():
         raise InvalidInput(name, "must not be empty")
-    if len(body) > MAX_BODY_CHARS:
-        raise InvalidInput(name, f"is {len(body)} characters; at most {MAX_BODY_CHARS} are allowed")
+    if len(body) > max_chars:
+        raise InvalidInput(name, f"is {len(body)} characters; at most {max_chars} are allowed")
+    if max_segments is not None:
+        segments = analyze(body).segments
+        if segments > max_segments:
+            raise InvalidInput(name, f"would be {segments} SMS segments; at most {max_segments} are allowed")
     return body
 
 

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-MAX_BODY_CHARS = 1600  # what Twilio accepts in one create request
 
 
 @dataclass(slots=True)
@@ -167,8 +166,9 @@ class Worker:
             await session.close()
 
     async def _drain_sends(self) -> None:
+        """Let in-flight sends finish, for at most the configured drain time."""
         if self._send_tasks:
-            await asyncio.wait(list(self._send_tasks), timeout=self.settings.request_timeout + 5)
+            await asyncio.wait(list(self._send_tasks), timeout=self.settings.drain_seconds)
 
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
@@ -472,10 +472,11 @@ class Worker:
             if is_test_number(r["recipient"]):
                 outcomes.append(Outcome(r["id"], st.TEST_DELIVERED, segments=info.segments, encoding=info.encoding))
                 continue
-            if len(r["body"]) > MAX_BODY_CHARS:
-                outcomes.append(
-                    Outcome(r["id"], st.SEND_FAILED, None, f"body longer than {MAX_BODY_CHARS} characters")
-                )
+            if len(r["body"]) > self.settings.max_body_chars or info.segments > self.settings.max_segments:
+                # Inserted past the API's checks (SQL door): refused here, with the reason.
+                reason = (f"body of {len(r['body'])} characters / {info.segments} segments is over the limit "
+                          f"({self.settings.max_body_chars} / {self.settings.max_segments})")
+                outcomes.append(Outcome(r["id"], st.SEND_FAILED, None, reason, info.segments, info.encoding))
                 continue
             if no_unicode and info.encoding == UCS2 and r["recipient"].startswith(no_unicode):
                 refused.append(Outcome(r["id"], st.SEND_FAILED, None, "no_unicode_support", info.segments, UCS2))
