@@ -255,8 +255,9 @@ class Worker:
             for did_id in extras:
                 self.releasing.add(did_id)
                 if did_id in self.scheduler.dids:
-                    for _cost, pending in self.scheduler.disable_did(did_id):
-                        self._reroute(pending)
+                    # Its backlog goes back to the queue (not onto our other DIDs), so the worker taking
+                    # our place gets work at once instead of waiting for us to drain it.
+                    self.orphans.extend(pending for _cost, pending in self.scheduler.disable_did(did_id))
             self.releasing &= held
             idle = [d for d in self.releasing if not self.did_busy.get(d)]
             if idle:
