@@ -224,12 +224,15 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
             pids = [worker.pid, webhook.pid]
 
             job = h.recipients(messages)
+            carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
             cpu0 = h.cpu_seconds(pids)
+            carrier_cpu0 = h.cpu_seconds([carrier_pid])
             t0 = time.time()
             await _enqueue(conn, job)
             submit_s = time.time() - t0
             await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
             cpu1 = h.cpu_seconds(pids)
+            carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
             t_end: float = await conn.fetchval(
                 "SELECT extract(epoch FROM max(final_at))::float8 FROM baseline_messages"
             )
@@ -248,6 +251,7 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
         "delivered": sum(1 for r in rows if r["status"] == "delivered"),
         "submit_s": round(submit_s, 3),
         **rate_figures(messages, t0, t_end, cpu1 - cpu0),
+        "carrier_cpu_us_per_msg": round(carrier_cpu / messages * 1e6, 1),
         **h.latency_figures(created, accepted),
         **carrier,
     }

@@ -85,7 +85,9 @@ async def engine_round(
             await h.wait_http(f"http://127.0.0.1:{port}/healthz", engine)
             job = [Outgoing(to, body) for to, body in h.recipients(messages)]
 
+            carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
             cpu0 = h.cpu_seconds([engine.pid])
+            carrier_cpu0 = h.cpu_seconds([carrier_pid])
             t0 = time.time()
             for i in range(0, len(job), CHUNK):
                 await submit_many(db.pool, APP, job[i : i + CHUNK])
@@ -93,6 +95,7 @@ async def engine_round(
             async with db.pool.acquire() as conn:
                 await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
             cpu1 = h.cpu_seconds([engine.pid])
+            carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
             t_end: float = await db.pool.fetchval(
                 "SELECT extract(epoch FROM max(final_at))::float8 FROM engine_outbound"
             )
@@ -111,6 +114,7 @@ async def engine_round(
         "delivered": sum(1 for r in rows if r["state"] == "delivered"),
         "submit_s": round(submit_s, 3),
         **rate_figures(messages, t0, t_end, cpu1 - cpu0),
+        "carrier_cpu_us_per_msg": round(carrier_cpu / messages * 1e6, 1),
         **h.latency_figures(created, accepted),
         **carrier,
     }
