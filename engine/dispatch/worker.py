@@ -106,6 +106,8 @@ class Worker:
         self.settings = settings
         self.clock: Clock = clock or time.monotonic
         self.metrics = metrics or Metrics()
+        # Metric children resolved once (labels() takes a lock and a dict lookup per call).
+        self._send_outcome = {k: self.metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.scheduler: Scheduler[Pending] = Scheduler()
         self.apps: dict[int, AppInfo] = {}
@@ -722,7 +724,7 @@ class Worker:
             binding.gate.record(True, now)  # throttled, not sick
         else:
             binding.gate.record(result.ok or not result.retryable, now)
-        metrics.sends.labels("accepted" if result.ok else "retryable" if result.retryable else "rejected").inc()
+        self._send_outcome["accepted" if result.ok else "retryable" if result.retryable else "rejected"].inc()
         self._record(d, result)
 
     def _done_with(self, did_id: int) -> None:
