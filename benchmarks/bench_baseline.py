@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web
 
 from benchmarks import harness as h
-from benchmarks.bench_e2e import CHUNK, Round, carrier_figures, rate_figures
+from benchmarks.bench_e2e import CHUNK, Round, carrier_figures, round_figures
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.providers.twilio import API_VERSION, twilio_signature
 
@@ -242,18 +242,12 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
             carrier, records = await carrier_figures(carrier_url)
         finally:
             await conn.close()
-    created = {r["sid"]: r["t"] for r in rows if r["sid"] is not None}
-    accepted = {r.sid: r.t for r in records}
     figures = {
-        "messages": messages,
         "kind": KIND,
-        "final": sum(1 for r in rows if r["status"] in _FINAL_STATUSES),
-        "delivered": sum(1 for r in rows if r["status"] == "delivered"),
-        "submit_s": round(submit_s, 3),
-        **rate_figures(messages, t0, t_end, cpu1 - cpu0),
-        "carrier_cpu_us_per_msg": round(carrier_cpu / messages * 1e6, 1),
-        **h.latency_figures(created, accepted),
-        **carrier,
+        **round_figures(
+            messages, [r["status"] for r in rows], _FINAL_STATUSES, rows, records, carrier,
+            submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
+        ),
     }
     return Round(figures, records)
 

@@ -9,6 +9,7 @@ the engine's webhook and the status write. Engine CPU is read from /proc (psutil
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,36 @@ def rate_figures(messages: int, t0: float, t_end: float, cpu_s: float) -> dict[s
     }
 
 
+def round_figures(
+    messages: int,
+    states: Sequence[str],
+    final_states: Collection[str],
+    rows: Sequence[Mapping[str, Any]],
+    records: Sequence[AcceptedRecord],
+    carrier: Mapping[str, Any],
+    *,
+    submit_s: float,
+    t0: float,
+    t_end: float,
+    cpu_s: float,
+    carrier_cpu_s: float,
+) -> dict[str, Any]:
+    """One round's figures, the same for the engine and the baseline: outcome counts (from each row's
+    *states*), rate and CPU, the carrier's CPU, queue->carrier latency (rows' sid/t vs the carrier's record)."""
+    created = {r["sid"]: r["t"] for r in rows if r["sid"] is not None}
+    accepted = {r.sid: r.t for r in records}
+    return {
+        "messages": messages,
+        "final": sum(1 for state in states if state in final_states),
+        "delivered": sum(1 for state in states if state == "delivered"),
+        "submit_s": round(submit_s, 3),
+        **rate_figures(messages, t0, t_end, cpu_s),
+        "carrier_cpu_us_per_msg": round(carrier_cpu_s / messages * 1e6, 1),
+        **h.latency_figures(created, accepted),
+        **carrier,
+    }
+
+
 async def engine_round(
     server_dsn: str, *, messages: int, dids: int = 100, limit_per_min: int = 600_000, timeout: float | None = None,
 ) -> Round:
@@ -106,16 +137,8 @@ async def engine_round(
             carrier, records = await carrier_figures(carrier_url)
         finally:
             await db.close()
-    created = {r["sid"]: r["t"] for r in rows if r["sid"] is not None}
-    accepted = {r.sid: r.t for r in records}
-    figures = {
-        "messages": messages,
-        "final": sum(1 for r in rows if r["state"] in FINAL_STATES),
-        "delivered": sum(1 for r in rows if r["state"] == "delivered"),
-        "submit_s": round(submit_s, 3),
-        **rate_figures(messages, t0, t_end, cpu1 - cpu0),
-        "carrier_cpu_us_per_msg": round(carrier_cpu / messages * 1e6, 1),
-        **h.latency_figures(created, accepted),
-        **carrier,
-    }
+    figures = round_figures(
+        messages, [r["state"] for r in rows], FINAL_STATES, rows, records, carrier,
+        submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
+    )
     return Round(figures, records)
