@@ -204,6 +204,7 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
     from pgqueuer import AsyncpgDriver, Queries
 
     timeout = timeout if timeout is not None else max(120.0, messages / 50)
+    pg_pid = await h.postgres_pid(server_dsn)
     async with h.fresh_database(server_dsn, "bench_baseline") as dsn, h.children() as kids:
         conn = await asyncpg.connect(dsn)
         try:
@@ -227,12 +228,14 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
             carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
             cpu0 = h.cpu_seconds(pids)
             carrier_cpu0 = h.cpu_seconds([carrier_pid])
+            pg_cpu0 = h.tree_cpu(pg_pid)
             t0 = time.time()
             await _enqueue(conn, job)
             submit_s = time.time() - t0
             await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
             cpu1 = h.cpu_seconds(pids)
             carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
+            pg_cpu = h.tree_cpu_delta(pg_cpu0, h.tree_cpu(pg_pid))
             t_end: float = await conn.fetchval(
                 "SELECT extract(epoch FROM max(final_at))::float8 FROM baseline_messages"
             )
@@ -247,6 +250,7 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
         **round_figures(
             messages, [r["status"] for r in rows], _FINAL_STATUSES, rows, records, carrier,
             submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
+            postgres_cpu_s=pg_cpu,
         ),
     }
     return Round(figures, records)

@@ -78,6 +78,7 @@ def round_figures(
     t_end: float,
     cpu_s: float,
     carrier_cpu_s: float,
+    postgres_cpu_s: float | None = None,
 ) -> dict[str, Any]:
     """One round's figures, the same for the engine and the baseline: outcome counts (from each row's
     *states*), rate and CPU, the carrier's CPU, queue->carrier latency (rows' sid/t vs the carrier's record)."""
@@ -90,6 +91,8 @@ def round_figures(
         "submit_s": round(submit_s, 3),
         **rate_figures(messages, t0, t_end, cpu_s),
         "carrier_cpu_us_per_msg": round(carrier_cpu_s / messages * 1e6, 1),
+        # The whole server (every backend, the benchmark's own polling included); None when it is not local.
+        "postgres_cpu_us_per_msg": None if postgres_cpu_s is None else round(postgres_cpu_s / messages * 1e6, 1),
         **h.latency_figures(created, accepted),
         **carrier,
     }
@@ -100,6 +103,7 @@ async def engine_round(
 ) -> Round:
     """Send *messages* through a fresh database, a fresh carrier and a fresh `engine run` process."""
     timeout = timeout if timeout is not None else max(120.0, messages / 100)
+    pg_pid = await h.postgres_pid(server_dsn)
     async with h.fresh_database(server_dsn, "bench_engine") as dsn, h.children() as kids:
         db = await Database.connect(dsn, min_size=1, max_size=4)  # migrates
         try:
@@ -119,6 +123,7 @@ async def engine_round(
             carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
             cpu0 = h.cpu_seconds([engine.pid])
             carrier_cpu0 = h.cpu_seconds([carrier_pid])
+            pg_cpu0 = h.tree_cpu(pg_pid)
             t0 = time.time()
             for i in range(0, len(job), CHUNK):
                 await submit_many(db.pool, APP, job[i : i + CHUNK])
@@ -127,6 +132,7 @@ async def engine_round(
                 await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
             cpu1 = h.cpu_seconds([engine.pid])
             carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
+            pg_cpu = h.tree_cpu_delta(pg_cpu0, h.tree_cpu(pg_pid))
             t_end: float = await db.pool.fetchval(
                 "SELECT extract(epoch FROM max(final_at))::float8 FROM engine_outbound"
             )
@@ -140,5 +146,6 @@ async def engine_round(
     figures = round_figures(
         messages, [r["state"] for r in rows], FINAL_STATES, rows, records, carrier,
         submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
+        postgres_cpu_s=pg_cpu,
     )
     return Round(figures, records)

@@ -184,6 +184,48 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+async def postgres_pid(server_dsn: str) -> int | None:
+    """The postmaster's pid of the server behind *server_dsn* (its data directory's postmaster.pid), when local."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        data_dir: str = await conn.fetchval("SHOW data_directory")
+    except asyncpg.PostgresError:  # not a superuser: the data directory is not ours to read
+        return None
+    finally:
+        await conn.close()
+    try:
+        return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tree_cpu(pid: int | None) -> dict[int, float]:
+    """CPU seconds so far of *pid* and every process under it, by pid ({} when unknown)."""
+    if pid is None:
+        return {}
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        out[p.pid] = t.user + t.system
+    return out
+
+
+def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """CPU used between two tree_cpu() snapshots by the processes alive at the second one (processes that
+    exited in between are missed: a lower bound). None when the tree was unknown."""
+    if not after:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of *values*; 0.0 when empty."""
     if not values:

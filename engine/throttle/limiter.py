@@ -94,14 +94,16 @@ class DidLimiter:
                 return
             if t != decided_at or (cost is not None and segs != cost):
                 continue
-            ledger[i] = (actual, segs)
             end = actual + segs * self.interval
             if spacing and end > self.tat:
                 self.tat = end
-            # Pruning needs time order; a restamp can overtake a later decision of this DID
-            # only when several were decided before any left the process.
-            if i + 1 < len(ledger) and ledger[i + 1][0] < actual:
-                self.ledger = deque(sorted(ledger))
+            # Pruning needs time order: the moved entry slides past the later entries it overtook (the
+            # DID's other sends in flight, a few), instead of re-sorting the whole window.
+            last = len(ledger) - 1
+            while i < last and ledger[i + 1][0] < actual:
+                ledger[i] = ledger[i + 1]
+                i += 1
+            ledger[i] = (actual, segs)
             return
 
     def window_count(self, now: float) -> int:
