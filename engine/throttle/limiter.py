@@ -15,6 +15,12 @@ DEFAULT_WINDOW = 60.0
 # accept time (event-loop lag, loopback/network latency). Costs < 0.5 % of throughput.
 DEFAULT_GUARD = 0.2
 
+Ledger = deque[tuple[float, int]]
+# The ledger of a DID that never sent: one shared empty tuple instead of a deque per DID (an empty deque
+# is ~600 bytes; with 100,000 mostly idle DIDs that was most of the scheduler's memory). record() swaps in
+# a real deque at the first send.
+NO_SENDS: tuple[()] = ()
+
 
 class DidLimiter:
     """Pacing state of one sender number."""
@@ -39,7 +45,7 @@ class DidLimiter:
         self.tolerance = (self.burst - 1) * self.interval
         self.window = window + guard
         self.tat = float("-inf")  # theoretical arrival time of the next segment (GCRA)
-        self.ledger: deque[tuple[float, int]] = deque()  # (time, segments) still inside the window
+        self.ledger: Ledger | tuple[()] = NO_SENDS  # (time, segments) still inside the window, in time order
         self.in_window = 0  # sum of segments in the ledger
 
     def _prune(self, now: float) -> None:
@@ -73,7 +79,10 @@ class DidLimiter:
         """Account a send of *cost* segments made at time *at*."""
         base = self.tat if self.tat > at else at
         self.tat = base + cost * self.interval
-        self.ledger.append((at, cost))
+        ledger = self.ledger
+        if ledger is NO_SENDS:
+            ledger = self.ledger = deque()
+        ledger.append((at, cost))  # type: ignore[union-attr]  # a deque by now
         self.in_window += cost
 
     def restamp(self, decided_at: float, actual: float, cost: int | None = None, *, spacing: bool = True) -> None:
@@ -101,9 +110,9 @@ class DidLimiter:
             # DID's other sends in flight, a few), instead of re-sorting the whole window.
             last = len(ledger) - 1
             while i < last and ledger[i + 1][0] < actual:
-                ledger[i] = ledger[i + 1]
+                ledger[i] = ledger[i + 1]  # type: ignore[index]
                 i += 1
-            ledger[i] = (actual, segs)
+            ledger[i] = (actual, segs)  # type: ignore[index]  # non-empty: a deque
             return
 
     def window_count(self, now: float) -> int:

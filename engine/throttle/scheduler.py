@@ -21,13 +21,18 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, DidLimiter
 
 T = TypeVar("T")
 
 INF = float("inf")
+
+# The queue of a DID with nothing queued yet: one shared empty tuple, typed as the deque it stands for. Only
+# read (len, truth, iteration) until push() swaps in a real deque; an empty deque per DID is ~600 bytes,
+# most of the memory of 100,000 mostly idle DIDs.
+NO_QUEUE: deque[Any] = cast("deque[Any]", ())
 
 ACCOUNT_WINDOW = 1.0  # provider-account limits are per second
 ACCOUNT_GUARD = 0.01  # the scheduler's guard, capped: 0.2 s on a 1 s window would cost 17 % of throughput
@@ -58,7 +63,8 @@ class DidState(Generic[T]):
     pool_id: int
     limiter: DidLimiter
     enabled: bool = True
-    queue: deque[tuple[int, T]] = field(default_factory=deque)  # (cost, payload)
+    # (cost, payload); NO_QUEUE until its first message (push swaps in a real deque)
+    queue: deque[tuple[int, T]] = NO_QUEUE
     queued_cost: int = 0
     reserved_until: float = INF * -1  # end of work this DID was promised but left in the database
     scheduled: bool = False  # has an entry in the due heap
@@ -78,9 +84,11 @@ class DidState(Generic[T]):
         return busy if busy > self.reserved_until else self.reserved_until
 
 
-@dataclass(frozen=True, slots=True)
-class Decision(Generic[T]):
-    """Send *payload* through *did_id* now; *decided_at* identifies the send for `confirm`."""
+class Decision(NamedTuple, Generic[T]):
+    """Send *payload* through *did_id* now; *decided_at* identifies the send for `confirm`.
+
+    A named tuple, not a frozen dataclass: one is built per send, and this is twice as fast to build.
+    """
 
     did_id: int
     cost: int
@@ -153,7 +161,7 @@ class Scheduler(Generic[T]):
         if state.parked is not None:
             self._unpark(state)
         held = list(state.queue)
-        state.queue.clear()
+        state.queue = NO_QUEUE
         state.queued_cost = 0
         self.queued -= len(held)
         self._rebuild_pool(state.pool_id)
@@ -226,7 +234,9 @@ class Scheduler(Generic[T]):
         if gate.parked:  # its head may be ready sooner now
             self._schedule_gate(gate, self.clock)
 
-    def _gates(self, state: DidState[T]) -> list[Gate]:
+    def _gates(self, state: DidState[T]) -> list[Gate] | tuple[()]:
+        if not self.pool_gates and not self.account_gates:
+            return ()  # no hierarchical limits anywhere: the common case, without a list per call
         out = []
         gate = self.pool_gates.get(state.pool_id)
         if gate is not None:
@@ -282,13 +292,18 @@ class Scheduler(Generic[T]):
         heap = self.pools.get(pool_id)
         if not heap:
             raise UnknownPool(pool_id)
+        dids = self.dids
         while True:
             key, did_id = heap[0]
-            state = self.dids[did_id]
+            state = dids[did_id]
             if key != state.pool_key:  # superseded by a lower entry for the same DID (see set_did)
                 heapq.heappop(heap)
                 continue
-            true_key = state.load(now)
+            limiter = state.limiter  # state.load(now), inlined: this runs for every message
+            tat = limiter.tat
+            true_key = (tat if tat > now else now) + state.queued_cost * limiter.interval
+            if state.reserved_until > true_key:
+                true_key = state.reserved_until
             if true_key <= key or true_key <= now:
                 return did_id  # its key is exact, or it is idle (every idle DID is equally free)
             # Loads only grow, so a stale key is too small: fix it and look again.
@@ -320,7 +335,10 @@ class Scheduler(Generic[T]):
         state = self.dids[did_id]
         if not state.enabled:
             raise UnknownPool(state.pool_id)
-        state.queue.append((cost, payload))
+        queue = state.queue
+        if queue is NO_QUEUE:
+            queue = state.queue = deque()
+        queue.append((cost, payload))
         state.queued_cost += cost
         self.queued += 1
         if now > self.clock:
@@ -354,8 +372,12 @@ class Scheduler(Generic[T]):
         out: list[Decision[T]] = []
         due = self.due
         dids = self.dids
-        while due and due[0][0] <= now and (limit is None or len(out) < limit):
-            _, seq, key = heapq.heappop(due)
+        heappop, heappush, seq_next = heapq.heappop, heapq.heappush, self.seq.__next__
+        gated = bool(self.pool_gates or self.account_gates)
+        if limit is None:
+            limit = -1  # len(out) never equals it
+        while due and due[0][0] <= now and len(out) != limit:
+            _, seq, key = heappop(due)
             if isinstance(key, Gate):
                 if key.entry != seq:
                     continue  # superseded by a sooner entry, or the gate was removed
@@ -364,15 +386,28 @@ class Scheduler(Generic[T]):
             else:
                 state = dids[key]
                 state.scheduled = False
-                if not state.queue:
+                queue = state.queue
+                if not queue:
                     continue
-                cost = state.queue[0][0]
-                ready = state.limiter.ready_at(cost, now)
+                cost = queue[0][0]
+                limiter = state.limiter
+                ready = limiter.ready_at(cost, now)
                 if ready > now:  # the DID was restamped since it was scheduled
-                    heapq.heappush(due, (ready, next(self.seq), key))
+                    heappush(due, (ready, seq_next(), key))
                     state.scheduled = True
                     continue
-                decision = self._admit(state, cost, now, None)
+                if gated:
+                    decision = self._admit(state, cost, now, None)
+                else:  # no pool or account limits anywhere: _admit without gates, inlined
+                    payload = queue.popleft()[1]
+                    state.queued_cost -= cost
+                    self.queued -= 1
+                    limiter.record(cost, now)
+                    if queue:
+                        heappush(due, (limiter.ready_at(queue[0][0], now), seq_next(), key))
+                        state.scheduled = True
+                    out.append(Decision(key, cost, payload, now))
+                    continue
             if decision is not None:
                 out.append(decision)
         return out
