@@ -100,8 +100,10 @@ def round_figures(
 
 async def engine_round(
     server_dsn: str, *, messages: int, dids: int = 100, limit_per_min: int = 600_000, timeout: float | None = None,
+    processes: int = 0,
 ) -> Round:
-    """Send *messages* through a fresh database, a fresh carrier and a fresh `engine run` process."""
+    """Send *messages* through a fresh database, a fresh carrier and a fresh engine: one `engine run` process, or
+    with processes=N `engine serve` + `engine worker --processes N` (CPU summed over all of them)."""
     timeout = timeout if timeout is not None else max(120.0, messages / 100)
     pg_pid = await h.postgres_pid(server_dsn)
     async with h.fresh_database(server_dsn, "bench_engine") as dsn, h.children() as kids:
@@ -112,16 +114,11 @@ async def engine_round(
             await admin.add_provider(db.pool, APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
                                      auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
             await admin.add_dids(db.pool, APP, h.did_numbers(dids), limit_per_min=limit_per_min)
-            port = h.free_port()
-            engine = await kids.spawn(
-                ["-m", "engine", "run", "--port", str(port)],
-                env={"ENGINE_DSN": dsn, "ENGINE_LOG_LEVEL": "WARNING"},
-            )
-            await h.wait_http(f"http://127.0.0.1:{port}/healthz", engine)
+            engine = await h.spawn_engine(kids, dsn, processes=processes)
             job = [Outgoing(to, body) for to, body in h.recipients(messages)]
 
             carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
-            cpu0 = h.cpu_seconds([engine.pid])
+            cpu0 = engine.cpu()
             carrier_cpu0 = h.cpu_seconds([carrier_pid])
             pg_cpu0 = h.tree_cpu(pg_pid)
             t0 = time.time()
@@ -130,7 +127,7 @@ async def engine_round(
             submit_s = time.time() - t0
             async with db.pool.acquire() as conn:
                 await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
-            cpu1 = h.cpu_seconds([engine.pid])
+            cpu1 = engine.cpu()
             carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
             pg_cpu = h.tree_cpu_delta(pg_cpu0, h.tree_cpu(pg_pid))
             t_end: float = await db.pool.fetchval(
@@ -145,7 +142,9 @@ async def engine_round(
             await db.close()
     figures = round_figures(
         messages, [r["state"] for r in rows], FINAL_STATES, rows, records, carrier,
-        submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
+        submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=h.tree_cpu_delta(cpu0, cpu1) or 0.0, carrier_cpu_s=carrier_cpu,
         postgres_cpu_s=pg_cpu,
     )
+    figures["layout"] = "engine run" if processes <= 0 else f"engine serve + engine worker --processes {processes}"
+    figures["engine_processes"] = len(cpu1)  # the supervisor included
     return Round(figures, records)

@@ -170,6 +170,52 @@ async def wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float =
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
+@dataclass
+class EngineProcs:
+    """The engine under test: `engine run` (processes=0), or `engine serve` + `engine worker --processes N`."""
+
+    procs: list[asyncio.subprocess.Process]
+    base_url: str  # the HTTP side (webhooks, API, /healthz)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def cpu(self) -> dict[int, float]:
+        """CPU so far of every engine process, worker children of the supervisor included."""
+        out: dict[int, float] = {}
+        for pid in self.pids:
+            out.update(tree_cpu(pid))
+        return out
+
+    async def stop(self) -> None:
+        for p in reversed(self.procs):  # workers first: they drain into a still-running webhook
+            await stop_process(p)
+
+
+async def spawn_engine(kids: Children, dsn: str, *, processes: int = 0, wait: bool = True) -> EngineProcs:
+    """Start the engine against *dsn*: one `engine run` process (processes=0), or the HTTP side in `engine serve`
+    and dispatch in `engine worker --processes N` (N worker processes under a supervisor; DID leases share the
+    DIDs out). With wait=True, returns once /healthz answers."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {"ENGINE_DSN": dsn, "ENGINE_LOG_LEVEL": "WARNING"}
+    if processes <= 0:
+        procs = [await kids.spawn(["-m", "engine", "run", "--port", str(port)], env=env)]
+    else:
+        serve = await kids.spawn(["-m", "engine", "serve", "--port", str(port)], env=env)
+        if wait:
+            await wait_http(f"{base_url}/healthz", serve)
+        worker = await kids.spawn(
+            ["-m", "engine", "worker", "--processes", str(processes)],
+            env={**env, "ENGINE_PUBLIC_URL": base_url},  # the status callback URLs point at `serve`
+        )
+        procs = [serve, worker]
+    if wait:
+        await wait_http(f"{base_url}/healthz", procs[0])
+    return EngineProcs(procs, base_url)
+
+
 async def carrier_get(base_url: str, what: str) -> Any:
     async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/{what}") as r:
         return orjson.loads(await r.read())

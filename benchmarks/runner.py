@@ -21,9 +21,10 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
-from benchmarks.bench_paced import backlog, paced
+from benchmarks.bench_paced import backlog, layout, paced
 
-SCENARIOS = ("e2e", "throttle", "paced", "backlog")  # e2e = engine vs baseline (and their ratio)
+# e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -51,15 +52,17 @@ class BenchConfig:
     backlog_messages: int = 1_000_000
     backlog_dids: int = 100_000
     scenarios: tuple[str, ...] = SCENARIOS
+    processes: int = 2
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
              limit_per_min: int = 600_000, throttle_dids: int | None = None,
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
-             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS) -> BenchConfig:
+             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
+             processes: int | None = None) -> BenchConfig:
         return cls(
-            messages=messages or (5_000 if quick else 100_000),
+            messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
             dids=dids,
             limit_per_min=limit_per_min,
@@ -71,6 +74,7 @@ class BenchConfig:
             backlog_messages=backlog_messages or (100_000 if quick else 1_000_000),
             backlog_dids=backlog_dids or (10_000 if quick else 100_000),
             scenarios=scenarios,
+            processes=processes or 2,
         )
 
 
@@ -132,10 +136,38 @@ async def _e2e(cfg: BenchConfig, server: str) -> dict[str, Any]:
     }
 
 
+async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
+    """`engine run` (one process) vs the HTTP side in `engine serve` and dispatch in `engine worker --processes 1`,
+    then `--processes N`; alternated like e2e. Then the paced scenario with N worker processes: the limit must
+    hold across them (DID leases), from the carrier's record."""
+    layouts = (0, 1, cfg.processes)
+    rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in layouts}
+    for i in range(cfg.rounds):
+        for n in layouts:
+            h.log(f"round {i + 1}/{cfg.rounds}: {layout(n)}, {cfg.messages} messages")
+            r = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min,
+                                   processes=n)
+            rounds[n].append(r.figures)
+            h.log(f"  {r.figures['msgs_per_s']} msg/s, {r.figures['cpu_us_per_msg']} µs CPU/msg")
+    one = summarize(rounds[0])
+    out: dict[str, Any] = {"messages": cfg.messages, "dids": cfg.dids, "worker_processes": cfg.processes,
+                           "layouts": {}}
+    for n in layouts:
+        summary = summarize(rounds[n])
+        summary["ratio_to_engine_run"] = round(summary["msgs_per_s"]["median"] / one["msgs_per_s"]["median"], 2)
+        out["layouts"][layout(n)] = summary
+    h.log(f"paced with {layout(cfg.processes)}: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
+    p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds, processes=cfg.processes)
+    out["paced"] = p.figures
+    h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']}, max per DID in 60 s "
+          f"{p.figures['max_per_did_60s']}")
+    return out
+
+
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "paced", "backlog"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -145,6 +177,8 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 await conn.close()
             if "e2e" in cfg.scenarios:
                 scenarios.update(await _e2e(cfg, server))
+            if "processes" in cfg.scenarios:
+                scenarios["processes"] = await _processes(cfg, server)
             if "paced" in cfg.scenarios:
                 h.log(f"paced: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
                 p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds)
@@ -189,6 +223,13 @@ def format_table(result: dict[str, Any]) -> str:
         ]
         lines.append(f"{e['messages']} messages per round, {len(e['rounds'])} rounds each (A B A B)")
         lines += [f"{a!s:<24}{c1!s:>22}{c2!s:>26}{c3!s:>18}" for a, c1, c2, c3 in rows]
+    if "processes" in s:
+        for name, lay in s["processes"]["layouts"].items():
+            lines.append(f"{name}: {lay['msgs_per_s']['median']} msg/s ({lay['ratio_to_engine_run']}× engine run), "
+                         f"{lay['cpu_us_per_msg']['median']} µs CPU/msg")
+        p = s["processes"]["paced"]
+        lines.append(f"  paced with {p['layout']}: sent {p['sent_in_window']} of capacity {p['capacity']}, "
+                     f"max per DID in any 60 s {p['max_per_did_60s']}")
     if "throttle" in s:
         t = s["throttle"]
         lines.append(f"throttle: {t['dids']} DIDs, {t['decisions']} decisions: {t['us_per_decision']} µs/decision, "

@@ -39,12 +39,17 @@ class Settings:
     max_body_chars: int = 1600  # longest body accepted (Twilio's limit for one concatenated message)
     max_segments: int = 10  # most segments one message may bill; longer bodies are refused up front
     drain_seconds: float = 30.0  # on SIGTERM: how long in-flight sends may take before the worker exits
+    # Workers expected to run at once (`engine worker --processes N` sets N for its children): for its first
+    # lease period a starting worker takes no more than its share among that many, so workers started together
+    # split the DIDs at once instead of one taking them all and handing half over later.
+    expected_workers: int = 1
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.port < 0 or self.port > 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for name in ("batch_size", "max_in_flight", "max_attempts", "max_body_chars", "max_segments"):
+        for name in ("batch_size", "max_in_flight", "max_attempts", "max_body_chars", "max_segments",
+                     "expected_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "drain_seconds"):

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
 MAX_RESTART_DELAY = 30.0
+
+
+def child_env(processes: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """The children's environment: ours, plus ENGINE_EXPECTED_WORKERS = at least *processes* (pure), so siblings
+    started together split the DIDs from the start (Settings.expected_workers). A larger value already set (more
+    workers on other machines) is kept; an unparsable one is left for the child's settings to reject."""
+    env = dict(environ)
+    raw = env.get("ENGINE_EXPECTED_WORKERS", "")
+    try:
+        current = int(raw) if raw else 1
+    except ValueError:
+        return env
+    env["ENGINE_EXPECTED_WORKERS"] = str(max(processes, current))
+    return env
 
 
 def child_argv(argv: Sequence[str]) -> list[str]:
@@ -42,11 +57,12 @@ async def supervise(processes: int, argv: Sequence[str], *, drain_timeout: float
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     children: dict[int, asyncio.subprocess.Process] = {}
+    env = child_env(processes, os.environ)
 
     async def keep(slot: int) -> int:
         delay = 0.5
         while True:
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", *argv)
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", *argv, env=env)
             children[slot] = proc
             code = await proc.wait()
             if stop.is_set():

@@ -40,6 +40,19 @@ async def test_engine_and_baseline_count_what_the_carrier_accepted(server_dsn: s
     assert summary["all_final"] and summary["carrier_accepted"] == [300]
 
 
+async def test_engine_round_with_worker_processes_counts_every_process(server_dsn: str) -> None:
+    """`engine serve` + `engine worker --processes 2`: every message once, the CPU summed over serve, the
+    supervisor and both workers. Each worker holds half the DIDs from its start (expected_workers), so at least
+    that half sent (400 messages may be gone before the second worker is up)."""
+    r = await engine_round(server_dsn, messages=400, dids=10, processes=2)
+    f = r.figures
+    assert f["layout"] == "engine serve + engine worker --processes 2"
+    assert f["engine_processes"] == 4  # serve, the supervisor, two workers
+    assert f["carrier_accepted"] == len(r.records) == 400 and f["final"] == f["delivered"] == 400
+    assert len({rec.to for rec in r.records}) == 400
+    assert 5 <= f["senders_used"] <= 10 and f["cpu_us_per_msg"] > 0
+
+
 async def test_throttled_engine_rate_matches_the_did_limit(server_dsn: str) -> None:
     # 3 DIDs at 60/min = one send per DID per second: 6 messages need two turns, >= ~1 s apart.
     r = await engine_round(server_dsn, messages=6, dids=3, limit_per_min=60)

@@ -107,3 +107,46 @@ def test_child_argv_drops_only_the_processes_flag() -> None:
 
     assert child_argv(["worker", "--processes", "3", "--batch-size", "9"]) == ["worker", "--batch-size", "9"]
     assert child_argv(["worker", "--processes=2"]) == ["worker"]
+
+
+async def test_a_starting_worker_takes_only_its_share_of_the_expected_workers(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """Settings.expected_workers (set by `--processes N` for its children): for its first lease period a worker
+    takes ceil(D / N) DIDs even while alone, so siblings started with it find their share free; after it, the
+    lone worker takes every DID."""
+    from engine.config import Settings
+    from engine.dispatch.worker import Worker
+
+    await _setup(pool, "http://127.0.0.1:9", dids=9, limit=60)
+    now = [1000.0]
+    settings = Settings(dsn=db_dsn, lease_seconds=10.0, expected_workers=2)
+    worker = Worker(pool, db_dsn, settings, clock=lambda: now[0], worker_id="w-first")
+    try:
+        await worker.refresh_topology()
+        assert len(worker.leased) == 5  # ceil(9 / 2): the rest stays free for the sibling
+        now[0] += 5.0
+        await worker.refresh_topology()
+        assert len(worker.leased) == 5  # still within the first lease period
+        now[0] += 6.0
+        await worker.refresh_topology()
+        assert len(worker.leased) == 9  # nobody came: all of them
+        alone = Worker(pool, db_dsn, Settings(dsn=db_dsn, lease_seconds=10.0), clock=lambda: now[0])
+        assert alone.settings.expected_workers == 1  # the default: a worker alone takes everything at once
+    finally:
+        for session in worker.sessions:
+            await session.close()
+
+
+def test_supervisor_tells_children_how_many_siblings_to_expect(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import Settings
+    from engine.supervisor import child_env
+
+    assert child_env(2, {"PATH": "/bin"}) == {"PATH": "/bin", "ENGINE_EXPECTED_WORKERS": "2"}
+    assert child_env(2, {"ENGINE_EXPECTED_WORKERS": "6"})["ENGINE_EXPECTED_WORKERS"] == "6"  # more elsewhere
+    assert child_env(3, {"ENGINE_EXPECTED_WORKERS": "1"})["ENGINE_EXPECTED_WORKERS"] == "3"
+    assert child_env(3, {"ENGINE_EXPECTED_WORKERS": "x"})["ENGINE_EXPECTED_WORKERS"] == "x"  # the child rejects it
+
+    monkeypatch.setenv("ENGINE_EXPECTED_WORKERS", "3")
+    assert Settings.from_env().expected_workers == 3
+    monkeypatch.setenv("ENGINE_EXPECTED_WORKERS", "0")
+    with pytest.raises(Exception, match="expected_workers"):
+        Settings.from_env()

@@ -138,6 +138,7 @@ class Worker:
         self.account_limits: dict[int, int | None] = {}  # account -> cap in segments/s
         self.limit_shares: dict[tuple[str, int], int] = {}  # this worker's share of each cap in force
         self.releasing: set[int] = set()  # DIDs we give back once their sends in flight are answered
+        self.started_at = self.clock()
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -234,6 +235,9 @@ class Worker:
         async with self.pool.acquire() as conn:
             await conn.execute(lq.WORKER_HEARTBEAT, self.worker_id)
             alive = max(1, await conn.fetchval(lq.ALIVE_WORKERS, lease))
+            if started - self.started_at < lease:
+                # Just started: siblings started with us may not have registered yet (Settings.expected_workers).
+                alive = max(alive, self.settings.expected_workers)
             held = {r["did_id"] for r in await conn.fetch(lq.RENEW_LEASES, self.worker_id, lease)}
             held &= set(self.all_dids)
             per_smsc: dict[int, list[int]] = {}
