@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from engine import gctune
 from engine.config import Settings
 from engine.errors import EngineError
 from engine.logsafe import install_redaction
@@ -370,6 +371,7 @@ async def _cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
 
     stop = asyncio.Event()
     _stop_on_signals(stop)
+    gctune.tune()
     await run_engine(settings, stop, serve=args.command in ("serve", "run"), dispatch=args.command != "serve")
     return 0
 
@@ -381,6 +383,7 @@ async def _cmd_fake_carrier(settings: Settings, args: argparse.Namespace) -> int
                               "callbacks": args.callbacks, "seed": args.seed}
     if args.account_sid and args.auth_token:
         kwargs["accounts"] = {args.account_sid: args.auth_token}
+    gctune.tune()
     task = asyncio.ensure_future(run_fake_carrier(args.host, args.port, **kwargs))
     stop = asyncio.Event()
     _stop_on_signals(stop)

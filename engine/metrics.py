@@ -7,14 +7,93 @@ by state, callback backlog) are read at scrape time, at most once per `cache_sec
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 WAIT_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
 DepthReader = Callable[[], Awaitable[tuple[dict[str, int], int]]]
+
+
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class LoopCounter:
+    """A labelled counter fed from one event loop: a plain float per label set, no lock per increment.
+
+    prometheus_client's Counter takes a threading lock on every inc(); on the send path that was several
+    per message. Everything here runs on the engine's single event loop (scrapes included), so no lock is
+    needed. Exposed as `<name>_total`, like a prometheus_client Counter.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], _CounterChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _CounterChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values!r}")
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = _CounterChild()
+        return child
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for key, child in self._children.items():
+            family.add_metric(list(key), child.value)
+        yield family
+
+
+class LoopHistogram:
+    """A histogram fed from one event loop: bucket counts in a list, one bisect per observation, no lock."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or bounds[-1] != float("inf"):
+            bounds.append(float("inf"))
+        self.name = name
+        self.documentation = documentation
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with value <= bound ("le")
+        self.sum += value
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self.sum)
 
 
 class Metrics:
@@ -23,16 +102,16 @@ class Metrics:
     def __init__(self, *, cache_seconds: float = 2.0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.sends = Counter("engine_sends", "Provider create requests by outcome", ["outcome"], registry=r)
-        self.provider_latency = Histogram(
-            "engine_provider_latency_seconds", "Provider create request latency", buckets=LATENCY_BUCKETS, registry=r
+        # Fed once or more per message: lock-free (see LoopCounter); the gauges below are set per scrape.
+        self.sends = LoopCounter("engine_sends", "Provider create requests by outcome", ["outcome"], r)
+        self.provider_latency = LoopHistogram(
+            "engine_provider_latency_seconds", "Provider create request latency", LATENCY_BUCKETS, r
         )
-        self.throttle_wait = Histogram(
-            "engine_throttle_wait_seconds", "Time a message waited in its DID queue for a token",
-            buckets=WAIT_BUCKETS, registry=r,
+        self.throttle_wait = LoopHistogram(
+            "engine_throttle_wait_seconds", "Time a message waited in its DID queue for a token", WAIT_BUCKETS, r
         )
-        self.status_callbacks = Counter(
-            "engine_status_callbacks", "Carrier status callbacks received", ["result"], registry=r
+        self.status_callbacks = LoopCounter(
+            "engine_status_callbacks", "Carrier status callbacks received", ["result"], r
         )
         self.queue_depth = Gauge("engine_queue_depth", "Messages not yet final, by state", ["state"], registry=r)
         self.callback_backlog = Gauge("engine_callback_backlog", "Application callbacks pending delivery", registry=r)
