@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 import pytest
 from aioresponses import aioresponses
+from hypothesis import given
+from hypothesis import strategies as st
 from yarl import URL
 
 from engine.providers import OutboundRequest, SendResult
@@ -429,3 +431,22 @@ def test_final_statuses() -> None:
     assert {"delivered", "undelivered", "failed", "canceled", "read"} == TWILIO_FINAL_STATUSES
     assert is_final_status("delivered") and is_final_status("undelivered")
     assert not is_final_status("sent") and not is_final_status("queued")
+
+
+@given(st.text())
+def test_form_quote_is_quote_plus(text: str) -> None:
+    from urllib.parse import quote_plus
+
+    from engine.providers.twilio import form_quote
+
+    assert form_quote(text) == quote_plus(text, safe="")
+
+
+def test_form_quote_on_every_ascii_character() -> None:
+    from urllib.parse import quote_plus
+
+    from engine.providers.twilio import form_quote
+
+    every = "".join(map(chr, range(128)))
+    assert form_quote(every) == quote_plus(every, safe="")
+    assert form_quote("Hi there: 50% off & more!") == "Hi+there%3A+50%25+off+%26+more%21"

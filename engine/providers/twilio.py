@@ -157,6 +157,19 @@ def classify_create_response(status: int, raw: bytes, retry_after: str | None) -
     return SendResult(ok=False, error_code=error_code, error_message=message, http_status=status)
 
 
+# quote_plus(text, safe="") for ASCII text, as one str.translate (C) instead of urllib's per-byte Python loop:
+# unreserved characters stay, a space becomes '+', every other ASCII byte becomes %XX.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_FORM_QUOTE = {b: "+" if b == 32 else chr(b) if chr(b) in _UNRESERVED else f"%{b:02X}" for b in range(128)}
+
+
+def form_quote(text: str) -> str:
+    """Exactly ``quote_plus(text, safe="")`` (UTF-8), faster for the ASCII bodies most messages have."""
+    if text.isascii():
+        return text.translate(_FORM_QUOTE)
+    return quote_plus(text, safe="")
+
+
 def _quote_phone(number: str) -> str:
     """Form-quote a phone number; E.164 needs only its '+' escaped, so skip the generic quoter."""
     digits = number[1:]
@@ -257,7 +270,7 @@ class TwilioClient:
         parts = ["To=", _quote_phone(request.to)]
         if request.from_:
             parts += ("&From=", _quote_phone(request.from_))
-        parts += ("&Body=", quote_plus(request.body, safe=""))
+        parts += ("&Body=", form_quote(request.body))
         callback = request.status_callback
         if callback:
             # Callback URLs repeat (often one URL for every message): quote each distinct one once.
