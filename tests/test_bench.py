@@ -102,3 +102,27 @@ async def test_backlog_reports_first_send_and_peak_rss(server_dsn: str) -> None:
     assert 0 < f["time_to_first_send_s"] < 60
     assert f["peak_rss_mb"] is not None and f["peak_rss_mb"] >= f["rss_at_read_mb"] * 0.9 > 0
     assert f["max_per_did_60s"] <= 60
+
+
+def test_http_client_bench_counts_every_request_on_kept_alive_connections() -> None:
+    """benchmarks/bench_http_clients.py in a subprocess, tiny: aiohttp measured (every request answered by the
+    server, which checks each one; one connection per request in flight), a client not installed skipped, not
+    faked."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_http_clients", "--requests", "300", "--concurrency", "8",
+         "--rounds", "1", "--clients", "aiohttp,pyreqwest", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    rows = {r["client"]: r for r in doc["results"]}
+    aio = rows["aiohttp"]
+    assert aio["errors"] == 0 and aio["bad_requests"] == 0
+    assert aio["connections"] == [8]  # kept alive: no new connection per request
+    assert aio["cpu_us_median"] > 0 and aio["rps_median"] > 0
+    other = rows["pyreqwest"]  # not a project dependency: skipped with a note, unless someone installed it
+    assert other.get("note", "").startswith("skipped") or other["errors"] == 0
