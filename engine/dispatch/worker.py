@@ -659,7 +659,7 @@ class Worker:
         for d in decisions:  # a DID with a send between decision and reply is never handed over
             busy[d.did_id] = busy.get(d.did_id, 0) + 1
         try:
-            ok_rows = await self.pool.fetch(
+            marked: list[int] = await self.pool.fetchval(
                 q.MARK_SENDING,
                 ids,
                 [d.did_id for d in decisions],
@@ -676,7 +676,7 @@ class Worker:
             for d in decisions:
                 self._done_with(d.did_id)
             return
-        ok = {r["id"] for r in ok_rows}
+        ok = set(marked)
         base = self.settings.callback_base
         for d in decisions:
             p = d.payload

@@ -172,15 +172,19 @@ SET state = 'queued', claimed_by = NULL, lease_until = NULL, defers = o.defers +
 FROM unnest($1::bigint[], $2::float8[]) AS u(id, delay)
 WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
 """
+# Returns the ids it marked as ONE array (decoded in C), not a row per message.
 MARK_SENDING: Final = """
-UPDATE engine_outbound o
-SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
-    attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7), sent_by = $6,
-    updated_at = now()
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
-     AS u(id, did, sender, segments, encoding)
-WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $6
-RETURNING o.id
+WITH marked AS (
+    UPDATE engine_outbound o
+    SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
+        attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
+        sent_by = $6, updated_at = now()
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
+         AS u(id, did, sender, segments, encoding)
+    WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $6
+    RETURNING o.id
+)
+SELECT coalesce(array_agg(id), '{}'::bigint[]) FROM marked
 """
 # Status changes and their delivery_report callbacks are written by ONE statement (so atomically):
 # `cur` locks the target rows in id order and reads the Carousel status they have now, `upd` applies
