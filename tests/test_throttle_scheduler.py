@@ -729,3 +729,26 @@ def test_scale_100k_dids() -> None:
     assert sched.queued == 0
     assert max(per_did) == 2
     assert min(per_did[1:]) == 2
+
+
+def test_idle_dids_are_handed_out_in_turn() -> None:
+    """Idle DIDs are equally free: choose() hands them out round robin (a FIFO), spreading a pool's traffic, and a
+    DID that becomes idle again queues behind the ones idle longer."""
+    sched: Scheduler[int] = Scheduler()
+    for did in range(1, 6):
+        sched.set_did(did, POOL_BASE, 60)
+    order = []
+    for seq in range(5):
+        did = choose_checked(sched, POOL_BASE, 0.0)
+        sched.push(did, 1, seq, 0.0)
+        order.append(did)
+    assert order == [1, 2, 3, 4, 5]
+    assert len(sched.pop_due(0.0)) == 5
+    # DIDs 1..5 are busy until t=1 (one send each at 60/min); at t=1 all are idle again, in the order they went.
+    order = []
+    for seq in range(5, 10):
+        did = choose_checked(sched, POOL_BASE, 1.0)
+        sched.push(did, 1, seq, 1.0)
+        order.append(did)
+    assert sorted(order) == [1, 2, 3, 4, 5]
+    assert len(sched.pools[POOL_BASE]) <= 5 and len(sched.idle[POOL_BASE]) <= 5
