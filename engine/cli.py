@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
@@ -410,6 +411,10 @@ async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if args.processes < 1:
         print("error: --processes must be at least 1", file=sys.stderr)
+        return 2
+    if "e2e" in scenarios and importlib.util.find_spec("pgqueuer") is None:
+        print("error: the e2e scenario's baseline needs PgQueuer: pip install -e '.[bench]' (or '.[dev]'), "
+              "or leave e2e out with --scenarios", file=sys.stderr)
         return 2
     cfg = BenchConfig.make(
         quick=args.quick, messages=args.messages, rounds=args.rounds, dids=args.dids,

@@ -126,3 +126,18 @@ def test_http_client_bench_counts_every_request_on_kept_alive_connections() -> N
     assert aio["cpu_us_median"] > 0 and aio["rps_median"] > 0
     other = rows["pyreqwest"]  # not a project dependency: skipped with a note, unless someone installed it
     assert other.get("note", "").startswith("skipped") or other["errors"] == 0
+
+
+def test_bench_without_pgqueuer_says_how_to_install_it_before_running_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from engine.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pgqueuer" else real(name, *a))
+    assert main(["bench", "--scenarios", "e2e", "--messages", "10"]) == 2
+    assert "pip install -e '.[bench]'" in capsys.readouterr().err
+    assert main(["bench", "--processes", "0", "--scenarios", "throttle"]) == 2
+    assert "--processes must be at least 1" in capsys.readouterr().err
