@@ -7,6 +7,7 @@ module only starts them, fills the queue, polls the database and reads the carri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import platform
@@ -73,6 +74,10 @@ async def fresh_database(server_dsn: str, prefix: str) -> AsyncIterator[str]:
     conn = await asyncpg.connect(server_dsn)
     try:
         await conn.execute(f"CREATE DATABASE {name}")
+        # Flush the previous rounds' dirty pages now, so a checkpoint (its writes and the full-page images
+        # after it) does not land inside this round; either side gets the same clean start.
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
     try:

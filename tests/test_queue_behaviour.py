@@ -182,6 +182,37 @@ async def test_claim_and_status_queries_use_their_indexes(pool: asyncpg.Pool) ->
         assert "engine_outbound_pkey" in plan
 
 
+@pytest.mark.parametrize("analyzed", [True, False])
+async def test_generic_plans_of_the_hot_queries_never_scan_history(pool: asyncpg.Pool, analyzed: bool) -> None:
+    """PostgreSQL switches a prepared statement to its generic plan (parameters unknown) after a few executions,
+    and keeps it. Those plans must touch only queued rows (claim) or the given ids (status writes), never the
+    table's history: a generic claim that walked the app's whole history by the duplicate-window index, or
+    hash-joined its picks against a scan of the table, made claims O(history) (seen as 10x Postgres CPU)."""
+    await pool.execute("INSERT INTO engine_app (name) VALUES ('g')")
+    await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state) "
+                       "SELECT id, '+1347264' || lpad((g % 10000)::text, 4, '0'), 'b' || g, "
+                       "CASE WHEN g % 50 = 0 THEN 'queued' ELSE 'delivered' END "
+                       "FROM engine_app, generate_series(1, 20000) g")
+    if analyzed:
+        await pool.execute("ANALYZE engine_outbound")
+    statements = {
+        "CLAIM": (q.CLAIM, ("w", 500, 30.0, [1])),
+        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0)),
+        "MARK_ACCEPTED": (q.MARK_ACCEPTED, ([1, 2], ["SM1", "SM2"], ["queued", "queued"])),
+        "APPLY_STATUSES": (q.APPLY_STATUSES, ([1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])),
+        "FIND_DUPLICATES": (q.FIND_DUPLICATES, ([1, 2],)),
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for name, (sql, args) in statements.items():
+            stmt = await conn.prepare("EXPLAIN " + sql)
+            plan = "\n".join(r[0] for r in await stmt.fetch(*args))
+            assert "Seq Scan on engine_outbound" not in plan, f"{name}:\n{plan}"
+            if name == "CLAIM":
+                assert "engine_outbound_dedup" not in plan, plan
+                assert "engine_outbound_due" in plan or "engine_outbound_open" in plan, plan
+
+
 async def test_counts_by_state_query(pool: asyncpg.Pool) -> None:
     await pool.execute("INSERT INTO engine_app (name) VALUES ('c')")
     app_id = await pool.fetchval("SELECT id FROM engine_app")

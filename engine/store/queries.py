@@ -133,7 +133,9 @@ WITH picked AS (
 )
 UPDATE engine_outbound o
 SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
-FROM picked WHERE o.id = picked.id
+-- By primary key, whatever the plan: a join with `picked` let the generic plan hash-join it against a scan
+-- of the whole table.
+WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers
 """
 NEXT_DUE: Final = """
