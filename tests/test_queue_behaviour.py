@@ -182,8 +182,10 @@ async def test_claim_and_status_queries_use_their_indexes(pool: asyncpg.Pool) ->
         assert "engine_outbound_pkey" in plan
 
 
-@pytest.mark.parametrize("analyzed", [True, False])
-async def test_generic_plans_of_the_hot_queries_never_scan_history(pool: asyncpg.Pool, analyzed: bool) -> None:
+@pytest.mark.parametrize(("rows", "analyzed"), [(20000, True), (20000, False), (60, False), (60, True)])
+async def test_generic_plans_of_the_hot_queries_never_scan_history(
+    pool: asyncpg.Pool, rows: int, analyzed: bool
+) -> None:
     """PostgreSQL switches a prepared statement to its generic plan (parameters unknown) after a few executions,
     and keeps it. Those plans must touch only queued rows (claim) or the given ids (status writes), never the
     table's history: a generic claim that walked the app's whole history by the duplicate-window index, or
@@ -192,7 +194,7 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(pool: asyncpg
     await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state) "
                        "SELECT id, '+1347264' || lpad((g % 10000)::text, 4, '0'), 'b' || g, "
                        "CASE WHEN g % 50 = 0 THEN 'queued' ELSE 'delivered' END "
-                       "FROM engine_app, generate_series(1, 20000) g")
+                       "FROM engine_app, generate_series(1, $1::int) g", rows)
     if analyzed:
         await pool.execute("ANALYZE engine_outbound")
     statements = {
@@ -207,7 +209,12 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(pool: asyncpg
         for name, (sql, args) in statements.items():
             stmt = await conn.prepare("EXPLAIN " + sql)
             plan = "\n".join(r[0] for r in await stmt.fetch(*args))
-            assert "Seq Scan on engine_outbound" not in plan, f"{name}:\n{plan}"
+            if rows > 1000:
+                # (A one-page table is read whole by any plan; a plan cached then is replaced once autovacuum
+                # updates the growing table's statistics, which invalidates cached plans.)
+                assert "Seq Scan on engine_outbound" not in plan, f"{name}:\n{plan}"
+            if name != "CLAIM":  # rows by id: never a range of a state index, full of dead entries under churn
+                assert "engine_outbound_open" not in plan and "engine_outbound_leased" not in plan, f"{name}:\n{plan}"
             if name == "CLAIM":
                 assert "engine_outbound_dedup" not in plan, plan
                 assert "engine_outbound_due" in plan or "engine_outbound_open" in plan, plan

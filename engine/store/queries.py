@@ -133,8 +133,7 @@ WITH picked AS (
 )
 UPDATE engine_outbound o
 SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
--- By primary key, whatever the plan: a join with `picked` let the generic plan hash-join it against a scan
--- of the whole table.
+-- By primary key: a join with `picked` let the generic plan hash-join it against a scan of the whole table.
 WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers
 """
@@ -172,7 +171,7 @@ UPDATE engine_outbound o
 SET state = 'queued', claimed_by = NULL, lease_until = NULL, defers = o.defers + 1,
     due_at = now() + make_interval(secs => u.delay), updated_at = now()
 FROM unnest($1::bigint[], $2::float8[]) AS u(id, delay)
-WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $3
+WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $3  -- by primary key (see MARK_SENDING)
 """
 # Returns the ids it marked as ONE array (decoded in C), not a row per message.
 MARK_SENDING: Final = """
@@ -183,7 +182,11 @@ WITH marked AS (
         sent_by = $6, updated_at = now()
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
          AS u(id, did, sender, segments, encoding)
-    WHERE o.id = u.id AND o.state = 'claimed' AND o.claimed_by = $6
+    -- "claimed by us", written so that no index on state can serve it: the rows are found by primary key. With
+    -- `o.state = 'claimed'` the planner could (and under load did) drive this from a partial index on state,
+    -- whose 'claimed' range keeps a dead entry for every message claimed since the last vacuum (bitmap scans
+    -- never mark them dead): each batch then cost O(messages sent lately) and Postgres CPU per message rose 8x.
+    WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $6
     RETURNING o.id
 )
 SELECT coalesce(array_agg(id), '{}'::bigint[]) FROM marked
