@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -88,17 +89,13 @@ async def test_sql_submit_function_and_plain_insert(pool: asyncpg.Pool) -> None:
                            "SELECT id, '347-264-3707', 'x' FROM engine_app WHERE name = 'sqlapp'")
 
 
-async def test_insert_notifies_listeners_once_per_statement(pool: asyncpg.Pool, db_dsn: str) -> None:
-    await pool.execute("INSERT INTO engine_app (name) VALUES ('n')")
+async def _notifications(db_dsn: str, channel: str, act: Callable[[], Awaitable[object]]) -> list[str]:
+    """The notifications *channel* got while *act* ran (waiting up to 1 s for the first, then 50 ms more)."""
     got: list[str] = []
     conn = await asyncpg.connect(db_dsn)
     try:
-        await conn.add_listener("engine_outbound", lambda *a: got.append(a[2]))
-        # Nothing inserted, nothing to wake anyone for (statement triggers fire on zero rows too).
-        await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body) "
-                           "SELECT id, '+13472643707', 'none' FROM engine_app WHERE false")
-        await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body) "
-                           "SELECT id, '+13472643707', 'b' || g FROM engine_app, generate_series(1, 50) g")
+        await conn.add_listener(channel, lambda *a: got.append(a[2]))
+        await act()
         for _ in range(100):
             if got:
                 break
@@ -106,31 +103,30 @@ async def test_insert_notifies_listeners_once_per_statement(pool: asyncpg.Pool, 
         await asyncio.sleep(0.05)
     finally:
         await conn.close()
-    assert got == ["engine_outbound"]
+    return got
+
+
+async def test_insert_notifies_listeners_once_per_statement(pool: asyncpg.Pool, db_dsn: str) -> None:
+    await pool.execute("INSERT INTO engine_app (name) VALUES ('n')")
+
+    async def inserts() -> None:
+        # Nothing inserted, nothing to wake anyone for (statement triggers fire on zero rows too).
+        await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body) "
+                           "SELECT id, '+13472643707', 'none' FROM engine_app WHERE false")
+        await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body) "
+                           "SELECT id, '+13472643707', 'b' || g FROM engine_app, generate_series(1, 50) g")
+
+    assert await _notifications(db_dsn, "engine_outbound", inserts) == ["engine_outbound"]
 
 
 async def test_outbox_insert_notifies_only_when_it_inserted_rows(pool: asyncpg.Pool, db_dsn: str) -> None:
     """Every status batch runs an INSERT … SELECT into engine_outbox; with no gateway it inserts nothing and must
     not wake the deliverer."""
     app_id = await pool.fetchval("INSERT INTO engine_app (name) VALUES ('ob') RETURNING id")
-    got: list[str] = []
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        await conn.add_listener("engine_outbox", lambda *a: got.append(a[2]))
-        insert = ("INSERT INTO engine_outbox (app_id, type, payload) "
-                  "SELECT $1, 'delivery_report', '{}'::jsonb FROM generate_series(1, $2)")
-        await pool.execute(insert, app_id, 0)
-        await asyncio.sleep(0.1)
-        assert got == []
-        await pool.execute(insert, app_id, 3)
-        for _ in range(100):
-            if got:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-    finally:
-        await conn.close()
-    assert got == ["engine_outbox"]
+    insert = ("INSERT INTO engine_outbox (app_id, type, payload) "
+              "SELECT $1, 'delivery_report', '{}'::jsonb FROM generate_series(1, $2)")
+    assert await _notifications(db_dsn, "engine_outbox", lambda: pool.execute(insert, app_id, 0)) == []
+    assert await _notifications(db_dsn, "engine_outbox", lambda: pool.execute(insert, app_id, 3)) == ["engine_outbox"]
 
 
 async def test_migrations_apply_once_and_record_versions(db_dsn: str) -> None:
