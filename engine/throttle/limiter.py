@@ -9,17 +9,18 @@ Pure code: times are plain floats from an injected clock.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, cast
 
 DEFAULT_WINDOW = 60.0
 # Extra seconds added to the ledger window to absorb jitter between our clock and the carrier's
 # accept time (event-loop lag, loopback/network latency). Costs < 0.5 % of throughput.
 DEFAULT_GUARD = 0.2
 
-Ledger = deque[tuple[float, int]]
-# The ledger of a DID that never sent: one shared empty tuple instead of a deque per DID (an empty deque
-# is ~600 bytes; with 100,000 mostly idle DIDs that was most of the scheduler's memory). record() swaps in
-# a real deque at the first send.
-NO_SENDS: tuple[()] = ()
+# One shared empty tuple standing in for an empty deque that is only read (len, truth, iteration, [0]) until its
+# owner swaps in a real deque on the first append: an empty deque is ~600 bytes, and with 100,000 mostly idle
+# DIDs the per-DID ledgers and queues were most of the scheduler's memory. Used for the ledger of a DID that
+# never sent (record() swaps) and for the scheduler's per-DID queues (push() swaps).
+EMPTY: deque[Any] = cast("deque[Any]", ())
 
 
 class DidLimiter:
@@ -45,7 +46,7 @@ class DidLimiter:
         self.tolerance = (self.burst - 1) * self.interval
         self.window = window + guard
         self.tat = float("-inf")  # theoretical arrival time of the next segment (GCRA)
-        self.ledger: Ledger | tuple[()] = NO_SENDS  # (time, segments) still inside the window, in time order
+        self.ledger: deque[tuple[float, int]] = EMPTY  # (time, segments) still inside the window, in time order
         self.in_window = 0  # sum of segments in the ledger
 
     def _prune(self, now: float) -> None:
@@ -80,9 +81,9 @@ class DidLimiter:
         base = self.tat if self.tat > at else at
         self.tat = base + cost * self.interval
         ledger = self.ledger
-        if ledger is NO_SENDS:
+        if ledger is EMPTY:
             ledger = self.ledger = deque()
-        ledger.append((at, cost))  # type: ignore[union-attr]  # a deque by now
+        ledger.append((at, cost))
         self.in_window += cost
 
     def restamp(self, decided_at: float, actual: float, cost: int | None = None, *, spacing: bool = True) -> None:
@@ -110,9 +111,9 @@ class DidLimiter:
             # DID's other sends in flight, a few), instead of re-sorting the whole window.
             last = len(ledger) - 1
             while i < last and ledger[i + 1][0] < actual:
-                ledger[i] = ledger[i + 1]  # type: ignore[index]
+                ledger[i] = ledger[i + 1]
                 i += 1
-            ledger[i] = (actual, segs)  # type: ignore[index]  # non-empty: a deque
+            ledger[i] = (actual, segs)
             return
 
     def window_count(self, now: float) -> int:

@@ -21,18 +21,15 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Generic, NamedTuple, TypeVar
 
-from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, DidLimiter
+from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, EMPTY, DidLimiter
 
 T = TypeVar("T")
 
 INF = float("inf")
 
-# The queue of a DID with nothing queued yet: one shared empty tuple, typed as the deque it stands for. Only
-# read (len, truth, iteration) until push() swaps in a real deque; an empty deque per DID is ~600 bytes,
-# most of the memory of 100,000 mostly idle DIDs.
-NO_QUEUE: deque[Any] = cast("deque[Any]", ())
+NO_QUEUE = EMPTY  # the queue of a DID with nothing queued yet; push() swaps in a real deque
 
 ACCOUNT_WINDOW = 1.0  # provider-account limits are per second
 ACCOUNT_GUARD = 0.01  # the scheduler's guard, capped: 0.2 s on a 1 s window would cost 17 % of throughput
@@ -79,8 +76,13 @@ class DidState(Generic[T]):
         return base + self.queued_cost * self.limiter.interval
 
     def load(self, now: float) -> float:
-        """Projected time at which this DID has sent everything promised to it (memory + reserved)."""
-        busy = self.busy_until(now)
+        """Projected time at which this DID has sent everything promised to it (memory + reserved).
+
+        busy_until() written out: choose() calls this for every message.
+        """
+        limiter = self.limiter
+        tat = limiter.tat
+        busy = (tat if tat > now else now) + self.queued_cost * limiter.interval
         return busy if busy > self.reserved_until else self.reserved_until
 
 
@@ -313,7 +315,7 @@ class Scheduler(Generic[T]):
             if key != state.pool_key:  # superseded (see set_did)
                 heapq.heappop(heap)
                 continue
-            true_key = self._load(state, now)
+            true_key = state.load(now)
             if true_key <= now:
                 heapq.heappop(heap)
                 state.pool_key = -INF
@@ -327,7 +329,7 @@ class Scheduler(Generic[T]):
             if state.pool_key != -INF or not state.enabled:  # moved to the heap since (a stale entry)
                 idle.popleft()
                 continue
-            true_key = self._load(state, now)
+            true_key = state.load(now)
             if true_key <= now:
                 return did_id  # stays at the head until work makes it busy
             idle.popleft()
@@ -339,20 +341,12 @@ class Scheduler(Generic[T]):
             if key != state.pool_key:  # superseded
                 heapq.heappop(heap)
                 continue
-            true_key = self._load(state, now)
+            true_key = state.load(now)
             if true_key <= key:
                 return did_id  # its key is exact: the least loaded
             # Loads only grow, so a stale key is too small: fix it and look again.
             state.pool_key = true_key
             heapq.heapreplace(heap, (true_key, did_id))
-
-    @staticmethod
-    def _load(state: DidState[T], now: float) -> float:
-        """state.load(now), inlined (this runs for every message)."""
-        limiter = state.limiter
-        tat = limiter.tat
-        load = (tat if tat > now else now) + state.queued_cost * limiter.interval
-        return state.reserved_until if state.reserved_until > load else load
 
     def project(self, did_id: int, now: float, *, reserved: bool = True) -> float:
         """When a message queued on *did_id* now would start going out.
@@ -417,7 +411,6 @@ class Scheduler(Generic[T]):
         due = self.due
         dids = self.dids
         heappop, heappush, seq_next = heapq.heappop, heapq.heappush, self.seq.__next__
-        gated = bool(self.pool_gates or self.account_gates)
         if limit is None:
             limit = -1  # len(out) never equals it
         while due and due[0][0] <= now and len(out) != limit:
@@ -434,24 +427,12 @@ class Scheduler(Generic[T]):
                 if not queue:
                     continue
                 cost = queue[0][0]
-                limiter = state.limiter
-                ready = limiter.ready_at(cost, now)
+                ready = state.limiter.ready_at(cost, now)
                 if ready > now:  # the DID was restamped since it was scheduled
                     heappush(due, (ready, seq_next(), key))
                     state.scheduled = True
                     continue
-                if gated:
-                    decision = self._admit(state, cost, now, None)
-                else:  # no pool or account limits anywhere: _admit without gates, inlined
-                    payload = queue.popleft()[1]
-                    state.queued_cost -= cost
-                    self.queued -= 1
-                    limiter.record(cost, now)
-                    if queue:
-                        heappush(due, (limiter.ready_at(queue[0][0], now), seq_next(), key))
-                        state.scheduled = True
-                    out.append(Decision(key, cost, payload, now))
-                    continue
+                decision = self._admit(state, cost, now, None)
             if decision is not None:
                 out.append(decision)
         return out
