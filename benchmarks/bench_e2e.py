@@ -13,6 +13,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from benchmarks import harness as h
 from engine.demo import FINAL_STATES
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, AcceptedRecord
@@ -98,6 +100,13 @@ def round_figures(
     }
 
 
+async def add_fake_app(pool: asyncpg.Pool, carrier_url: str) -> None:
+    """The benchmark's app (APP) with a fake-carrier provider at *carrier_url*; DIDs are the caller's."""
+    await admin.create_app(pool, APP)
+    await admin.add_provider(pool, APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
+                             auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+
+
 async def engine_round(
     server_dsn: str, *, messages: int, dids: int = 100, limit_per_min: int = 600_000, timeout: float | None = None,
     processes: int = 0,
@@ -110,9 +119,7 @@ async def engine_round(
         db = await Database.connect(dsn, min_size=1, max_size=4)  # migrates
         try:
             carrier_url = await h.start_carrier(kids)
-            await admin.create_app(db.pool, APP)
-            await admin.add_provider(db.pool, APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
-                                     auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+            await add_fake_app(db.pool, carrier_url)
             await admin.add_dids(db.pool, APP, h.did_numbers(dids), limit_per_min=limit_per_min)
             engine = await h.spawn_engine(kids, dsn, processes=processes)
             job = [Outgoing(to, body) for to, body in h.recipients(messages)]
@@ -145,6 +152,6 @@ async def engine_round(
         submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=h.tree_cpu_delta(cpu0, cpu1) or 0.0, carrier_cpu_s=carrier_cpu,
         postgres_cpu_s=pg_cpu,
     )
-    figures["layout"] = "engine run" if processes <= 0 else f"engine serve + engine worker --processes {processes}"
+    figures["layout"] = h.layout(processes)
     figures["engine_processes"] = len(cpu1)  # the supervisor included
     return Round(figures, records)

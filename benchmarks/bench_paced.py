@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import harness as h
-from benchmarks.bench_e2e import APP, to_records
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, AcceptedRecord, max_per_sender_in_window
+from benchmarks.bench_e2e import APP, add_fake_app, to_records
+from engine.providers.fake import AcceptedRecord, max_per_sender_in_window
 from engine.store import admin
 from engine.store.database import Database
 
@@ -58,9 +58,7 @@ async def _prepared(server_dsn: str, prefix: str, *, dids: int, messages: int) -
         db = await Database.connect(dsn, min_size=1, max_size=2)  # migrates
         try:
             carrier_url = await h.start_carrier(kids)
-            await admin.create_app(db.pool, APP)
-            await admin.add_provider(db.pool, APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
-                                     auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+            await add_fake_app(db.pool, carrier_url)
             app = await admin.get_app(db.pool, APP)
             assert app.smsc_id is not None
             t = time.perf_counter()
@@ -76,10 +74,6 @@ async def _prepared(server_dsn: str, prefix: str, *, dids: int, messages: int) -
 async def _spawn_engine(s: _Setup, processes: int = 0) -> tuple[h.EngineProcs, float]:
     t_start = time.time()
     return await h.spawn_engine(s.kids, s.dsn, processes=processes, wait=False), t_start
-
-
-def layout(processes: int) -> str:
-    return "engine run" if processes <= 0 else f"engine serve + engine worker --processes {processes}"
 
 
 def paced_capacity(dids: int, seconds: float, limit_per_min: int = LIMIT_PER_MIN, burst: int = BURST) -> int:
@@ -107,7 +101,7 @@ async def paced(server_dsn: str, *, dids: int, seconds: float, startup_timeout: 
     in_window = [r for r in records if t0 <= r.t < t0 + seconds]
     figures = {
         "dids": dids,
-        "layout": layout(processes),
+        "layout": h.layout(processes),
         "seconds": seconds,
         "limit_per_min": LIMIT_PER_MIN,
         "burst": BURST,

@@ -199,6 +199,11 @@ class EngineProcs:
             await stop_process(p)
 
 
+def layout(processes: int) -> str:
+    """How spawn_engine(processes=...) runs the engine, in words (for logs and figures)."""
+    return "engine run" if processes <= 0 else f"engine serve + engine worker --processes {processes}"
+
+
 async def spawn_engine(kids: Children, dsn: str, *, processes: int = 0, wait: bool = True) -> EngineProcs:
     """Start the engine against *dsn*: one `engine run` process (processes=0), or the HTTP side in `engine serve`
     and dispatch in `engine worker --processes N` (N worker processes under a supervisor; DID leases share the
@@ -210,8 +215,6 @@ async def spawn_engine(kids: Children, dsn: str, *, processes: int = 0, wait: bo
         procs = [await kids.spawn(["-m", "engine", "run", "--port", str(port)], env=env)]
     else:
         serve = await kids.spawn(["-m", "engine", "serve", "--port", str(port)], env=env)
-        if wait:
-            await wait_http(f"{base_url}/healthz", serve)
         worker = await kids.spawn(
             ["-m", "engine", "worker", "--processes", str(processes)],
             env={**env, "ENGINE_PUBLIC_URL": base_url},  # the status callback URLs point at `serve`

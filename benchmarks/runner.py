@@ -21,7 +21,7 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
-from benchmarks.bench_paced import backlog, layout, paced
+from benchmarks.bench_paced import backlog, paced
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
 SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
@@ -144,7 +144,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
     rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in layouts}
     for i in range(cfg.rounds):
         for n in layouts:
-            h.log(f"round {i + 1}/{cfg.rounds}: {layout(n)}, {cfg.messages} messages")
+            h.log(f"round {i + 1}/{cfg.rounds}: {h.layout(n)}, {cfg.messages} messages")
             r = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min,
                                    processes=n)
             rounds[n].append(r.figures)
@@ -155,8 +155,8 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
     for n in layouts:
         summary = summarize(rounds[n])
         summary["ratio_to_engine_run"] = round(summary["msgs_per_s"]["median"] / one["msgs_per_s"]["median"], 2)
-        out["layouts"][layout(n)] = summary
-    h.log(f"paced with {layout(cfg.processes)}: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
+        out["layouts"][h.layout(n)] = summary
+    h.log(f"paced with {h.layout(cfg.processes)}: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
     p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds, processes=cfg.processes)
     out["paced"] = p.figures
     h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']}, max per DID in 60 s "
