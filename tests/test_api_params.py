@@ -9,6 +9,7 @@ import pytest
 from engine.api import params as pp
 from engine.api.dates import DateParseError, parse_when
 from engine.errors import InvalidInput
+from engine.policy.admission import AppRules
 from engine.store.carousel import BLACKLISTED, FLOODED, INVALID, Draft, plan_outcomes
 
 NOW = datetime(2024, 5, 17, 10, 11, 12, tzinfo=UTC)
@@ -155,9 +156,9 @@ def test_plan_outcomes_codes_and_flood_counting_within_the_call() -> None:
     a, b, c = "+12125550100", "+12125550101", "+12125550102"
     drafts = [Draft(None, ("x",)), Draft(a, ("x",)), Draft(b, ("1", "2")), Draft(b, ("x",)), Draft(c, ("x",)),
               Draft(c, ("x",))]
-    plan = plan_outcomes(drafts, blocked={a}, recent={c: 1}, flood_limit=2)
+    plan = plan_outcomes(drafts, blocked={a}, recent={c: 1}, rules=AppRules(flood_limit=2, flood_seconds=60))
     assert plan == [INVALID, BLACKLISTED, None, FLOODED, None, FLOODED]
-    assert plan_outcomes(drafts, blocked=set(), recent={c: 5}, flood_limit=None) == [INVALID] + [None] * 5
+    assert plan_outcomes(drafts, blocked=set(), recent={c: 5}, rules=AppRules()) == [INVALID] + [None] * 5
 
 
 # ---- dates ---------------------------------------------------------------------------------------

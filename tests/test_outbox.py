@@ -114,8 +114,8 @@ async def test_status_statements_write_delivery_reports(pool: asyncpg.Pool) -> N
     await pool.execute(q.MARK_ACCEPTED, [a], ["SMa"], ["queued"])
     # Engine-side outcomes: 'unknown' is still pending (0) so silent; a failure is final with its code.
     await pool.execute(q.MARK_OUTCOME, [c, d], ["unknown", "failed"], [0, 2], [5, 100], [None, 21211],
-                       [None, "invalid To"], [1, 1], ["GSM-7", "GSM-7"])
-    await pool.execute(q.MARK_OUTCOME, [c], ["delivered"], [1], [100], [None], [None], [1], ["GSM-7"])
+                       [None, "invalid To"], [1, 1], ["GSM-7", "GSM-7"], [None, None])
+    await pool.execute(q.MARK_OUTCOME, [c], ["delivered"], [1], [100], [None], [None], [1], ["GSM-7"], [None])
     assert (await _outbox(pool))[4:] == [
         {"message_id": str(d), "status": "2", "final": "true", "error_code": "21211"},
         {"message_id": str(c), "status": "1", "final": "true"},

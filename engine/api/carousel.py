@@ -30,8 +30,8 @@ from engine.api import params as pp
 from engine.config import Settings
 from engine.errors import InvalidInput, ProviderError
 from engine.phone import to_e164
+from engine.policy.admission import prepare
 from engine.providers.twilio import TwilioClient
-from engine.segment import split_message
 from engine.store import carousel as store
 from engine.store.admin import hash_api_key
 
@@ -218,10 +218,9 @@ class CarouselApi:
 
     @staticmethod
     def _parts(app: store.ApiApp, body: str) -> tuple[str, ...]:
-        """One part per SMS for carriers taking single SMS only; else the whole body (carrier concatenates)."""
-        if app.provider is not None and app.provider.single_sms:
-            return tuple(split_message(body, app.split_mode, smart=app.smart_encoding))
-        return (body,)
+        """One part per SMS for carriers taking single SMS only; else the whole body (carrier concatenates).
+        Admission's own split, so the parts are the ones a message from any other door would get."""
+        return prepare(body, app.rules).parts
 
     async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft]) -> Reply:
         tag = pp.validate_tag(p)
@@ -237,8 +236,10 @@ class CarouselApi:
         body = p.get("body")
         if body is None:
             raise InvalidInput("body", "is required")
-        limits = {"max_chars": self.settings.max_body_chars, "max_segments": self.settings.max_segments}
-        parts = self._parts(app, pp.validate_body("body", body, **limits))
+        parts = self._parts(app, pp.validate_body(
+            "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
+            smart=app.smart_encoding,
+        ))
         return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
 
     async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
@@ -256,7 +257,7 @@ class CarouselApi:
                     "recipients", f"the message for {phone} must be 1-{limit} characters, not {len(text)}"
                 )
             pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
-                             max_segments=self.settings.max_segments)
+                             max_segments=self.settings.max_segments, smart=app.smart_encoding)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
         return await self._queue(app, p, drafts)
 

@@ -15,6 +15,7 @@ import orjson
 
 from engine.api.dates import DateParseError, parse_when
 from engine.errors import InvalidInput
+from engine.policy.admission import BodyLimits, body_problem
 from engine.segment import analyze
 
 __all__ = [
@@ -154,16 +155,17 @@ def parse_message_ids(params: Params, name: str = "message_ids") -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def validate_body(name: str, body: str, *, max_chars: int = MAX_BODY_CHARS, max_segments: int | None = None) -> str:
-    """A message body: not blank, at most *max_chars* characters and (if given) *max_segments* segments."""
+def validate_body(
+    name: str, body: str, *, max_chars: int = MAX_BODY_CHARS, max_segments: int | None = None, smart: bool = False
+) -> str:
+    """A message body: not blank, at most *max_chars* characters and (if given) *max_segments* segments,
+    counted as admission counts them (with the app's smart encoding): the same rule as for every door."""
     if not body.strip():
         raise InvalidInput(name, "must not be empty")
-    if len(body) > max_chars:
-        raise InvalidInput(name, f"is {len(body)} characters; at most {max_chars} are allowed")
-    if max_segments is not None:
-        segments = analyze(body).segments
-        if segments > max_segments:
-            raise InvalidInput(name, f"would be {segments} SMS segments; at most {max_segments} are allowed")
+    segments = None if max_segments is None or len(body) > max_chars else analyze(body, smart=smart).segments
+    problem = body_problem(body, segments, BodyLimits(max_chars=max_chars, max_segments=max_segments or 0))
+    if problem is not None:
+        raise InvalidInput(name, problem)
     return body
 
 

@@ -23,20 +23,22 @@ import aiohttp
 import asyncpg
 import orjson
 
-from engine.callbacks import events as ev
 from engine.config import Settings
 from engine.dispatch import statuses as st
+from engine.dispatch.admit import admit
 from engine.dispatch.batcher import Batcher
 from engine.dispatch.breaker import ProviderGate
+from engine.dispatch.outcomes import Event, Outcome, outcome_columns
 from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
-from engine.phone import is_test_number
+from engine.policy.admission import BLACKLISTED, AppRules, BodyLimits
 from engine.providers import OutboundRequest, Provider, SendResult
 from engine.providers.twilio import TwilioClient
-from engine.segment import UCS2, analyze
 from engine.store import lease_queries as lq
+from engine.store import outbound
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
+from engine.store.outbound import Claimed
 from engine.throttle import Decision, Scheduler
 
 log = logging.getLogger(__name__)
@@ -63,22 +65,10 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """An engine-side status change to write."""
-
-    id: int
-    change: st.StatusChange
-    code: int | None = None
-    message: str | None = None
-    segments: int | None = None
-    encoding: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class AppInfo:
     id: int
     smsc_id: int | None
-    smart: bool
+    rules: AppRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +129,7 @@ class Worker:
         self.limit_shares: dict[tuple[str, int], int] = {}  # this worker's share of each cap in force
         self.releasing: set[int] = set()  # DIDs we give back once their sends in flight are answered
         self.started_at = self.clock()
+        self.limits = BodyLimits(settings.max_body_chars, settings.max_segments, settings.no_unicode_destinations)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -203,7 +194,11 @@ class Worker:
             dids = await conn.fetch(q.LOAD_DIDS)
             providers = await conn.fetch(q.LOAD_PROVIDERS)
             limits = await conn.fetch(q.LOAD_LIMITS)
-        self.apps = {r["id"]: AppInfo(r["id"], r["smsc_id"], r["smart_encoding"]) for r in apps}
+        self.apps = {
+            r["id"]: AppInfo(r["id"], r["smsc_id"], AppRules(
+                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"]))
+            for r in apps
+        }
         self.all_dids = {r["id"]: r for r in dids}
         for r in dids:
             self.did_numbers[r["id"]] = r["number"]
@@ -402,8 +397,8 @@ class Worker:
             self.wake.clear()
             servable, saturated = self._servable_apps()
             try:
-                rows = await self.pool.fetch(
-                    q.CLAIM, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, servable
+                rows = await outbound.claim(
+                    self.pool, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, servable
                 ) if servable else []
                 if rows:
                     await self._admit(rows)
@@ -462,75 +457,45 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), seconds)
 
-    async def _admit(self, rows: list[asyncpg.Record]) -> None:
-        """Turn claimed rows into scheduled sends, local outcomes, or deferrals (one query each)."""
-        outcomes: list[Outcome] = []
-        refused: list[Outcome] = []  # not sent, with an event for the app in the same transaction
-        events: list[tuple[int, str, dict[str, str]]] = []
+    async def _admit(self, rows: list[Claimed]) -> None:
+        """Admission (the same policy for every door), then placement of what may be sent."""
+        known = [m for m in rows if m.app_id in self.apps]  # the claim only takes apps we know
+        rules = {app_id: app.rules for app_id, app in self.apps.items()}
+        triage = await admit(self.pool, self.worker_id, known, rules, self.limits)
+        for o in triage.outcomes:
+            self.outcomes.put_nowait(o)
+        if triage.refused or triage.events:
+            await self._write_refusals(triage.refused, triage.events)
         candidates: list[Pending] = []
         unroutable: list[int] = []
-        no_unicode = self.settings.no_unicode_destinations
-        for r in rows:
-            app = self.apps.get(r["app_id"])
-            if app is None:
-                await self.refresh_topology()
-                app = self.apps.get(r["app_id"])
-            info = analyze(r["body"], smart=bool(app and app.smart))
-            if is_test_number(r["recipient"]):
-                outcomes.append(Outcome(r["id"], st.TEST_DELIVERED, segments=info.segments, encoding=info.encoding))
+        for s in triage.sendable:
+            m, info = s.message, s.info
+            smsc_id = self.apps[m.app_id].smsc_id
+            if smsc_id is None or not self._routable(smsc_id):
+                unroutable.append(m.id)
                 continue
-            if len(r["body"]) > self.settings.max_body_chars or info.segments > self.settings.max_segments:
-                # Inserted past the API's checks (SQL door): refused here, with the reason.
-                reason = (f"body of {len(r['body'])} characters / {info.segments} segments is over the limit "
-                          f"({self.settings.max_body_chars} / {self.settings.max_segments})")
-                outcomes.append(Outcome(r["id"], st.SEND_FAILED, None, reason, info.segments, info.encoding))
-                continue
-            if no_unicode and info.encoding == UCS2 and r["recipient"].startswith(no_unicode):
-                refused.append(Outcome(r["id"], st.SEND_FAILED, None, "no_unicode_support", info.segments, UCS2))
-                events.append((r["app_id"], ev.NO_UNICODE_SUPPORT, ev.no_unicode_support(r["recipient"], r["body"])))
-                continue
-            if info.replacements:
-                chars = ev.invalid_characters(sorted({orig for orig, _ in info.replacements}))
-                events.append((r["app_id"], ev.INVALID_CHARACTERS, {**chars, "message_id": str(r["id"])}))
-            if app is None or app.smsc_id is None or not self._routable(app.smsc_id):
-                unroutable.append(r["id"])
-                continue
-            candidates.append(
-                Pending(
-                    r["id"], r["app_id"], app.smsc_id, r["recipient"], info.body,  # after smart encoding
-                    info.segments, info.encoding, r["attempts"], r["tag"] or None, r["defers"] > 0,
-                )
-            )
-        dupes: set[int] = set()
-        if candidates:
-            dupes = {
-                rec["id"] for rec in await self.pool.fetch(q.FIND_DUPLICATES, [p.id for p in candidates])
-            }
-        for p in candidates:
-            if p.id in dupes:
-                outcomes.append(Outcome(p.id, st.SUPPRESSED, None, "duplicate within the app's window"))
-        fresh = [p for p in candidates if p.id not in dupes]
-        pinned = await self._sticky_dids(fresh)
-        await self._place(fresh, pinned)
-        for o in outcomes:
-            self.outcomes.put_nowait(o)
-        if refused or events:
-            await self._write_refusals(refused, events)
+            candidates.append(Pending(
+                m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
+                info.segments, info.encoding, m.attempts, m.tag, m.defers > 0,
+            ))
         if unroutable:
             await self.pool.execute(
                 q.DEFER_SECONDS, unroutable, [30.0] * len(unroutable), self.worker_id
             )
+        pinned = await self._sticky_dids(candidates)
+        await self._place(candidates, pinned)
 
-    async def _write_refusals(self, refused: list[Outcome], events: list[tuple[int, str, dict[str, str]]]) -> None:
+    async def _write_refusals(self, refused: list[Outcome], events: list[Event]) -> None:
         """Messages not sent for a reason the app must hear about: the final status and the events
         in one transaction. (An invalid_characters event rides along: the message itself goes on.)"""
         async with self.pool.acquire() as conn, conn.transaction():
             if refused:
-                await conn.execute(q.MARK_OUTCOME, *_outcome_columns(refused))
+                await conn.execute(q.MARK_OUTCOME, *outcome_columns(refused))
             if events:
                 await conn.execute(
                     oq.ENQUEUE_MANY,
-                    [e[0] for e in events], [e[1] for e in events], [orjson.dumps(e[2]).decode() for e in events],
+                    [e.app_id for e in events], [e.type for e in events],
+                    [orjson.dumps(dict(e.payload)).decode() for e in events],
                 )
 
     def _routable(self, smsc_id: int) -> bool:
@@ -677,12 +642,14 @@ class Worker:
                 self._done_with(d.did_id)
             return
         ok = set(marked)
+        if len(ok) < len(decisions):
+            await self._refuse_blacklisted([p.id for p in (d.payload for d in decisions) if p.id not in ok])
         base = self.settings.callback_base
         for d in decisions:
             p = d.payload
             if p.id not in ok:
                 self._done_with(d.did_id)
-                continue  # lost our claim (lease expired and someone else took it)
+                continue  # lost our claim (lease expired and someone else took it), or the phone opted out
             binding = self.providers.get(p.smsc_id)
             if binding is None:
                 self._done_with(d.did_id)
@@ -699,6 +666,19 @@ class Worker:
             task = asyncio.create_task(self._send(d, binding, request))
             self._send_tasks.add(task)
             task.add_done_callback(self._send_tasks.discard)
+
+    async def _refuse_blacklisted(self, ids: list[int]) -> None:
+        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory: it
+        ends failed (reason blacklisted) like one refused at admission. (The others lost their claim.)"""
+        try:
+            blocked = await outbound.blacklisted_claims(self.pool, self.worker_id, ids)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(ids))
+            return
+        for message_id in blocked:
+            self.outcomes.put_nowait(Outcome(
+                message_id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
+            ))
 
     async def _send(self, d: Decision[Pending], binding: ProviderBinding, request: OutboundRequest) -> None:
         p = d.payload
@@ -764,7 +744,7 @@ class Worker:
         await self.pool.execute(q.MARK_ACCEPTED, *map(list, zip(*batch, strict=True)))
 
     async def _write_outcomes(self, batch: list[Outcome]) -> None:
-        await self.pool.execute(q.MARK_OUTCOME, *_outcome_columns(batch))
+        await self.pool.execute(q.MARK_OUTCOME, *outcome_columns(batch))
 
     async def _write_retries(self, batch: list[tuple[int, int | None, str | None]]) -> None:
         ids, codes, msgs = (list(x) for x in zip(*batch, strict=True))
@@ -787,20 +767,6 @@ class Worker:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.exception("lease heartbeat failed")
             await asyncio.sleep(self.settings.lease_seconds / 3)
-
-
-def _outcome_columns(batch: list[Outcome]) -> list[list[Any]]:
-    """MARK_OUTCOME's array parameters for *batch*."""
-    return [
-        [o.id for o in batch],
-        [o.change.state for o in batch],
-        [o.change.status for o in batch],
-        [o.change.rank for o in batch],
-        [o.code for o in batch],
-        [o.message for o in batch],
-        [o.segments for o in batch],
-        [o.encoding for o in batch],
-    ]
 
 
 def _backoff(attempt: int) -> float:

@@ -16,6 +16,8 @@ from typing import Final
 import asyncpg
 import orjson
 
+from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
+from engine.policy.admission import AppRules, recipient_refusal
 from engine.store import carousel_queries as cq
 
 __all__ = [
@@ -79,8 +81,19 @@ class ApiApp:
     provider: ProviderAccount | None
 
     @property
+    def rules(self) -> AppRules:
+        """The settings admission applies (the same policy as for messages from every other door)."""
+        return AppRules(
+            smart=self.smart_encoding,
+            split_mode=self.split_mode,
+            single_sms=self.provider is not None and self.provider.single_sms,
+            flood_limit=self.flood_limit,
+            flood_seconds=self.flood_seconds,
+        )
+
+    @property
     def flood_checked(self) -> bool:
-        return bool(self.flood_limit and self.flood_seconds and self.flood_seconds > 0)
+        return self.rules.flood_checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,24 +138,28 @@ async def app_by_key_hash(pool: asyncpg.Pool, key_hash: str) -> ApiApp | None:
 
 
 def plan_outcomes(
-    drafts: Sequence[Draft], blocked: set[str], recent: dict[str, int], flood_limit: int | None
+    drafts: Sequence[Draft], blocked: set[str], recent: dict[str, int], rules: AppRules
 ) -> list[int | None]:
     """Per draft: None to queue it, or INVALID / BLACKLISTED / FLOODED (pure).
 
-    Parts queued earlier in the same call count towards the flood limit like older messages.
+    The refusals are admission's own (:func:`engine.policy.admission.recipient_refusal`), so the HTTP
+    door answers at once what the dispatch stage would decide for the same message. Parts queued
+    earlier in the same call count towards the flood limit like older messages.
     """
     used = Counter(recent)
     plan: list[int | None] = []
     for draft in drafts:
         if draft.recipient is None:
             plan.append(INVALID)
-        elif draft.recipient in blocked:
-            plan.append(BLACKLISTED)
-        elif flood_limit is not None and used[draft.recipient] >= flood_limit:
-            plan.append(FLOODED)
-        else:
+            continue
+        refusal = recipient_refusal(
+            blacklisted=draft.recipient in blocked, flood_used=used[draft.recipient], rules=rules
+        )
+        if refusal is None:
             used[draft.recipient] += len(draft.parts)
             plan.append(None)
+        else:
+            plan.append(BLACKLISTED if refusal == REFUSED_BLACKLISTED else FLOODED)
     return plan
 
 
@@ -172,7 +189,7 @@ async def queue_messages(
         phones = sorted({d.recipient for d in drafts if d.recipient is not None})
         blocked = {r["phone"] for r in await conn.fetch(cq.BLACKLISTED_AMONG, app.id, phones)} if phones else set()
         recent = await _recent_counts(conn, app, [p for p in phones if p not in blocked])
-        plan = plan_outcomes(drafts, blocked, recent, app.flood_limit if app.flood_checked else None)
+        plan = plan_outcomes(drafts, blocked, recent, app.rules)
         accepted = [d for d, code in zip(drafts, plan, strict=True) if code is None]
         recipients = [d.recipient for d in accepted for _ in d.parts]
         bodies = [part for d in accepted for part in d.parts]
@@ -181,6 +198,7 @@ async def queue_messages(
             # One sequence, rows inserted in order: sorted ids are the parts in order.
             rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at)
             ids = sorted(r["id"] for r in rows)
+            await _link_parts(conn, [len(d.parts) for d in accepted], ids)
         if open_session and accepted:
             sessions = sorted({d.recipient for d in accepted if d.recipient is not None})
             await conn.execute(cq.OPEN_SESSIONS, app.id, sessions, SESSION_SECONDS)
@@ -193,6 +211,19 @@ async def queue_messages(
             result.append(ids[position : position + len(draft.parts)])
             position += len(draft.parts)
     return result
+
+
+async def _link_parts(conn: asyncpg.Connection, counts: list[int], ids: list[int]) -> None:
+    """Point parts 2..n of each split message at its part 1 (*counts*: parts per message, *ids* in order)."""
+    parts: list[int] = []
+    heads: list[int] = []
+    position = 0
+    for count in counts:
+        parts.extend(ids[position + 1 : position + count])
+        heads.extend([ids[position]] * (count - 1))
+        position += count
+    if parts:
+        await conn.execute(cq.LINK_PARTS, parts, heads)
 
 
 async def cancel_messages(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> int:

@@ -26,10 +26,14 @@ LOCK_RECIPIENTS: Final = """
 SELECT pg_advisory_xact_lock(hashtextextended('engine_flood:' || $1::bigint::text || ':' || r, 0))
 FROM (SELECT DISTINCT r FROM unnest($2::text[]) AS u(r) ORDER BY r) AS s
 """
+# Messages towards the flood limit, counted as admission counts them (queries.ADMISSION_FACTS): not those
+# refused for blacklist or flood, nor the engine's own STOP/HELP answers.
 RECENT_COUNTS: Final = """
 SELECT recipient, count(*)::int AS n
 FROM engine_outbound
 WHERE app_id = $1 AND recipient = ANY($2::text[]) AND created_at > now() - make_interval(secs => $3)
+  AND kind <> 'compliance'
+  AND reason IS DISTINCT FROM 'blacklisted' AND reason IS DISTINCT FROM 'flood_limit'
 GROUP BY recipient
 """
 # Same columns as the other submit doors; ids come from one sequence in row order (ORDER BY i).
@@ -39,6 +43,10 @@ SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now())
 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(r, b, i)
 ORDER BY u.i
 RETURNING id
+"""
+# Parts 2..n of a message split for a single-SMS carrier point at part 1 ($1 part ids, $2 their first part's id).
+LINK_PARTS: Final = """
+UPDATE engine_outbound o SET part_of = u.head FROM unnest($1::bigint[], $2::bigint[]) AS u(id, head) WHERE o.id = u.id
 """
 # A session opened because a reply is expected lasts $3 seconds (extended, never shortened).
 OPEN_SESSIONS: Final = """

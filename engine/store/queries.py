@@ -89,7 +89,14 @@ REMOVE_DID: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND number = $2 R
 LOAD_DIDS: Final = """
 SELECT id, smsc_id, number, limit_per_min, burst FROM engine_did WHERE enabled ORDER BY id
 """
-LOAD_APPS: Final = "SELECT id, name, smsc_id, split_mode, smart_encoding FROM engine_app"
+# What admission applies per app (single_sms comes from the carrier account of the app's SMSC).
+LOAD_APPS: Final = """
+SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
+       extract(epoch FROM a.flood_period)::float8 AS flood_seconds, coalesce(p.single_sms, false) AS single_sms
+FROM engine_app a
+LEFT JOIN engine_smsc s ON s.id = a.smsc_id
+LEFT JOIN engine_provider p ON p.id = s.provider_id
+"""
 LOAD_PROVIDERS: Final = """
 SELECT s.id AS smsc_id, p.id AS provider_id, p.kind, p.account_sid, p.auth_token,
        p.messaging_service_sid, p.base_url
@@ -135,24 +142,59 @@ UPDATE engine_outbound o
 SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
 -- By primary key: a join with `picked` let the generic plan hash-join it against a scan of the whole table.
 WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers
+RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of
 """
 NEXT_DUE: Final = """
 SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
 """
-# Claimed ids that repeat an earlier live message to the same recipient within the app's window.
-FIND_DUPLICATES: Final = """
-SELECT m.id
-FROM unnest($1::bigint[]) AS c(id)
+# Admission's one batched lookup per claim. Per claimed id ($1), in order (i): is the phone blacklisted for the
+# app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
+# out those refused for blacklist or flood and the engine's own STOP/HELP answers (the HTTP door counts the
+# same, see carousel_queries.RECENT_COUNTS); and does an earlier live message of the app to the phone, within
+# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked).
+ADMISSION_FACTS: Final = """
+SELECT c.i::int AS i,
+       EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
+       CASE WHEN c.flood > 0 THEN (
+           SELECT count(*)::int FROM engine_outbound p
+           WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
+             AND p.created_at > m.created_at - make_interval(secs => c.flood) AND p.kind <> 'compliance'
+             AND p.reason IS DISTINCT FROM 'blacklisted' AND p.reason IS DISTINCT FROM 'flood_limit'
+       ) ELSE 0 END AS flood_used,
+       c.head IS NOT NULL AND EXISTS (
+           SELECT 1 FROM engine_outbound p
+           WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
+             AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
+             AND p.body = c.head AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
+       ) AS duplicate
+FROM unnest($1::bigint[], $2::text[], $3::float8[]) WITH ORDINALITY AS c(id, head, flood, i)
 JOIN engine_outbound m ON m.id = c.id
 JOIN engine_app a ON a.id = m.app_id
-WHERE EXISTS (
-    SELECT 1 FROM engine_outbound p
-    WHERE p.app_id = m.app_id AND p.recipient = m.recipient
-      AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
-      AND p.id < m.id AND p.body = m.body
-      AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
+ORDER BY c.i
+"""
+# A claimed message for a single-SMS carrier becomes its `(i/n) ` parts: the row keeps part 1 ($2, the caller's
+# id still tracks it), parts 2..n are new rows ($3 owner id, $4 body, in order) linked by part_of, queued now.
+# Engine code only (compliance messages may be split too: the caller sets engine.compliance).
+SPLIT_INTO_PARTS: Final = """
+WITH head AS (
+    UPDATE engine_outbound o SET body = u.head, updated_at = now()
+    FROM unnest($1::bigint[], $2::text[]) AS u(id, head)
+    WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $5
+    RETURNING o.id, o.app_id, o.recipient, o.tag, o.send_at, o.kind, o.created_at
 )
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, kind, part_of, created_at)
+SELECT h.app_id, h.recipient, p.body, h.tag, h.send_at, now(), h.kind, h.id, h.created_at
+FROM unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS p(owner, body, i)
+JOIN head h ON h.id = p.owner
+ORDER BY p.i
+RETURNING id
+"""
+# Of our claimed ids $1, those whose phone is blacklisted for the app (MARK_SENDING left them unmarked).
+BLACKLISTED_CLAIMS: Final = """
+SELECT o.id FROM engine_outbound o
+WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $2
+  AND o.kind <> 'compliance'
+  AND EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient)
 """
 # Existing sticky DIDs for (app, recipient, tag) triples; i is the 1-based position in the arrays.
 TAGS_LOOKUP: Final = """
@@ -187,6 +229,9 @@ WITH marked AS (
     -- whose 'claimed' range keeps a dead entry for every message claimed since the last vacuum (bitmap scans
     -- never mark them dead): each batch then cost O(messages sent lately) and Postgres CPU per message rose 8x.
     WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $6
+      -- The last word of the blacklist: a phone that opted out while its message waited in memory gets nothing.
+      AND (o.kind = 'compliance'
+           OR NOT EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient))
     RETURNING o.id
 )
 SELECT coalesce(array_agg(id), '{}'::bigint[]) FROM marked
@@ -203,6 +248,8 @@ SELECT upd.app_id, 'delivery_report',
                           'final', CASE WHEN upd.status_rank >= 100 THEN 'true' ELSE 'false' END)
        || CASE WHEN upd.status = 2 AND upd.error_code IS NOT NULL
                THEN jsonb_build_object('error_code', upd.error_code::text) ELSE '{}'::jsonb END
+       || CASE WHEN upd.status = 2 AND upd.reason IS NOT NULL
+               THEN jsonb_build_object('reason', upd.reason) ELSE '{}'::jsonb END
 FROM upd JOIN engine_app a ON a.id = upd.app_id
 WHERE a.gateway_url IS NOT NULL AND upd.status <> upd.old_status
 ORDER BY upd.id
@@ -214,7 +261,7 @@ _LOCK_CURRENT = """, cur AS MATERIALIZED (
     WHERE o.status_rank < u.rank
     ORDER BY o.id FOR UPDATE OF o
 )"""
-_REPORTED: Final = "RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, cur.old_status"
+_REPORTED: Final = "RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, o.reason, cur.old_status"
 
 # The carrier accepted: rank 10 = queued at carrier, unless a callback already moved it further.
 MARK_ACCEPTED: Final = f"""
@@ -238,12 +285,12 @@ WITH u AS (
 MARK_OUTCOME: Final = f"""
 WITH u AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::int[], $6::text[],
-                         $7::smallint[], $8::text[])
-         AS u(id, state, status, rank, code, msg, segments, encoding)
+                         $7::smallint[], $8::text[], $9::text[])
+         AS u(id, state, status, rank, code, msg, segments, encoding, reason)
 ){_LOCK_CURRENT}, upd AS (
     UPDATE engine_outbound o
     SET state = u.state, status = u.status, status_rank = u.rank, error_code = u.code, error_message = u.msg,
-        claimed_by = NULL, lease_until = NULL,
+        reason = u.reason, claimed_by = NULL, lease_until = NULL,
         final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
         segments = coalesce(o.segments, u.segments), encoding = coalesce(o.encoding, u.encoding),
         updated_at = now()
