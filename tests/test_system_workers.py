@@ -132,8 +132,7 @@ async def test_a_starting_worker_takes_only_its_share_of_the_expected_workers(po
         alone = Worker(pool, db_dsn, Settings(dsn=db_dsn, lease_seconds=10.0), clock=lambda: now[0])
         assert alone.settings.expected_workers == 1  # the default: a worker alone takes everything at once
     finally:
-        for session in worker.sessions:
-            await session.close()
+        await worker.close_carriers()
 
 
 def test_supervisor_tells_children_how_many_siblings_to_expect(monkeypatch: pytest.MonkeyPatch) -> None:

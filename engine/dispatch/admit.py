@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from engine import statuses as st
 from engine.callbacks import events as ev
-from engine.dispatch import statuses as st
-from engine.dispatch.outcomes import Event, Outcome
 from engine.policy import admission as policy
 from engine.segment import SegmentInfo, analyze
 from engine.store import outbound
-from engine.store.outbound import Claimed, FactsRequest
+from engine.store.outbound import Claimed, Event, FactsRequest, Outcome
 
 __all__ = ["Sendable", "Triage", "admit", "fact_requests", "prepare_all", "triage"]
 

@@ -1,81 +1,43 @@
-"""The dispatch worker: claim from Postgres, segment, pace through the scheduler, send, record.
+"""The dispatch worker: claim → admit → place → send → record, as stages around one scheduler.
 
-Loops (each an owned task): LISTEN for new rows, claim batches, dispatch due sends, write results,
-keep leases alive and recover dead workers' rows, refresh the DID topology.
+Loops (each an owned task that restarts after a failure): LISTEN for new rows, claim batches (claim.py,
+which hands them to admit.py and place.py), dispatch due sends (send.py), write results (record.py), keep
+message claims alive and recover dead workers' rows, refresh the topology and the DID leases (leases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import os
-import random
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 import asyncpg
-import orjson
 
 from engine.config import Settings
-from engine.dispatch import statuses as st
 from engine.dispatch.admit import admit
-from engine.dispatch.batcher import Batcher
-from engine.dispatch.breaker import ProviderGate
-from engine.dispatch.outcomes import Event, Outcome, outcome_columns
+from engine.dispatch.carriers import Carriers
+from engine.dispatch.claim import Claimer, servable_apps
+from engine.dispatch.dids import DidBook
+from engine.dispatch.leases import CapShares, LeaseKeeper
+from engine.dispatch.place import Pending, place, reroute
+from engine.dispatch.record import Recorder
+from engine.dispatch.send import Sender
 from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
-from engine.policy.admission import BLACKLISTED, AppRules, BodyLimits
-from engine.providers import OutboundRequest, Provider, SendResult
-from engine.providers.twilio import TwilioClient
-from engine.store import lease_queries as lq
-from engine.store import outbound
-from engine.store import outbox_queries as oq
-from engine.store import queries as q
+from engine.policy.admission import AppRules, BodyLimits
+from engine.store import leases, outbound
 from engine.store.outbound import Claimed
-from engine.throttle import Decision, Scheduler
+from engine.store.topology import load_topology
+from engine.throttle import Scheduler
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-
-
-@dataclass(slots=True)
-class Pending:
-    """A claimed message held in memory until it is sent."""
-
-    id: int
-    app_id: int
-    smsc_id: int
-    recipient: str
-    body: str
-    segments: int
-    encoding: str
-    attempts: int
-    tag: str | None = None
-    returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
-    queued_at: float = 0.0  # clock time it entered a DID queue (throttle wait metric)
-
-
-@dataclass(frozen=True, slots=True)
-class AppInfo:
-    id: int
-    smsc_id: int | None
-    rules: AppRules
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderBinding:
-    provider_id: int
-    client: Provider
-    gate: ProviderGate
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Worker:
@@ -96,76 +58,66 @@ class Worker:
         self.settings = settings
         self.clock: Clock = clock or time.monotonic
         self.metrics = metrics or Metrics()
-        # Metric children resolved once (labels() takes a lock and a dict lookup per call).
-        self._send_outcome = {k: self.metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
-        self.scheduler: Scheduler[Pending] = Scheduler()
-        self.apps: dict[int, AppInfo] = {}
-        self.did_numbers: dict[int, str] = {}
-        self.providers: dict[int, ProviderBinding] = {}  # smsc_id -> provider
-        self.sessions: list[aiohttp.ClientSession] = []
-        self.wake = asyncio.Event()  # new rows may be due
-        self.pushed = asyncio.Event()  # the scheduler got work
-        self.in_flight = 0
-        self.slots = asyncio.Semaphore(settings.max_in_flight)
-        self.stopping = False
-        self.sent_count = 0
-        self.accepted = Batcher[tuple[int, str, str]](self._write_accepted, name="accepted")
-        self.outcomes = Batcher[Outcome](self._write_outcomes, name="outcomes")
-        self.retries = Batcher[tuple[int, int | None, str | None]](self._write_retries, name="retries")
-        self._send_tasks: set[asyncio.Task[None]] = set()
-        self._topology_sig: tuple[Any, ...] = ()
-        self._warned_smsc: set[int] = set()
-        self.all_dids: dict[int, asyncpg.Record] = {}  # every enabled DID, leased by us or not
-        self.leased: set[int] = set()  # DIDs this worker holds (only these are paced and used)
-        self.lease_valid_until = float("-inf")  # clock time our DID leases are known good until
-        self.orphans: list[Pending] = []  # held in memory but no longer sendable here: back to the queue
-        self.did_busy: dict[int, int] = {}  # DID -> sends decided but not yet answered
-        self.gates: dict[int, ProviderGate] = {}  # provider account -> breaker + 429 pause
-        self.smsc_limits: dict[int, int | None] = {}  # SMSC -> cap in segments/min (whole pool, all workers)
-        self.smsc_account: dict[int, int] = {}  # SMSC -> carrier account it sends through
-        self.account_ids: dict[tuple[str, str, str], int] = {}  # (kind, account sid, base url) -> account
-        self.account_limits: dict[int, int | None] = {}  # account -> cap in segments/s
-        self.limit_shares: dict[tuple[str, int], int] = {}  # this worker's share of each cap in force
-        self.releasing: set[int] = set()  # DIDs we give back once their sends in flight are answered
-        self.started_at = self.clock()
         self.limits = BodyLimits(settings.max_body_chars, settings.max_segments, settings.no_unicode_destinations)
+        self.scheduler: Scheduler[Pending] = Scheduler()
+        self.book = DidBook()
+        self.apps: dict[int, tuple[int | None, AppRules]] = {}  # app -> (its SMSC, the rules admission applies)
+        self.orphans: list[Pending] = []  # held in memory but no longer sendable here: back to the queue
+        self.carriers = Carriers(max_in_flight=settings.max_in_flight, request_timeout=settings.request_timeout)
+        self.caps = CapShares()
+        self.leases = LeaseKeeper(
+            pool, self.worker_id, self.scheduler, self.book, self.caps, lease_seconds=settings.lease_seconds,
+            expected_workers=settings.expected_workers, clock=self.clock,
+        )
+        self.recorder = Recorder(pool, settings.lease_seconds)
+        self.sender = Sender(
+            pool, self.worker_id, settings, self.scheduler, self.book, self.carriers, self.recorder, self.orphans,
+            clock=self.clock, metrics=self.metrics, lease_valid_until=lambda: self.leases.valid_until,
+        )
+        self.claimer = Claimer(
+            pool, self.worker_id, settings, self.scheduler, self.orphans, self.handle_claimed, self._servable
+        )
+        self.stopping = False
+        self._warned_smsc: set[int] = set()
+
+    @property
+    def leased(self) -> set[int]:
+        """The DIDs this worker paces and sends through now."""
+        return self.book.usable_ids()
+
+    @property
+    def sent_count(self) -> int:
+        return self.sender.sent_count
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until *stop* is set, then stop claiming, finish in-flight sends and release claims."""
-        await self.pool.execute(lq.REGISTER_WORKER, self.worker_id, socket.gethostname(), os.getpid())
+        await leases.register_worker(self.pool, self.worker_id, socket.gethostname(), os.getpid())
         await self.refresh_topology()
         async with TaskGroup("worker") as tasks:
-            for batcher in (self.accepted, self.outcomes, self.retries):
+            for batcher in self.recorder.batchers:
                 tasks.spawn_resilient(batcher.run, name=f"batch-{batcher.name}")
-            # Each loop survives anything (a database restart included): logged, then restarted.
             tasks.spawn_resilient(self._listen_loop, name="listen")
-            tasks.spawn_resilient(self._fetch_loop, name="fetch")
-            tasks.spawn_resilient(self._dispatch_loop, name="dispatch")
-            tasks.spawn_resilient(self._lease_loop, name="leases")
+            tasks.spawn_resilient(self.claimer.run, name="fetch")
+            tasks.spawn_resilient(self.sender.run, name="dispatch")
+            tasks.spawn_resilient(self._claims_loop, name="leases")
             tasks.spawn_resilient(self._topology_loop, name="topology")
             await stop.wait()
             self.stopping = True
-            self.wake.set()
-            self.pushed.set()
-            await self._drain_sends()
-        for batcher in (self.accepted, self.outcomes, self.retries):
-            await batcher.drain()
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(q.RELEASE, self.worker_id)
-            await conn.execute(lq.RELEASE_ALL_LEASES, self.worker_id)
-            await conn.execute(lq.DEREGISTER_WORKER, self.worker_id)
-        for session in self.sessions:
-            await session.close()
+            self.claimer.stop()
+            self.sender.stop()
+            await self.sender.drain()
+        await self.recorder.drain()
+        await leases.leave(self.pool, self.worker_id)
+        await self.carriers.close()
 
-    async def _drain_sends(self) -> None:
-        """Let in-flight sends finish, for at most the configured drain time."""
-        if self._send_tasks:
-            await asyncio.wait(list(self._send_tasks), timeout=self.settings.drain_seconds)
+    async def close_carriers(self) -> None:
+        """Close the carrier HTTP sessions (for a worker that was never run)."""
+        await self.carriers.close()
 
     def _on_notify(self, *_: object) -> None:
-        self.wake.set()
+        self.claimer.wake.set()
 
     async def _listen_loop(self) -> None:
         """LISTEN for new rows on a dedicated connection; reconnect when it drops (a lost NOTIFY only
@@ -175,10 +127,10 @@ class Worker:
             try:
                 conn = await asyncpg.connect(self.dsn)
                 await conn.add_listener("engine_outbound", self._on_notify)
-                self.wake.set()  # anything inserted while we were not listening
+                self.claimer.wake.set()  # anything inserted while we were not listening
                 while not conn.is_closed() and not self.stopping:
                     await asyncio.sleep(0.5)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
             finally:
                 if conn is not None and not conn.is_closed():
@@ -188,597 +140,91 @@ class Worker:
 
     # ---- topology ---------------------------------------------------------------------------------
     async def refresh_topology(self) -> None:
-        """Load apps, DIDs and provider accounts, renew and rebalance DID leases, update the scheduler."""
-        async with self.pool.acquire() as conn:
-            apps = await conn.fetch(q.LOAD_APPS)
-            dids = await conn.fetch(q.LOAD_DIDS)
-            providers = await conn.fetch(q.LOAD_PROVIDERS)
-            limits = await conn.fetch(q.LOAD_LIMITS)
-        self.apps = {
-            r["id"]: AppInfo(r["id"], r["smsc_id"], AppRules(
-                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"]))
-            for r in apps
-        }
-        self.all_dids = {r["id"]: r for r in dids}
-        for r in dids:
-            self.did_numbers[r["id"]] = r["number"]
-        self._load_limits(limits)
-        gained = await self._rebalance_leases()
-        for did_id in self.leased - self.releasing:
-            r = self.all_dids[did_id]
-            self.scheduler.set_did(did_id, r["smsc_id"], r["limit_per_min"], r["burst"],
-                                   account_id=self.smsc_account.get(r["smsc_id"]))
+        """Load apps, DIDs and carrier accounts, renew and rebalance DID leases, update the scheduler."""
+        topology = await load_topology(self.pool)
+        self.apps = {a.id: (a.smsc_id, a.rules) for a in topology.apps}
+        self.book.load(topology.dids)
+        self.caps.load(topology.caps)
+        gained, given_back = await self.leases.rebalance()
+        self.orphans.extend(given_back)
+        for did in self.book.usable():
+            self.scheduler.set_did(did.id, did.smsc_id, did.limit_per_min, did.burst,
+                                   account_id=self.caps.smsc_account.get(did.smsc_id))
         if gained:
-            await self._seed_pacing(sorted(gained))
-        await self._apply_limit_shares(allow_increase=True)
-        for did_id, state in list(self.scheduler.dids.items()):
-            if state.enabled and (did_id not in self.leased or did_id in self.releasing):
+            await self.leases.seed_pacing(sorted(gained))
+        await self.leases.apply_shares(allow_increase=True)
+        usable = self.book.usable_ids()
+        now = self.clock()
+        for did_id in self.scheduler.enabled_dids():
+            if did_id not in usable:
                 for _cost, pending in self.scheduler.disable_did(did_id):
-                    self._reroute(pending)
-        sig = tuple(tuple(r.values()) for r in providers)
-        if sig != self._topology_sig:
-            self._topology_sig = sig
-            await self._bind_providers(providers)
-
-    async def _rebalance_leases(self) -> set[int]:
-        """Hold a fair share (per SMSC) of the enabled DIDs: renew, give back extras, take free ones.
-
-        Returns the DIDs newly acquired (their recent sends must be replayed before use).
-        """
-        lease = self.settings.lease_seconds
-        started = self.clock()
-        async with self.pool.acquire() as conn:
-            await conn.execute(lq.WORKER_HEARTBEAT, self.worker_id)
-            alive = max(1, await conn.fetchval(lq.ALIVE_WORKERS, lease))
-            if started - self.started_at < lease:
-                # Just started: siblings started with us may not have registered yet (Settings.expected_workers).
-                alive = max(alive, self.settings.expected_workers)
-            held = {r["did_id"] for r in await conn.fetch(lq.RENEW_LEASES, self.worker_id, lease)}
-            held &= set(self.all_dids)
-            per_smsc: dict[int, list[int]] = {}
-            for did_id, r in self.all_dids.items():
-                per_smsc.setdefault(r["smsc_id"], []).append(did_id)
-            extras: list[int] = []
-            want_smsc: list[int] = []
-            want_n: list[int] = []
-            for smsc, members in per_smsc.items():
-                target = math.ceil(len(members) / alive)
-                mine = [d for d in members if d in held and d not in self.releasing]
-                if len(mine) > target:
-                    # Give back the least busy ones; their queued work moves to our other DIDs.
-                    mine.sort(key=lambda d: self.scheduler.dids[d].queued_cost if d in self.scheduler.dids else 0)
-                    extras.extend(mine[: len(mine) - target])
-                elif len(mine) < target:
-                    want_smsc.append(smsc)
-                    want_n.append(target - len(mine))
-            # Stop deciding on DIDs we give back now; hand each over only once nothing of ours is in
-            # flight on it, so its next holder's replay of recent sends already includes ours.
-            for did_id in extras:
-                self.releasing.add(did_id)
-                if did_id in self.scheduler.dids:
-                    # Its backlog goes back to the queue (not onto our other DIDs), so the worker taking
-                    # our place gets work at once instead of waiting for us to drain it.
-                    self.orphans.extend(pending for _cost, pending in self.scheduler.disable_did(did_id))
-            self.releasing &= held
-            idle = [d for d in self.releasing if not self.did_busy.get(d)]
-            if idle:
-                # Our share of pool/account caps shrinks before anyone else can take these DIDs.
-                self.leased = held - set(idle)
-                await self._apply_limit_shares(allow_increase=False)
-                await conn.execute(lq.RELEASE_LEASES, self.worker_id, idle)
-                held -= set(idle)
-                self.releasing -= set(idle)
-            gained: set[int] = set()
-            if want_smsc:
-                rows = await conn.fetch(lq.ACQUIRE_LEASES, self.worker_id, lease, want_smsc, want_n)
-                gained = {r["did_id"] for r in rows}
-                held |= gained
-        self.leased = held
-        # Stop using the DIDs a little before a lease we could not renew would lapse.
-        self.lease_valid_until = started + lease * 0.8
-        return gained
-
-    def _load_limits(self, rows: list[asyncpg.Record]) -> None:
-        """SMSC caps (segments/min) and carrier-account caps (segments/s) from LOAD_LIMITS."""
-        self.smsc_limits = {r["smsc_id"]: r["limit_per_min"] for r in rows}
-        self.smsc_account = {}
-        account_caps: dict[int, int | None] = {}
-        for r in rows:
-            if r["kind"] is None:
-                continue
-            # One carrier account may back several SMSCs (apps): they share its cap.
-            key = (r["kind"], r["account_sid"], r["base_url"])
-            account = self.account_ids.setdefault(key, len(self.account_ids) + 1)
-            self.smsc_account[r["smsc_id"]] = account
-            cap = r["max_per_second"]
-            prev = account_caps.get(account)
-            account_caps[account] = cap if prev is None else prev if cap is None else min(prev, cap)
-        self.account_limits = account_caps
-
-    async def _apply_limit_shares(self, *, allow_increase: bool) -> None:
-        """Split each SMSC and account cap over the workers by the DIDs each holds (floor, so the shares
-        never add up to more than the cap). A smaller share applies at once; a larger one only with the
-        cap's recent sends — everyone's, from the database — replayed into it, so the sends of the worker
-        that gave the DIDs up still count in the window."""
-        mine = self.leased - self.releasing
-        members: dict[int, list[int]] = {}
-        for did_id, r in self.all_dids.items():
-            members.setdefault(r["smsc_id"], []).append(did_id)
-        for smsc, cap in self.smsc_limits.items():
-            dids = members.get(smsc, [])
-            await self._set_share("pool", smsc, cap, dids, mine, allow_increase)
-        by_account: dict[int, list[int]] = {}
-        for smsc, account in self.smsc_account.items():
-            by_account.setdefault(account, []).extend(members.get(smsc, []))
-        for account, cap in self.account_limits.items():
-            await self._set_share("account", account, cap, by_account.get(account, []), mine, allow_increase)
-
-    async def _set_share(
-        self, kind: str, key: int, cap: int | None, dids: list[int], mine: set[int], allow_increase: bool
-    ) -> None:
-        held = sum(1 for d in dids if d in mine)
-        # At least 1 while we hold any DID of it: with more workers than the cap, the cap can be exceeded
-        # by at most one segment per extra worker per window (documented).
-        share = None if cap is None else (max(1, cap * held // len(dids)) if held else 0)
-        current = self.limit_shares.get((kind, key))
-        setter = self.scheduler.set_pool_limit if kind == "pool" else self.scheduler.set_account_limit
-        if share is None or share == 0:
-            if current is not None:
-                setter(key, None)
-                del self.limit_shares[(kind, key)]
-            return
-        if current is not None and share <= current:
-            if share < current:
-                setter(key, share)  # keeps the history: the cut applies to the current window at once
-                self.limit_shares[(kind, key)] = share
-            return
-        if not allow_increase:
-            return
-        setter(key, None)  # a fresh gate, seeded below with every worker's recent sends
-        setter(key, share)
-        self.limit_shares[(kind, key)] = share
-        gates = self.scheduler.pool_gates if kind == "pool" else self.scheduler.account_gates
-        window = self.scheduler.window if kind == "pool" else 1.0
-        rows = await self.pool.fetch(q.RECENT_SENDS, window + 5, dids)
-        offset = self.clock() - time.time()
-        limiter = gates[key].limiter
-        for r in rows:
-            limiter.record(r["segments"], r["at"] + offset)
+                    if not reroute(pending, self.scheduler, now):
+                        self.orphans.append(pending)
+        self.carriers.bind(topology.providers)
 
     async def _topology_loop(self) -> None:
         while not self.stopping:
             await asyncio.sleep(min(5.0, self.settings.lease_seconds / 4))
             try:
                 await self.refresh_topology()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DB_ERRORS:
                 log.exception("topology refresh failed")
 
-    async def _seed_pacing(self, did_ids: list[int]) -> None:
-        """Replay the last window of sends of newly held DIDs, whoever sent them, before using them."""
-        rows = await self.pool.fetch(q.RECENT_SENDS, self.scheduler.window + 5, did_ids)
-        offset = self.clock() - time.time()
-        for r in rows:
-            state = self.scheduler.dids.get(r["did_id"])
-            if state is not None:
-                state.limiter.record(r["segments"], r["at"] + offset)
-
-    async def _bind_providers(self, rows: list[asyncpg.Record]) -> None:
-        old_sessions = self.sessions
-        self.sessions = []
-        bindings: dict[int, ProviderBinding] = {}
-        for r in rows:
-            connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector)
-            self.sessions.append(session)
-            client = TwilioClient(
-                session,
-                account_sid=r["account_sid"],
-                auth_token=r["auth_token"],
-                base_url=r["base_url"] or "https://api.twilio.com",
-                messaging_service_sid=r["messaging_service_sid"],
-                timeout=self.settings.request_timeout,
-            )
-            gate = self.gates.setdefault(r["provider_id"], ProviderGate())  # survives re-binding
-            bindings[r["smsc_id"]] = ProviderBinding(r["provider_id"], client, gate)
-        self.providers = bindings
-        for session in old_sessions:
-            asyncio.get_running_loop().call_later(self.settings.request_timeout + 5, _close_later, session)
-
-    # ---- claiming ---------------------------------------------------------------------------------
-    def _buffer_full(self) -> bool:
-        return self.scheduler.queued >= self.settings.batch_size * 20
-
-    async def _fetch_loop(self) -> None:
-        while not self.stopping:
-            await self._requeue_orphans()
-            if self._buffer_full():
-                await self._sleep_or_wake(0.05)
-                continue
-            self.wake.clear()
-            servable, saturated = self._servable_apps()
-            try:
-                rows = await outbound.claim(
-                    self.pool, self.worker_id, self.settings.batch_size, self.settings.lease_seconds, servable
-                ) if servable else []
-                if rows:
-                    await self._admit(rows)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("claim failed (%s); retrying", exc)
-                await asyncio.sleep(self.settings.poll_seconds)
-                continue
-            if len(rows) < self.settings.batch_size:
-                if saturated:
-                    # Some pools are full: look again soon (their rows wait in the queue, in order).
-                    await asyncio.sleep(min(0.2, self.settings.poll_seconds))
-                else:
-                    await self._sleep_or_wake(await self._idle_wait())
-
-    def _servable_apps(self) -> tuple[list[int], bool]:
-        """Apps this worker can send for now: it holds DIDs of their SMSC and that pool is not busy
-        beyond the horizon (a saturated pool's messages wait in the queue, in order). Also says
-        whether any pool was saturated."""
-        now = self.clock()
-        limit = now + self.settings.horizon_seconds
-        ready: set[int] = set()
-        saturated = False
-        for smsc in self.scheduler.pools:
-            if not self.scheduler.has_pool(smsc) or smsc not in self.providers:
-                continue
-            if self.scheduler.project(self.scheduler.choose(smsc, now), now, reserved=False) > limit:
-                saturated = True
-            else:
-                ready.add(smsc)
-        return [a.id for a in self.apps.values() if a.smsc_id in ready], saturated
-
-    async def _requeue_orphans(self) -> None:
-        """Claimed messages this worker can no longer send (their DIDs went elsewhere): back to the queue."""
-        self.orphans.extend(self.scheduler.orphans)
-        self.scheduler.orphans.clear()
-        if not self.orphans:
-            return
-        batch, self.orphans = self.orphans, []
-        try:
-            # A short delay: the DID they wait for is being handed over (or their pool moved).
-            await self.pool.execute(lq.REQUEUE_UNSENT, [p.id for p in batch], self.worker_id, 0.5)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            self.orphans.extend(batch)
-            raise
-
-    async def _idle_wait(self) -> float:
-        """How long to sleep when the queue is drained: until the next scheduled row, at most a poll."""
-        nxt = await self.pool.fetchval(q.NEXT_DUE)
-        if nxt is None:
-            return self.settings.poll_seconds
-        return max(0.0, min(float(nxt), self.settings.poll_seconds))
-
-    async def _sleep_or_wake(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), seconds)
-
-    async def _admit(self, rows: list[Claimed]) -> None:
-        """Admission (the same policy for every door), then placement of what may be sent."""
-        known = [m for m in rows if m.app_id in self.apps]  # the claim only takes apps we know
-        rules = {app_id: app.rules for app_id, app in self.apps.items()}
-        triage = await admit(self.pool, self.worker_id, known, rules, self.limits)
-        for o in triage.outcomes:
-            self.outcomes.put_nowait(o)
-        if triage.refused or triage.events:
-            await self._write_refusals(triage.refused, triage.events)
-        candidates: list[Pending] = []
-        unroutable: list[int] = []
-        for s in triage.sendable:
-            m, info = s.message, s.info
-            smsc_id = self.apps[m.app_id].smsc_id
-            if smsc_id is None or not self._routable(smsc_id):
-                unroutable.append(m.id)
-                continue
-            candidates.append(Pending(
-                m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
-                info.segments, info.encoding, m.attempts, m.tag, m.defers > 0,
-            ))
-        if unroutable:
-            await self.pool.execute(
-                q.DEFER_SECONDS, unroutable, [30.0] * len(unroutable), self.worker_id
-            )
-        pinned = await self._sticky_dids(candidates)
-        await self._place(candidates, pinned)
-
-    async def _write_refusals(self, refused: list[Outcome], events: list[Event]) -> None:
-        """Messages not sent for a reason the app must hear about: the final status and the events
-        in one transaction. (An invalid_characters event rides along: the message itself goes on.)"""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if refused:
-                await conn.execute(q.MARK_OUTCOME, *outcome_columns(refused))
-            if events:
-                await conn.execute(
-                    oq.ENQUEUE_MANY,
-                    [e.app_id for e in events], [e.type for e in events],
-                    [orjson.dumps(dict(e.payload)).decode() for e in events],
-                )
+    # ---- claimed batches: admit, then place ---------------------------------------------------------
+    def _servable(self) -> tuple[list[int], bool]:
+        app_pools = {app_id: smsc for app_id, (smsc, _rules) in self.apps.items()}
+        return servable_apps(self.scheduler, app_pools, self.carriers.bindings, self.clock(),
+                             self.settings.horizon_seconds)
 
     def _routable(self, smsc_id: int) -> bool:
-        ok = smsc_id in self.providers and self.scheduler.has_pool(smsc_id)
+        ok = smsc_id in self.carriers and self.scheduler.has_pool(smsc_id)
         if not ok and smsc_id not in self._warned_smsc:
             self._warned_smsc.add(smsc_id)
             log.warning("SMSC %s has no provider or no enabled DID; its messages wait", smsc_id)
         return ok
 
-    async def _sticky_dids(self, fresh: list[Pending]) -> dict[tuple[int, str, str], int]:
-        """The stored sticky DID of each tagged message's (app, recipient, tag), where one exists."""
-        keys = list({(p.app_id, p.recipient, p.tag) for p in fresh if p.tag is not None})
-        if not keys:
-            return {}
-        rows = await self.pool.fetch(q.TAGS_LOOKUP, *(list(col) for col in zip(*keys, strict=True)))
-        return {keys[r["i"] - 1]: r["did_id"] for r in rows}
-
-    def _usable(self, did: int | None) -> bool:
-        return did is not None and did in self.scheduler.dids and self.scheduler.dids[did].enabled
-
-    async def _place(self, fresh: list[Pending], sticky: dict[tuple[int, str, str], int]) -> None:
-        """Queue what can go within the horizon; leave the rest in the database until its turn.
-
-        A tag without a usable DID gets the least-loaded one, chosen as the batch is placed so
-        new conversations spread over the pool; the choice is stored before anything is sent.
-        """
-        now = self.clock()
-        horizon = self.settings.horizon_seconds
-        deferred: list[int] = []
-        delays: list[float] = []
-        new_tags: dict[tuple[int, str, str], int] = {}
-        for p in fresh:
-            key = (p.app_id, p.recipient, p.tag) if p.tag is not None else None
-            did = sticky.get(key) if key is not None else None
-            if did is not None and did in self.all_dids and (did not in self.leased or did in self.releasing):
-                self.orphans.append(p)  # its DID is between workers: the holder will send it
+    async def handle_claimed(self, rows: list[Claimed]) -> None:
+        """Admission (the same policy for every door), then placement of what may be sent."""
+        known = [m for m in rows if m.app_id in self.apps]  # the claim only takes apps we know
+        rules = {app_id: app_rules for app_id, (_smsc, app_rules) in self.apps.items()}
+        triage = await admit(self.pool, self.worker_id, known, rules, self.limits)
+        for o in triage.outcomes:
+            self.recorder.outcomes.put_nowait(o)
+        if triage.refused or triage.events:
+            await outbound.write_refusals(self.pool, triage.refused, triage.events)
+        fresh: list[Pending] = []
+        unroutable: list[int] = []
+        for s in triage.sendable:
+            m, info = s.message, s.info
+            smsc_id = self.apps[m.app_id][0]
+            if smsc_id is None or not self._routable(smsc_id):
+                unroutable.append(m.id)
                 continue
-            if not self._usable(did):
-                did = self.scheduler.choose(p.smsc_id, now)
-                if key is not None:
-                    sticky[key] = new_tags[key] = did
-            assert did is not None
-            if p.segments > self.scheduler.max_cost(did):
-                self.outcomes.put_nowait(
-                    Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit")
-                )
-                continue
-            # A conversation's DID is fixed: a new message queues behind what is reserved for it, and a
-            # returning one takes its reserved turn. Untagged work is never reserved (it may return
-            # to any DID); the claim skips saturated pools, so it rarely lands here.
-            start = self.scheduler.project(did, now, reserved=key is not None and not p.returning)
-            if start - now > horizon:
-                if key is not None and not p.returning:
-                    start = self.scheduler.reserve(did, p.segments, now)
-                deferred.append(p.id)
-                delays.append(max(1.0, start - now - horizon / 2))
-                continue
-            p.queued_at = now
-            self.scheduler.push(did, p.segments, p, now)
-        if new_tags:
-            cols = [list(c) for c in zip(*new_tags, strict=True)]
-            await self.pool.execute(q.TAGS_ASSIGN, *cols, list(new_tags.values()))
-        if deferred:
-            await self.pool.execute(q.DEFER_SECONDS, deferred, delays, self.worker_id)
-        self.pushed.set()
-
-    def _reroute(self, p: Pending) -> None:
-        """Place a message whose DID went away on another DID of its pool (or leave it to its lease)."""
-        if p.tag is None and self.scheduler.has_pool(p.smsc_id):
-            now = self.clock()
-            did = self.scheduler.choose(p.smsc_id, now)
-            if p.segments <= self.scheduler.max_cost(did):
-                self.scheduler.push(did, p.segments, p, now)
-                return
-        # A conversation stays on its DID: whoever holds that DID now sends it.
-        self.orphans.append(p)
-
-    # ---- dispatching ------------------------------------------------------------------------------
-    async def _dispatch_loop(self) -> None:
-        # On stop, queued messages stay claimed and RELEASE returns them; in-flight sends finish.
-        while not self.stopping:
-            free = self.settings.max_in_flight - self.in_flight
-            if free <= 0:
-                await self._wait_pushed(0.01)
-                continue
-            now = self.clock()
-            if now >= self.lease_valid_until:
-                # Our DID leases could not be renewed: another worker may hold them now.
-                await self._wait_pushed(0.1)
-                continue
-            decisions = self.scheduler.pop_due(now, limit=free)
-            if not decisions:
-                nxt = self.scheduler.next_due()
-                await self._wait_pushed(self.settings.poll_seconds if nxt is None else max(0.0, nxt - now))
-                continue
-            await self._launch(decisions)
-
-    async def _wait_pushed(self, seconds: float) -> None:
-        self.pushed.clear()
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.pushed.wait(), seconds)
-
-    def _gated(self, decisions: list[Decision[Pending]]) -> list[Decision[Pending]]:
-        """Hold back sends whose carrier account is paused (429) or whose circuit is open."""
-        now = self.clock()
-        passed: list[Decision[Pending]] = []
-        for d in decisions:
-            binding = self.providers.get(d.payload.smsc_id)
-            if binding is None or binding.gate.allow(now):
-                passed.append(d)
-            else:
-                retry_at = max(binding.gate.reopen_at(), now + 0.2)
-                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at)
-        return passed
-
-    async def _launch(self, decisions: list[Decision[Pending]]) -> None:
-        """Record 'sending' for the batch in one round trip, then fire the requests."""
-        decisions = self._gated(decisions)
-        if not decisions:
-            return
-        ids = [d.payload.id for d in decisions]
-        busy = self.did_busy
-        for d in decisions:  # a DID with a send between decision and reply is never handed over
-            busy[d.did_id] = busy.get(d.did_id, 0) + 1
-        try:
-            marked: list[int] = await self.pool.fetchval(
-                q.MARK_SENDING,
-                ids,
-                [d.did_id for d in decisions],
-                [self.did_numbers[d.did_id] for d in decisions],
-                [d.payload.segments for d in decisions],
-                [d.payload.encoding for d in decisions],
-                self.worker_id,
-                self.settings.lease_seconds,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.exception("marking %d messages as sending failed; they go back to the queue", len(ids))
-            # Not sent (their tokens are spent, which only errs on the safe side).
-            self.orphans.extend(d.payload for d in decisions)
-            for d in decisions:
-                self._done_with(d.did_id)
-            return
-        ok = set(marked)
-        if len(ok) < len(decisions):
-            await self._refuse_blacklisted([p.id for p in (d.payload for d in decisions) if p.id not in ok])
-        base = self.settings.callback_base
-        for d in decisions:
-            p = d.payload
-            if p.id not in ok:
-                self._done_with(d.did_id)
-                continue  # lost our claim (lease expired and someone else took it), or the phone opted out
-            binding = self.providers.get(p.smsc_id)
-            if binding is None:
-                self._done_with(d.did_id)
-                self.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
-                continue
-            request = OutboundRequest(
-                message_id=p.id,
-                to=p.recipient,
-                from_=self.did_numbers[d.did_id],
-                body=p.body,
-                status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
-            )
-            self.in_flight += 1
-            task = asyncio.create_task(self._send(d, binding, request))
-            self._send_tasks.add(task)
-            task.add_done_callback(self._send_tasks.discard)
-
-    async def _refuse_blacklisted(self, ids: list[int]) -> None:
-        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory: it
-        ends failed (reason blacklisted) like one refused at admission. (The others lost their claim.)"""
-        try:
-            blocked = await outbound.blacklisted_claims(self.pool, self.worker_id, ids)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(ids))
-            return
-        for message_id in blocked:
-            self.outcomes.put_nowait(Outcome(
-                message_id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
+            fresh.append(Pending(
+                m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
+                info.segments, info.encoding, m.attempts, m.tag, m.defers > 0,
             ))
+        await outbound.defer(self.pool, self.worker_id, unroutable, [30.0] * len(unroutable))
+        keys = list({p.conversation for p in fresh if p.conversation is not None})
+        sticky = await outbound.sticky_dids(self.pool, keys)
+        placed = place(fresh, sticky, self.scheduler, self.book, self.clock(), self.settings.horizon_seconds)
+        self.orphans.extend(placed.orphans)
+        for o in placed.failed:
+            self.recorder.outcomes.put_nowait(o)
+        await outbound.pin_tags(self.pool, placed.new_tags)
+        await outbound.defer(self.pool, self.worker_id, [i for i, _ in placed.deferred],
+                             [delay for _, delay in placed.deferred])
+        self.sender.pushed.set()
 
-    async def _send(self, d: Decision[Pending], binding: ProviderBinding, request: OutboundRequest) -> None:
-        p = d.payload
-        metrics = self.metrics
-        try:
-            started = self.clock()
-            self.scheduler.confirm(d, started)
-            if p.queued_at:
-                metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
-            result = await binding.client.send(request)
-            answered = self.clock()
-            # The carrier counted this send at some moment before its answer reached us: keep the
-            # 60-s window from that latest moment, so carrier-side delays cannot squeeze the window.
-            self.scheduler.settle(d, started, answered)
-            metrics.provider_latency.observe(answered - started)
-        except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
-            log.exception("provider raised for message %s", p.id)
-            result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
-        finally:
-            self.in_flight -= 1
-            self._done_with(d.did_id)
-            self.pushed.set()
-        p.attempts += 1
-        now = self.clock()
-        if result.http_status == 429:
-            binding.gate.pause(now + (result.retry_after if result.retry_after is not None else 1.0))
-            binding.gate.record(True, now)  # throttled, not sick
-        else:
-            binding.gate.record(result.ok or not result.retryable, now)
-        self._send_outcome["accepted" if result.ok else "retryable" if result.retryable else "rejected"].inc()
-        self._record(d, result)
-
-    def _done_with(self, did_id: int) -> None:
-        left = self.did_busy.get(did_id, 0) - 1
-        if left > 0:
-            self.did_busy[did_id] = left
-        else:
-            self.did_busy.pop(did_id, None)
-
-    def _record(self, d: Decision[Pending], result: SendResult) -> None:
-        p = d.payload
-        if result.ok:
-            self.sent_count += 1
-            self.accepted.put_nowait((p.id, result.provider_message_id or "", result.provider_status or "queued"))
-            return
-        may_retry = result.retryable and (not result.ambiguous or self.settings.delivery == "at-least-once")
-        if may_retry and p.attempts < self.settings.max_attempts and not self.stopping:
-            delay = result.retry_after if result.retry_after is not None else _backoff(p.attempts)
-            delay = max(delay, 0.2)  # lets the retry mark land before the next attempt
-            self.retries.put_nowait((p.id, result.error_code, result.error_message))
-            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + delay)
-            self.pushed.set()
-            return
-        if result.ambiguous:
-            self.outcomes.put_nowait(Outcome(p.id, st.UNKNOWN, result.error_code, result.error_message))
-            return
-        self.outcomes.put_nowait(
-            Outcome(p.id, st.SEND_FAILED, result.error_code, result.error_message or "send failed")
-        )
-
-    # ---- writing results --------------------------------------------------------------------------
-    async def _write_accepted(self, batch: list[tuple[int, str, str]]) -> None:
-        await self.pool.execute(q.MARK_ACCEPTED, *map(list, zip(*batch, strict=True)))
-
-    async def _write_outcomes(self, batch: list[Outcome]) -> None:
-        await self.pool.execute(q.MARK_OUTCOME, *outcome_columns(batch))
-
-    async def _write_retries(self, batch: list[tuple[int, int | None, str | None]]) -> None:
-        ids, codes, msgs = (list(x) for x in zip(*batch, strict=True))
-        await self.pool.execute(q.MARK_RETRY, ids, codes, msgs, self.settings.lease_seconds)
-
-    # ---- leases -------------------------------------------------------------------------------------
-    async def _lease_loop(self) -> None:
+    # ---- message claims -----------------------------------------------------------------------------
+    async def _claims_loop(self) -> None:
         """Keep our claims alive; return dead workers' claims to the queue."""
-        recover_sending = (
-            q.RECOVER_SENDING_UNKNOWN if self.settings.delivery == "at-most-once" else q.RECOVER_SENDING_REQUEUE
-        )
+        requeue = self.settings.delivery != "at-most-once"
         while not self.stopping:
             try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(q.HEARTBEAT, self.worker_id, self.settings.lease_seconds)
-                    recovered = await conn.execute(q.RECOVER_CLAIMED)
-                    await conn.execute(recover_sending)
-                if recovered != "UPDATE 0":
-                    self.wake.set()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if await outbound.keep_claims(self.pool, self.worker_id, self.settings.lease_seconds,
+                                              requeue_sending=requeue):
+                    self.claimer.wake.set()
+            except DB_ERRORS:
                 log.exception("lease heartbeat failed")
             await asyncio.sleep(self.settings.lease_seconds / 3)
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped at 60 s."""
-    return float(random.uniform(0.5, 1.0) * min(60.0, 2.0 ** attempt))
-
-
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _close_later(session: aiohttp.ClientSession) -> None:
-    """Close a replaced provider session once its in-flight requests have had time to finish."""
-    task = asyncio.ensure_future(session.close())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)

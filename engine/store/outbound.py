@@ -5,15 +5,92 @@ Each function is one round trip; batches travel as arrays (see :mod:`engine.stor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
+import orjson
 
 from engine.policy.admission import Facts
+from engine.statuses import StatusChange
+from engine.store import outbox_queries as oq
 from engine.store import queries as q
 
-__all__ = ["Claimed", "FactsRequest", "admission_facts", "blacklisted_claims", "claim", "split_into_parts"]
+__all__ = [
+    "Accepted",
+    "Claimed",
+    "Event",
+    "FactsRequest",
+    "Outcome",
+    "Retry",
+    "SendMark",
+    "TagKey",
+    "admission_facts",
+    "blacklisted_claims",
+    "claim",
+    "defer",
+    "keep_claims",
+    "mark_accepted",
+    "mark_outcomes",
+    "mark_retries",
+    "mark_sending",
+    "next_due",
+    "pin_tags",
+    "split_into_parts",
+    "sticky_dids",
+    "write_refusals",
+]
+
+TagKey = tuple[int, str, str]  # (app, recipient, tag): a conversation
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An engine-side status change to write (its delivery report is written by the same statement)."""
+
+    id: int
+    change: StatusChange
+    code: int | None = None
+    message: str | None = None
+    segments: int | None = None
+    encoding: str | None = None
+    reason: str | None = None  # why the engine refused it (admission), sent in the delivery report
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A callback event for an application (written to the outbox)."""
+
+    app_id: int
+    type: str
+    payload: Mapping[str, str]
+
+
+class SendMark(NamedTuple):
+    """A message about to be sent: through which DID, billed how."""
+
+    id: int
+    did_id: int
+    sender: str
+    segments: int
+    encoding: str
+
+
+class Accepted(NamedTuple):
+    """The carrier accepted a message: its sid and first status."""
+
+    id: int
+    sid: str
+    status: str
+
+
+class Retry(NamedTuple):
+    """A retryable failure, kept by this worker for another attempt."""
+
+    id: int
+    code: int | None
+    message: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +168,102 @@ async def blacklisted_claims(pool: asyncpg.Pool, worker_id: str, ids: Sequence[i
     if not ids:
         return []
     return [r["id"] for r in await pool.fetch(q.BLACKLISTED_CLAIMS, list(ids), worker_id)]
+
+
+async def defer(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int], delays: Sequence[float]) -> None:
+    """Back to the queue, each due after its delay (its DID's turn is further away than the horizon)."""
+    if ids:
+        await pool.execute(q.DEFER_SECONDS, list(ids), list(delays), worker_id)
+
+
+async def mark_sending(
+    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, marks: Sequence[SendMark]
+) -> set[int]:
+    """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, or the
+    phone opted out meanwhile (see :func:`blacklisted_claims`)."""
+    marked: list[int] = await pool.fetchval(
+        q.MARK_SENDING,
+        [m.id for m in marks],
+        [m.did_id for m in marks],
+        [m.sender for m in marks],
+        [m.segments for m in marks],
+        [m.encoding for m in marks],
+        worker_id,
+        lease_seconds,
+    )
+    return set(marked)
+
+
+async def mark_accepted(pool: asyncpg.Pool, batch: Sequence[Accepted]) -> None:
+    await pool.execute(q.MARK_ACCEPTED, [a.id for a in batch], [a.sid for a in batch], [a.status for a in batch])
+
+
+def _outcome_columns(batch: Sequence[Outcome]) -> list[list[object]]:
+    return [
+        [o.id for o in batch],
+        [o.change.state for o in batch],
+        [o.change.status for o in batch],
+        [o.change.rank for o in batch],
+        [o.code for o in batch],
+        [o.message for o in batch],
+        [o.segments for o in batch],
+        [o.encoding for o in batch],
+        [o.reason for o in batch],
+    ]
+
+
+async def mark_outcomes(pool: asyncpg.Pool, batch: Sequence[Outcome]) -> None:
+    """Engine-side outcomes and their delivery reports, in one statement."""
+    await pool.execute(q.MARK_OUTCOME, *_outcome_columns(batch))
+
+
+async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events: Sequence[Event]) -> None:
+    """Messages not sent for a reason the app must hear about: their final status and the events, atomically.
+    (An invalid_characters event rides along: its message itself goes on.)"""
+    async with pool.acquire() as conn, conn.transaction():
+        if refused:
+            await conn.execute(q.MARK_OUTCOME, *_outcome_columns(refused))
+        if events:
+            await conn.execute(
+                oq.ENQUEUE_MANY,
+                [e.app_id for e in events], [e.type for e in events],
+                [orjson.dumps(dict(e.payload)).decode() for e in events],
+            )
+
+
+async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds: float) -> None:
+    await pool.execute(
+        q.MARK_RETRY, [r.id for r in batch], [r.code for r in batch], [r.message for r in batch], lease_seconds
+    )
+
+
+async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, *, requeue_sending: bool) -> bool:
+    """Extend our claims; return dead workers' claims to the queue, and their sends in doubt to 'unknown' (or,
+    with *requeue_sending*, to the queue). True when anything came back to the queue."""
+    recover_sending = q.RECOVER_SENDING_REQUEUE if requeue_sending else q.RECOVER_SENDING_UNKNOWN
+    async with pool.acquire() as conn:
+        await conn.execute(q.HEARTBEAT, worker_id, lease_seconds)
+        recovered = await conn.execute(q.RECOVER_CLAIMED)
+        await conn.execute(recover_sending)
+    return bool(recovered != "UPDATE 0")
+
+
+async def next_due(pool: asyncpg.Pool) -> float | None:
+    """Seconds until the next queued message is due (negative: overdue), or None when the queue is empty."""
+    value = await pool.fetchval(q.NEXT_DUE)
+    return None if value is None else float(value)
+
+
+async def sticky_dids(pool: asyncpg.Pool, keys: Sequence[TagKey]) -> dict[TagKey, int]:
+    """The DID each conversation is pinned to, where one is."""
+    if not keys:
+        return {}
+    rows = await pool.fetch(q.TAGS_LOOKUP, *(list(col) for col in zip(*keys, strict=True)))
+    return {keys[r["i"] - 1]: r["did_id"] for r in rows}
+
+
+async def pin_tags(pool: asyncpg.Pool, pins: Mapping[TagKey, int]) -> None:
+    """Pin new conversations to their DIDs (an existing pin wins)."""
+    if pins:
+        cols = [list(c) for c in zip(*pins, strict=True)]
+        await pool.execute(q.TAGS_ASSIGN, *cols, list(pins.values()))

@@ -191,6 +191,56 @@ class Scheduler(Generic[T]):
                 cost = gate.limiter.limit
         return cost
 
+    def is_enabled(self, did_id: int | None) -> bool:
+        """True when *did_id* is a DID this scheduler may place work on."""
+        state = self.dids.get(did_id) if did_id is not None else None
+        return state is not None and state.enabled
+
+    def enabled_dids(self) -> list[int]:
+        """Every DID currently in use."""
+        return [did_id for did_id, state in self.dids.items() if state.enabled]
+
+    def pool_ids(self) -> list[int]:
+        """Every pool that has (or had) a DID here."""
+        return list(self.pools)
+
+    def queued_cost(self, did_id: int) -> int:
+        """Segments held in memory for *did_id* (0 for a DID unknown here)."""
+        state = self.dids.get(did_id)
+        return state.queued_cost if state is not None else 0
+
+    def backlog(self) -> int:
+        """Messages held in DID queues and waiting for a retry."""
+        return self.queued
+
+    def take_orphans(self) -> list[T]:
+        """Delayed work whose DID went away with no replacement: the caller returns it to the queue."""
+        orphans, self.orphans = self.orphans, []
+        return orphans
+
+    def replay(self, did_id: int, cost: int, at: float) -> None:
+        """Count a send made at *at* (by anyone, e.g. the DID's previous holder) in *did_id*'s window."""
+        state = self.dids.get(did_id)
+        if state is not None:
+            state.limiter.record(cost, at)
+
+    def cap_window(self, kind: str) -> float:
+        """The window of a pool ("pool": segments per minute) or account ("account": per second) limit."""
+        return self.window if kind == "pool" else ACCOUNT_WINDOW
+
+    def replay_cap(self, kind: str, key: int, cost: int, at: float) -> None:
+        """Count a send made at *at* in the window of pool or account *key*'s limit (if it has one)."""
+        gate = (self.pool_gates if kind == "pool" else self.account_gates).get(key)
+        if gate is not None:
+            gate.limiter.record(cost, at)
+
+    def set_cap(self, kind: str, key: int, limit: int | None) -> None:
+        """set_pool_limit or set_account_limit, by *kind*."""
+        if kind == "pool":
+            self.set_pool_limit(key, limit)
+        else:
+            self.set_account_limit(key, limit)
+
     # ---- pool and account limits (gates) ------------------------------------------------------------
     def set_pool_limit(self, pool_id: int, per_minute: int | None, burst: int = 1) -> None:
         """Cap the whole pool (SMSC) at *per_minute* segments in any window (60 s + guard); None removes the cap.

@@ -1,0 +1,93 @@
+"""The record stage: what a carrier's answer means for the message (pure), and the batched writers.
+
+Accepted → 'sent' with the carrier's sid; retryable → again later on the same DID (unless the send may have
+reached the carrier and delivery is at-most-once); ambiguous → 'unknown' (a status callback settles it);
+anything else → 'failed' with the carrier's code.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from engine import statuses as st
+from engine.dispatch.batcher import Batcher
+from engine.providers import SendResult
+from engine.store import outbound
+from engine.store.outbound import Accepted, Outcome, Retry
+
+__all__ = ["Accept", "Fail", "Recorder", "RetryLater", "Step", "backoff", "next_step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    sid: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    delay: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    outcome: Outcome
+
+
+Step = Accept | RetryLater | Fail
+
+
+def backoff(attempt: int, rng: Callable[[float, float], float] = random.uniform) -> float:
+    """Exponential backoff with full jitter, capped at 60 s."""
+    return float(rng(0.5, 1.0) * min(60.0, 2.0**attempt))
+
+
+def next_step(
+    message_id: int,
+    result: SendResult,
+    attempts: int,
+    *,
+    max_attempts: int,
+    at_least_once: bool,
+    stopping: bool,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> Step:
+    """What to do after attempt number *attempts* of a message came back with *result* (pure)."""
+    if result.ok:
+        return Accept(result.provider_message_id or "", result.provider_status or "queued")
+    may_retry = result.retryable and (not result.ambiguous or at_least_once)
+    if may_retry and attempts < max_attempts and not stopping:
+        delay = result.retry_after if result.retry_after is not None else backoff(attempts, rng)
+        return RetryLater(max(delay, 0.2))  # lets the retry mark land before the next attempt
+    if result.ambiguous:
+        return Fail(Outcome(message_id, st.UNKNOWN, result.error_code, result.error_message))
+    return Fail(Outcome(message_id, st.SEND_FAILED, result.error_code, result.error_message or "send failed"))
+
+
+class Recorder:
+    """The worker's result writers: each flushes its batch in one statement, on size or time."""
+
+    def __init__(self, pool: asyncpg.Pool, lease_seconds: float) -> None:
+        self.pool = pool
+        self.lease_seconds = lease_seconds
+        self.accepted = Batcher[Accepted](self._write_accepted, name="accepted")
+        self.outcomes = Batcher[Outcome](self._write_outcomes, name="outcomes")
+        self.retries = Batcher[Retry](self._write_retries, name="retries")
+        self.batchers = (self.accepted, self.outcomes, self.retries)
+
+    async def _write_accepted(self, batch: list[Accepted]) -> None:
+        await outbound.mark_accepted(self.pool, batch)
+
+    async def _write_outcomes(self, batch: list[Outcome]) -> None:
+        await outbound.mark_outcomes(self.pool, batch)
+
+    async def _write_retries(self, batch: list[Retry]) -> None:
+        await outbound.mark_retries(self.pool, batch, self.lease_seconds)
+
+    async def drain(self) -> None:
+        for batcher in self.batchers:
+            await batcher.drain()

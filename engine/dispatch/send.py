@@ -1,0 +1,227 @@
+"""The send stage: take what the scheduler says is due, mark it 'sending' in one round trip, fire the requests.
+
+Bounded in flight; sends whose carrier account is paused (429) or whose circuit is open wait for it; a DID
+with a send between decision and answer is never handed to another worker (DidBook.busy). Each answer
+goes to the record stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from engine import statuses as st
+from engine.config import Settings
+from engine.dispatch.carriers import Binding, Carriers
+from engine.dispatch.dids import DidBook
+from engine.dispatch.place import Pending
+from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
+from engine.metrics import Metrics
+from engine.policy.admission import BLACKLISTED
+from engine.providers import OutboundRequest, SendResult
+from engine.store import outbound
+from engine.store.outbound import Accepted, Outcome, Retry, SendMark
+from engine.throttle import Decision, Scheduler
+
+__all__ = ["Sender"]
+
+log = logging.getLogger(__name__)
+
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class Sender:
+    """Dispatches due sends until stopped; `drain()` waits for those in flight."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        worker_id: str,
+        settings: Settings,
+        scheduler: Scheduler[Pending],
+        book: DidBook,
+        carriers: Carriers,
+        recorder: Recorder,
+        orphans: list[Pending],
+        *,
+        clock: Callable[[], float],
+        metrics: Metrics,
+        lease_valid_until: Callable[[], float],
+    ) -> None:
+        self.pool = pool
+        self.worker_id = worker_id
+        self.settings = settings
+        self.scheduler = scheduler
+        self.book = book
+        self.carriers = carriers
+        self.recorder = recorder
+        self.orphans = orphans
+        self.clock = clock
+        self.metrics = metrics
+        self.lease_valid_until = lease_valid_until
+        # Metric children resolved once (labels() takes a lock and a dict lookup per call).
+        self._send_outcome = {k: metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
+        self.pushed = asyncio.Event()  # the scheduler got work
+        self.in_flight = 0
+        self.sent_count = 0
+        self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """The dispatch loop. On stop, queued messages stay claimed (released by the worker); in-flight sends finish."""
+        while not self.stopping:
+            free = self.settings.max_in_flight - self.in_flight
+            if free <= 0:
+                await self._wait_pushed(0.01)
+                continue
+            now = self.clock()
+            if now >= self.lease_valid_until():
+                # Our DID leases could not be renewed: another worker may hold them now.
+                await self._wait_pushed(0.1)
+                continue
+            decisions = self.scheduler.pop_due(now, limit=free)
+            if not decisions:
+                nxt = self.scheduler.next_due()
+                await self._wait_pushed(self.settings.poll_seconds if nxt is None else max(0.0, nxt - now))
+                continue
+            await self._launch(decisions)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.pushed.set()
+
+    async def drain(self) -> None:
+        """Let in-flight sends finish, for at most the configured drain time."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.settings.drain_seconds)
+
+    async def _wait_pushed(self, seconds: float) -> None:
+        self.pushed.clear()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pushed.wait(), seconds)
+
+    def _gated(self, decisions: list[Decision[Pending]]) -> list[Decision[Pending]]:
+        """Hold back sends whose carrier account is paused (429) or whose circuit is open."""
+        now = self.clock()
+        passed: list[Decision[Pending]] = []
+        for d in decisions:
+            binding = self.carriers.get(d.payload.smsc_id)
+            if binding is None or binding.gate.allow(now):
+                passed.append(d)
+            else:
+                retry_at = max(binding.gate.reopen_at(), now + 0.2)
+                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at)
+        return passed
+
+    async def _launch(self, decisions: list[Decision[Pending]]) -> None:
+        """Record 'sending' for the batch in one round trip, then fire the requests."""
+        decisions = self._gated(decisions)
+        if not decisions:
+            return
+        for d in decisions:  # a DID with a send between decision and reply is never handed over
+            self.book.start_send(d.did_id)
+        marks = [
+            SendMark(d.payload.id, d.did_id, self.book.number(d.did_id), d.payload.segments, d.payload.encoding)
+            for d in decisions
+        ]
+        try:
+            ok = await outbound.mark_sending(self.pool, self.worker_id, self.settings.lease_seconds, marks)
+        except DB_ERRORS:
+            log.exception("marking %d messages as sending failed; they go back to the queue", len(decisions))
+            # Not sent (their tokens are spent, which only errs on the safe side).
+            self.orphans.extend(d.payload for d in decisions)
+            for d in decisions:
+                self.book.end_send(d.did_id)
+            return
+        if len(ok) < len(decisions):
+            await self._refuse_blacklisted([d.payload.id for d in decisions if d.payload.id not in ok])
+        base = self.settings.callback_base
+        for d in decisions:
+            p = d.payload
+            if p.id not in ok:
+                self.book.end_send(d.did_id)
+                continue  # lost our claim (lease expired and someone else took it), or the phone opted out
+            binding = self.carriers.get(p.smsc_id)
+            if binding is None:
+                self.book.end_send(d.did_id)
+                self.recorder.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
+                continue
+            request = OutboundRequest(
+                message_id=p.id,
+                to=p.recipient,
+                from_=self.book.number(d.did_id),
+                body=p.body,
+                status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
+            )
+            self.in_flight += 1
+            task = asyncio.create_task(self._send(d, binding, request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _refuse_blacklisted(self, ids: list[int]) -> None:
+        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory: it ends
+        failed (reason blacklisted) like one refused at admission. (The others lost their claim.)"""
+        try:
+            blocked = await outbound.blacklisted_claims(self.pool, self.worker_id, ids)
+        except DB_ERRORS:
+            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(ids))
+            return
+        for message_id in blocked:
+            self.recorder.outcomes.put_nowait(Outcome(
+                message_id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
+            ))
+
+    async def _send(self, d: Decision[Pending], binding: Binding, request: OutboundRequest) -> None:
+        p = d.payload
+        metrics = self.metrics
+        try:
+            started = self.clock()
+            self.scheduler.confirm(d, started)
+            if p.queued_at:
+                metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
+            result = await binding.client.send(request)
+            answered = self.clock()
+            # The carrier counted this send at some moment before its answer reached us: keep the
+            # 60-s window from that latest moment, so carrier-side delays cannot squeeze the window.
+            self.scheduler.settle(d, started, answered)
+            metrics.provider_latency.observe(answered - started)
+        except Exception as exc:  # a provider must not raise; if it does, treat as ambiguous
+            log.exception("provider raised for message %s", p.id)
+            result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
+        finally:
+            self.in_flight -= 1
+            self.book.end_send(d.did_id)
+            self.pushed.set()
+        p.attempts += 1
+        now = self.clock()
+        if result.http_status == 429:
+            binding.gate.pause(now + (result.retry_after if result.retry_after is not None else 1.0))
+            binding.gate.record(True, now)  # throttled, not sick
+        else:
+            binding.gate.record(result.ok or not result.retryable, now)
+        self._send_outcome["accepted" if result.ok else "retryable" if result.retryable else "rejected"].inc()
+        self._record(d, result)
+
+    def _record(self, d: Decision[Pending], result: SendResult) -> None:
+        p = d.payload
+        step = next_step(
+            p.id, result, p.attempts, max_attempts=self.settings.max_attempts,
+            at_least_once=self.settings.delivery == "at-least-once", stopping=self.stopping,
+        )
+        if isinstance(step, Accept):
+            self.sent_count += 1
+            self.recorder.accepted.put_nowait(Accepted(p.id, step.sid, step.status))
+        elif isinstance(step, RetryLater):
+            self.recorder.retries.put_nowait(Retry(p.id, result.error_code, result.error_message))
+            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + step.delay)
+            self.pushed.set()
+        else:
+            assert isinstance(step, Fail)
+            self.recorder.outcomes.put_nowait(step.outcome)

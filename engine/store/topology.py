@@ -1,0 +1,100 @@
+"""What a dispatch worker paces: applications, DIDs, carrier accounts and the caps above the DIDs (typed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from engine.policy.admission import AppRules
+from engine.store import queries as q
+
+__all__ = ["AppRow", "CapRow", "DidRow", "ProviderRow", "RecentSend", "Topology", "load_topology", "recent_sends"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppRow:
+    id: int
+    smsc_id: int | None
+    rules: AppRules
+
+
+@dataclass(frozen=True, slots=True)
+class DidRow:
+    id: int
+    smsc_id: int
+    number: str
+    limit_per_min: int
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRow:
+    """The carrier account an SMSC sends through."""
+
+    smsc_id: int
+    provider_id: int
+    kind: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    messaging_service_sid: str | None = None
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CapRow:
+    """An SMSC's cap (segments/min) and its carrier account's (segments/s), with the account's identity."""
+
+    smsc_id: int
+    limit_per_min: int | None
+    kind: str | None
+    account_sid: str | None
+    base_url: str
+    max_per_second: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    apps: list[AppRow]
+    dids: list[DidRow]  # enabled ones
+    providers: list[ProviderRow]
+    caps: list[CapRow]
+
+
+@dataclass(frozen=True, slots=True)
+class RecentSend:
+    did_id: int
+    at: float  # wall-clock epoch seconds
+    segments: int
+
+
+async def load_topology(pool: asyncpg.Pool) -> Topology:
+    """Everything the worker paces, read on one connection."""
+    async with pool.acquire() as conn:
+        apps = await conn.fetch(q.LOAD_APPS)
+        dids = await conn.fetch(q.LOAD_DIDS)
+        providers = await conn.fetch(q.LOAD_PROVIDERS)
+        caps = await conn.fetch(q.LOAD_LIMITS)
+    return Topology(
+        apps=[
+            AppRow(r["id"], r["smsc_id"], AppRules(
+                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"]))
+            for r in apps
+        ],
+        dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"]) for r in dids],
+        providers=[
+            ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], r["auth_token"],
+                        r["messaging_service_sid"], r["base_url"])
+            for r in providers
+        ],
+        caps=[
+            CapRow(r["smsc_id"], r["limit_per_min"], r["kind"], r["account_sid"], r["base_url"], r["max_per_second"])
+            for r in caps
+        ],
+    )
+
+
+async def recent_sends(pool: asyncpg.Pool, window: float, did_ids: list[int]) -> list[RecentSend]:
+    """Sends of *did_ids* (by any worker) in the last *window* seconds, oldest first."""
+    rows = await pool.fetch(q.RECENT_SENDS, window, did_ids)
+    return [RecentSend(r["did_id"], r["at"], r["segments"]) for r in rows]
