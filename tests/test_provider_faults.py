@@ -27,11 +27,13 @@ async def test_503_burst_429_and_hangs_recover_without_loss(pool: asyncpg.Pool, 
     assert max(per_body.values()) == 1  # at-most-once: a timed-out request is never repeated
     assert sum(counts.values()) == n
     # The three timed-out requests may or may not have reached the carrier: at-most-once leaves them
-    # 'unknown' (a callback would reconcile them; this carrier dropped them with the connection), and
-    # every other message is delivered. Nothing is lost from view, nothing is sent twice.
+    # 'unknown', and the carrier's callback reconciles one that it did accept (aiohttp keeps a handler running
+    # after its client gave up, so under load a hung request can still be accepted); every other message is
+    # delivered. Nothing is lost from view, nothing is sent twice.
     rows = await pool.fetch("SELECT body, state FROM engine_outbound")
     states = Counter(r["state"] for r in rows)
-    assert states == {"delivered": n - 3, "unknown": 3}
+    assert set(states) <= {"delivered", "unknown"} and states["unknown"] <= 3
+    assert states["delivered"] == len(per_body) and states["unknown"] == n - len(per_body)
     assert all(r["body"] not in per_body for r in rows if r["state"] == "unknown")
     assert all(r["body"] in per_body for r in rows if r["state"] == "delivered")
     # The breaker kept the retry storm bounded: only the injected faults were rejected.
