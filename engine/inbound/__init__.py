@@ -1,0 +1,1 @@
+"""Carrier → engine traffic: status and MO webhooks, the module chain (opt-out, opt-in, help, welcome, routing)."""
