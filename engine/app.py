@@ -19,6 +19,8 @@ from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
 from engine.dispatch.tasks import TaskGroup
 from engine.dispatch.worker import Worker
+from engine.inbound.mo import MoIntake
+from engine.inbound.processor import MoProcessor
 from engine.metrics import Metrics
 from engine.store.database import Database
 
@@ -68,8 +70,10 @@ async def run_engine(
             outbox_task = None
             if serve:
                 intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics)
+                mo_intake = MoIntake(database.pool, settings.callback_base)
                 routes = (
                     intake.routes()
+                    + mo_intake.routes()
                     + CarouselApi(database.pool, settings).routes()
                     + HealthApi(database.pool, runtime.metrics).routes()
                 )
@@ -78,6 +82,7 @@ async def run_engine(
                     # Port 0 picks a free port: the callback URLs must carry the real one.
                     settings = settings.override(public_url=runtime.base_url)
                     intake.public_base = runtime.base_url
+                    mo_intake.public_base = runtime.base_url
                 runtime.intake = intake
                 tasks.spawn(intake.writer.run(), name="status-writer")
                 log.info("HTTP listening on %s", runtime.base_url)
@@ -89,6 +94,11 @@ async def run_engine(
             if dispatch:
                 runtime.worker = Worker(database.pool, database.dsn, settings, metrics=runtime.metrics)
                 worker_task = tasks.spawn(runtime.worker.run(stop), name="worker")
+                # MOs are handled by workers too (in per-phone order, each in one transaction).
+                processor = MoProcessor(database.pool, database.dsn, runtime.worker.worker_id,
+                                        lease_seconds=settings.lease_seconds, poll_seconds=settings.poll_seconds)
+                runtime.extras["inbound"] = processor
+                tasks.spawn(processor.run(stop), name="inbound")
             if on_ready is not None:
                 on_ready(runtime)
             await stop.wait()

@@ -32,6 +32,7 @@ class Pending:
     tag: str | None = None
     returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
     queued_at: float = 0.0  # clock time it entered a DID queue (throttle wait metric)
+    from_did: int | None = None  # a reply goes out from the DID the phone texted
 
     @property
     def conversation(self) -> TagKey | None:
@@ -65,12 +66,12 @@ def place(
     pins = dict(sticky)
     for p in fresh:
         key = p.conversation
-        did = pins.get(key) if key is not None else None
+        did = p.from_did if p.from_did is not None else pins.get(key) if key is not None else None
         if book.held_elsewhere(did):
             out.orphans.append(p)  # its DID is between workers: the holder will send it
             continue
         if did is None or not scheduler.is_enabled(did):
-            did = scheduler.choose(p.smsc_id, now)
+            did = scheduler.choose(p.smsc_id, now)  # (a reply whose DID was removed: any DID of the pool)
             if key is not None:
                 pins[key] = out.new_tags[key] = did
         if p.segments > scheduler.max_cost(did):
@@ -79,9 +80,10 @@ def place(
         # A conversation's DID is fixed: a new message queues behind what is reserved for it, and a returning one
         # takes its reserved turn. Untagged work is never reserved (it may return to any DID); the claim skips
         # saturated pools, so it rarely lands here.
-        start = scheduler.project(did, now, reserved=key is not None and not p.returning)
+        pinned = key is not None or p.from_did is not None
+        start = scheduler.project(did, now, reserved=pinned and not p.returning)
         if start - now > horizon:
-            if key is not None and not p.returning:
+            if pinned and not p.returning:
                 start = scheduler.reserve(did, p.segments, now)
             out.deferred.append((p.id, max(1.0, start - now - horizon / 2)))
             continue
@@ -92,8 +94,8 @@ def place(
 
 def reroute(p: Pending, scheduler: Scheduler[Pending], now: float) -> bool:
     """Place a message whose DID went away on another DID of its pool; False when it must go back to the
-    queue instead (a conversation stays on its DID: whoever holds that DID now sends it)."""
-    if p.tag is None and scheduler.has_pool(p.smsc_id):
+    queue instead (a conversation or a reply stays on its DID: whoever holds that DID now sends it)."""
+    if p.tag is None and p.from_did is None and scheduler.has_pool(p.smsc_id):
         did = scheduler.choose(p.smsc_id, now)
         if p.segments <= scheduler.max_cost(did):
             scheduler.push(did, p.segments, p, now)

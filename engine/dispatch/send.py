@@ -24,6 +24,7 @@ from engine.metrics import Metrics
 from engine.policy.admission import BLACKLISTED
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
+from engine.store.inbound import carrier_opt_outs
 from engine.store.outbound import Accepted, Outcome, Retry, SendMark
 from engine.throttle import Decision, Scheduler
 
@@ -32,6 +33,7 @@ __all__ = ["Sender"]
 log = logging.getLogger(__name__)
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+UNSUBSCRIBED = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
 
 
 class Sender:
@@ -208,6 +210,12 @@ class Sender:
             binding.gate.record(result.ok or not result.retryable, now)
         self._send_outcome["accepted" if result.ok else "retryable" if result.retryable else "rejected"].inc()
         self._record(d, result)
+        if result.error_code == UNSUBSCRIBED:
+            # The carrier says the recipient opted out (e.g. replied STOP to the carrier itself): obey it like a STOP.
+            try:
+                await carrier_opt_outs(self.pool, [(p.app_id, p.recipient)])
+            except DB_ERRORS:
+                log.exception("could not blacklist the recipient of message %s after the carrier's 21610", p.id)
 
     def _record(self, d: Decision[Pending], result: SendResult) -> None:
         p = d.payload

@@ -106,6 +106,7 @@ class Claimed:
     defers: int  # times it was left in the queue for its DID's turn
     kind: str  # 'message', 'reply' or 'compliance' (the engine's own STOP/HELP answers)
     part_of: int | None  # parts 2..n of a split message point at part 1
+    from_did: int | None = None  # a reply: the DID the phone texted, which it must go out from
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ async def claim(
     rows = await pool.fetch(q.CLAIM, worker_id, limit, lease_seconds, list(app_ids))
     return [
         Claimed(r["id"], r["app_id"], r["recipient"], r["body"], r["tag"] or None, r["attempts"], r["defers"],
-                r["kind"], r["part_of"])
+                r["kind"], r["part_of"], r["from_did"])
         for r in rows
     ]
 

@@ -134,6 +134,10 @@ WITH picked AS (
             SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
             WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
               AND l.worker_id <> $1 AND l.lease_until > now()))
+      -- so is a reply that must go out from the DID the phone texted
+      AND (o.from_did IS NULL OR NOT EXISTS (
+            SELECT 1 FROM engine_did_lease l
+            WHERE l.did_id = o.from_did AND l.worker_id <> $1 AND l.lease_until > now()))
     ORDER BY o.due_at, o.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -142,7 +146,7 @@ UPDATE engine_outbound o
 SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
 -- By primary key: a join with `picked` let the generic plan hash-join it against a scan of the whole table.
 WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of
+RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did
 """
 NEXT_DUE: Final = """
 SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'

@@ -1,0 +1,107 @@
+"""SQL of the inbound path (MO webhook, module chain), by name. See engine/store/inbound.py for their use."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The webhook stores an MO before it answers; a retry (same MessageSid or idempotency token) stores nothing.
+STORE_MO: Final = """
+INSERT INTO engine_inbound (provider_id, message_sid, idempotency_token, phone, to_number, body, num_segments, params)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+# The oldest open MO of each phone, never one whose phone has an earlier MO still open (per-phone order).
+CLAIM_MOS: Final = """
+WITH picked AS (
+    SELECT m.id FROM engine_inbound m
+    WHERE m.state = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM engine_inbound e WHERE e.phone = m.phone AND e.id < m.id AND e.state <> 'done')
+    ORDER BY m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE engine_inbound m SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3)
+WHERE m.id = ANY(ARRAY(SELECT id FROM picked))
+RETURNING m.id, m.provider_id, m.message_sid, m.phone, m.to_number, m.body, m.received_at
+"""
+# MOs of a worker that died mid-chain go back (their effects were not committed: they run again, once).
+RECOVER_MOS: Final = """
+UPDATE engine_inbound SET state = 'pending', claimed_by = NULL, lease_until = NULL
+WHERE state = 'claimed' AND lease_until < now()
+"""
+MO_DONE: Final = """
+UPDATE engine_inbound SET state = 'done', claimed_by = NULL, lease_until = NULL, processed_at = now(),
+    did_id = $2, app_id = $3, outcome = $4
+WHERE id = $1
+"""
+# The DID texted, its SMSC's apps (the SMSC's owner first) and whether its carrier answers STOP itself.
+MO_DID: Final = """
+SELECT d.id AS did_id, d.smsc_id, coalesce(p.carrier_handles_optout, false) AS carrier_handles_optout
+FROM engine_did d
+JOIN engine_smsc s ON s.id = d.smsc_id
+LEFT JOIN engine_provider p ON p.id = s.provider_id
+WHERE d.number = $1
+"""
+SMSC_APPS: Final = """
+SELECT a.id, a.name, a.help_text, a.welcome_text, a.optout_text, a.optin_text, a.nomatch_text
+FROM engine_app a JOIN engine_smsc s ON s.id = $1
+WHERE a.smsc_id = $1
+ORDER BY a.id = s.app_id DESC, a.id
+"""
+# Per app of $2: the phone's open session, whether they talked, whether it opted out, whether it texted before.
+PHONE_FACTS: Final = """
+SELECT a.id AS app_id,
+       (SELECT max(s.opened_at) FROM engine_session s
+         WHERE s.app_id = a.id AND s.phone = $1 AND (s.expires_at IS NULL OR s.expires_at > now())) AS session_opened,
+       EXISTS (SELECT 1 FROM engine_outbound o WHERE o.recipient = $1 AND o.app_id = a.id) AS texted,
+       EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = a.id AND b.phone = $1) AS blacklisted,
+       EXISTS (SELECT 1 FROM engine_contact c WHERE c.app_id = a.id AND c.phone = $1) AS contact
+FROM unnest($2::bigint[]) AS a(id)
+"""
+BLACKLIST_KEYWORD: Final = """
+INSERT INTO engine_blacklist (app_id, phone, reason)
+SELECT a, $2, $3 FROM unnest($1::bigint[]) AS a
+ON CONFLICT (app_id, phone) DO NOTHING
+RETURNING app_id
+"""
+UNBLACKLIST_APPS: Final = """
+DELETE FROM engine_blacklist WHERE app_id = ANY($1::bigint[]) AND phone = $2 RETURNING app_id
+"""
+CLOSE_PHONE_SESSIONS: Final = """
+DELETE FROM engine_session WHERE app_id = ANY($1::bigint[]) AND phone = $2 RETURNING app_id
+"""
+RECORD_CONSENT: Final = """
+INSERT INTO engine_consent_event (app_id, phone, action, source, keyword, did_id, message_sid)
+SELECT a, $2, $3, $4, $5, $6, $7 FROM unnest($1::bigint[]) AS a
+"""
+ADD_CONTACT: Final = "INSERT INTO engine_contact (app_id, phone) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+# Replies and confirmations: queued like any message, from the DID the phone texted.
+QUEUE_REPLIES: Final = """
+INSERT INTO engine_outbound (app_id, recipient, body, kind, from_did, in_reply_to)
+SELECT u.app_id, $1, u.body, u.kind, $2, $3
+FROM unnest($4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY AS u(app_id, body, kind, i)
+ORDER BY u.i
+RETURNING id
+"""
+# Events for one phone, one row per app ($1 apps, $2 type, $3 payloads).
+PHONE_EVENTS: Final = """
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT u.a, $2, u.p::jsonb FROM unnest($1::bigint[], $3::text[]) AS u(a, p)
+"""
+# The carrier refused a send because the recipient unsubscribed (Twilio 21610): blacklist the phone for the app
+# (reason 'carrier'), record the opt-out, tell the app (phone_blacklisted) — one statement.
+CARRIER_OPT_OUTS: Final = """
+WITH u AS (
+    SELECT DISTINCT app_id, phone FROM unnest($1::bigint[], $2::text[]) AS u(app_id, phone)
+), added AS (
+    INSERT INTO engine_blacklist (app_id, phone, reason) SELECT app_id, phone, 'carrier' FROM u
+    ON CONFLICT (app_id, phone) DO NOTHING
+    RETURNING app_id, phone
+), recorded AS (
+    INSERT INTO engine_consent_event (app_id, phone, action, source, keyword)
+    SELECT app_id, phone, 'opt_out', 'carrier', '21610' FROM u
+)
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT app_id, 'phone_blacklisted', jsonb_build_object('phone_number', phone) FROM added
+"""
