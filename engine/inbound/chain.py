@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from engine.inbound.keywords import Classified
+from engine.inbound.keywords import Classified, KeywordIndex
 
 __all__ = [
     "DEFAULT_HELP",
@@ -34,8 +34,10 @@ DEFAULT_OPTOUT: Final = "You are unsubscribed and will receive no more messages 
 DEFAULT_OPTIN: Final = "You are subscribed to {app} again. Reply HELP for help, STOP to unsubscribe."
 DEFAULT_HELP: Final = "{app}: reply STOP to unsubscribe, START to resubscribe. Msg & data rates may apply."
 DEFAULT_NOMATCH: Final = "Sorry, we could not match your message to a service. Reply HELP for help."
+DEFAULT_CONFIRM_REQUEST: Final = "Reply YES to confirm your subscription to {app}. Reply STOP to opt out."
+DEFAULT_CONFIRMED: Final = "You are subscribed to {app}. Reply HELP for help, STOP to unsubscribe."
 
-Outcome = Literal["opt_out", "opt_in", "help", "routed", "no_match"]
+Outcome = Literal["opt_out", "opt_in", "confirmed", "help", "routed", "no_match"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,10 @@ class MoContext:
     blacklisted: frozenset[int] = frozenset()  # apps the phone opted out of
     contacts: frozenset[int] = frozenset()  # apps the phone texted before (no welcome text again)
     carrier_handles_optout: bool = False
+    keywords: KeywordIndex | None = None  # the routing keywords of the SMSC
+    body: str = ""  # the MO as received (keywords are matched on it)
+    pending: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # app -> tags awaiting the phone's YES
+    last_tag: Mapping[int, str] = field(default_factory=dict)  # app -> tag of its latest tagged MT to the phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,11 @@ class Plan:
     deliver: bool = False  # send incoming_message to app_id's gateway
     possible_opt_out: bool = False  # an ambiguous opt-out word with more text: routed, flagged for review
     new_contact: bool = False  # the phone texts app_id for the first time
+    session: bool = False  # open (or extend) the phone's session with app_id
+    subscribe: tuple[str, ...] = ()  # tags to subscribe the phone to for app_id ('' = no tag)
+    await_confirmation: tuple[str, ...] | None = None  # a double opt-in: these tags once the phone says YES
+    confirmed: bool = False  # the phone's YES: its pending opt-in for app_id is done
+    tag: str | None = None  # the tag of the MT this MO answers
     notes: tuple[str, ...] = field(default=())
 
 
@@ -145,20 +156,57 @@ def plan_mo(classified: Classified, ctx: MoContext) -> Plan:
             Reply(speaker.id, _text(speaker.optout_text, DEFAULT_OPTOUT, speaker), compliance=True),
         )
         return Plan("opt_out", speaker.id, classified.keyword, opt_out=targets, replies=replies)
-    if classified.intent in ("opt_in", "confirm"):
+    if classified.intent == "confirm":
+        app_id = next((a for a in ctx.pending if a in ctx.apps), speaker.id)
+        app = ctx.apps[app_id]
+        tags = ctx.pending.get(app_id, ()) or ("",)
+        reply = Reply(app_id, _text(app.optin_text, DEFAULT_CONFIRMED, app))
+        return Plan("confirmed", app_id, classified.keyword, opt_in=(app_id,) if app_id in ctx.blacklisted else (),
+                    replies=(reply,), subscribe=tags, confirmed=True)
+    if classified.intent == "opt_in":
         targets = _opt_in_targets(ctx)
         replies = (Reply(speaker.id, _text(speaker.optin_text, DEFAULT_OPTIN, speaker)),) if speaker.optin_text else ()
         return Plan("opt_in", speaker.id, classified.keyword, opt_in=targets, replies=replies)
     if classified.intent == "help":
         reply = Reply(speaker.id, _text(speaker.help_text, DEFAULT_HELP, speaker), compliance=True)
         return Plan("help", speaker.id, classified.keyword, replies=(reply,))
-    # Routing: an open session, else the SMSC's only app, else the no-match text.
-    app = ctx.apps.get(ctx.session_app) if ctx.session_app is not None else None
-    app = app or _owner(ctx)
-    if app is None:
-        nomatch = Reply(speaker.id, _text(speaker.nomatch_text, DEFAULT_NOMATCH, speaker))
-        return Plan("no_match", speaker.id, replies=(nomatch,), possible_opt_out=classified.possible_opt_out)
+    return _route(classified, ctx, speaker)
+
+
+def _route(classified: Classified, ctx: MoContext, speaker: AppTexts) -> Plan:
+    """An open session → its app; else a keyword → its app (session, subscription, auto-response); else the SMSC's
+    only app; else the no-match text."""
+    flagged = classified.possible_opt_out
+    if ctx.session_app is not None and ctx.session_app in ctx.apps:
+        return _routed(ctx, ctx.apps[ctx.session_app], flagged, session=True)
+    rule = ctx.keywords.match(ctx.body) if ctx.keywords is not None else None
+    if rule is not None and rule.app_id in ctx.apps:
+        app = ctx.apps[rule.app_id]
+        replies: list[Reply] = []
+        if rule.auto_response:
+            replies.append(Reply(app.id, rule.auto_response))
+        pending: tuple[str, ...] | None = None
+        subscribe: tuple[str, ...] = ()
+        if rule.auto_subscribe and rule.double_opt_in:
+            pending = rule.tags
+            replies.append(Reply(app.id, _text(None, DEFAULT_CONFIRM_REQUEST, app)))
+        elif rule.auto_subscribe:
+            subscribe = rule.tags or ("",)
+        return _routed(ctx, app, flagged, session=rule.start_session, keyword=rule.keyword, extra=tuple(replies),
+                       subscribe=subscribe, await_confirmation=pending)
+    owner = _owner(ctx)
+    if owner is not None:
+        return _routed(ctx, owner, flagged)
+    nomatch = Reply(speaker.id, _text(speaker.nomatch_text, DEFAULT_NOMATCH, speaker))
+    return Plan("no_match", speaker.id, replies=(nomatch,), possible_opt_out=flagged)
+
+
+def _routed(
+    ctx: MoContext, app: AppTexts, flagged: bool, *, session: bool = False, keyword: str | None = None,
+    extra: tuple[Reply, ...] = (), subscribe: tuple[str, ...] = (), await_confirmation: tuple[str, ...] | None = None,
+) -> Plan:
     new = app.id not in ctx.contacts
-    replies = (Reply(app.id, _text(app.welcome_text, "", app)),) if new and app.welcome_text else ()
-    return Plan("routed", app.id, replies=replies, deliver=True, possible_opt_out=classified.possible_opt_out,
-                new_contact=new)
+    welcome = (Reply(app.id, _text(app.welcome_text, "", app)),) if new and app.welcome_text else ()
+    return Plan("routed", app.id, keyword, replies=welcome + extra, deliver=True, possible_opt_out=flagged,
+                new_contact=new, session=session, subscribe=subscribe, await_confirmation=await_confirmation,
+                tag=ctx.last_tag.get(app.id))

@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import asyncpg
 
-from engine.inbound.chain import AppTexts, MoContext, Plan, plan_mo
-from engine.inbound.keywords import classify
+from engine.inbound.chain import AppTexts, MoContext, Plan, Reply, plan_mo
+from engine.inbound.keywords import KeywordIndex, KeywordRule, classify
+from engine.inbound.loops import LoopSettings, LoopState, ReplyKind, may_reply, on_mo
 from engine.store import inbound as store
-from engine.store.inbound import Mo, MoEffects, MoFacts, ReplyRow
+from engine.store.inbound import AppFacts, LoopRow, Mo, MoEffects, MoFacts, ReplyRow
 
-__all__ = ["MoProcessor", "context_of", "effects_of"]
+__all__ = ["MoProcessor", "context_of", "effects_of", "guard_loops"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,8 @@ DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 def context_of(mo: Mo, facts: MoFacts) -> MoContext:
     """The chain's view of the database facts (pure)."""
     sessions = [(a.session_opened, a.id) for a in facts.apps if a.session_opened is not None]
+    rules = [KeywordRule(k.keyword, 1 if k.mode == 1 else 0, k.app_id, k.auto_subscribe, k.tags, k.double_opt_in,
+                         k.start_session, k.auto_response) for k in facts.keywords]
     return MoContext(
         phone=mo.phone,
         apps={a.id: AppTexts(a.id, a.name, a.help_text, a.welcome_text, a.optout_text, a.optin_text, a.nomatch_text)
@@ -36,20 +43,63 @@ def context_of(mo: Mo, facts: MoFacts) -> MoContext:
         blacklisted=frozenset(a.id for a in facts.apps if a.blacklisted),
         contacts=frozenset(a.id for a in facts.apps if a.contact),
         carrier_handles_optout=facts.carrier_handles_optout,
+        keywords=KeywordIndex(rules) if rules else None,
+        body=mo.body,
+        pending={a.id: a.pending_tags for a in facts.apps if a.pending_tags is not None},
+        last_tag={a.id: a.last_tag for a in facts.apps if a.last_tag is not None},
     )
 
 
-def effects_of(mo: Mo, plan: Plan) -> MoEffects:
-    """What to write for a plan (pure)."""
+def _loop_settings(app: AppFacts) -> LoopSettings:
+    limits = app.loop_limits
+    return LoopSettings(limits.max_replies, float(limits.window_seconds), limits.max_repeats,
+                        float(limits.cooldown_seconds))
+
+
+def _reply_kind(plan: Plan, reply: Reply) -> ReplyKind:
+    if reply.compliance:
+        return "optout_confirmation" if plan.outcome == "opt_out" else "help"
+    return "auto"
+
+
+def guard_loops(plan: Plan, app: AppFacts, body: str, now: float) -> tuple[Plan, LoopRow, bool]:
+    """Auto-reply-loop detection for the app the MO was handled for (pure): the replies that may go, the state to
+    store, and whether auto_reply_loop fires (once per cool-down)."""
+    settings = _loop_settings(app)
+    row = app.loop
+    state = LoopState(row.reply_times, row.last_body, row.last_mo_at, row.repeats, row.cooldown_until,
+                      row.optout_sent, row.help_sent)
+    verdict = on_mo(state, body, now, settings)
+    state, fire = verdict.state, verdict.fire_loop_event
+    kept: list[Reply] = []
+    for reply in plan.replies:
+        decision = may_reply(state, _reply_kind(plan, reply), now, settings)
+        state, fire = decision.state, fire or decision.fire_loop_event
+        if decision.allowed:
+            kept.append(reply)
+    stored = LoopRow(state.reply_times, state.last_body, state.last_mo_at, state.repeats, state.cooldown_until,
+                     state.optout_sent, state.help_sent)
+    return replace(plan, replies=tuple(kept)), stored, fire
+
+
+def effects_of(mo: Mo, plan: Plan, facts: MoFacts, now: float) -> MoEffects:
+    """What to write for a plan (pure), after loop detection."""
+    app = next((a for a in facts.apps if a.id == plan.app_id), None)
+    loop: LoopRow | None = None
+    fire = False
+    if app is not None:
+        plan, loop, fire = guard_loops(plan, app, mo.body, now)
     incoming = None
     if plan.deliver:
         incoming = {
             "phone_number": mo.phone,
             "body": mo.body,
             "sent_at": mo.received_at.isoformat(),
-            "auto_subscribe": "false",
+            "auto_subscribe": "true" if plan.subscribe or plan.await_confirmation is not None else "false",
             "auto_responded": "true" if plan.replies else "false",
         }
+        if plan.tag is not None:
+            incoming["tag"] = plan.tag
         if plan.possible_opt_out:
             incoming["possible_opt_out"] = "true"
     return MoEffects(
@@ -60,7 +110,15 @@ def effects_of(mo: Mo, plan: Plan) -> MoEffects:
         opt_in=plan.opt_in,
         replies=tuple(ReplyRow(r.app_id, r.body, "compliance" if r.compliance else "reply") for r in plan.replies),
         incoming=incoming,
-        new_contact=plan.app_id is not None and plan.outcome == "routed",
+        new_contact=plan.app_id is not None and plan.outcome == "routed" and plan.new_contact,
+        session_seconds=app.session_idle_seconds if app is not None and plan.session else None,
+        subscribe=plan.subscribe,
+        subscribe_source="confirmation" if plan.confirmed else "keyword",
+        await_confirmation=(plan.keyword or "", plan.await_confirmation) if plan.await_confirmation is not None
+        else None,
+        confirmed=plan.confirmed,
+        loop=loop,
+        loop_event=fire,
     )
 
 
@@ -69,8 +127,9 @@ class MoProcessor:
 
     def __init__(
         self, pool: asyncpg.Pool, dsn: str, worker_id: str, *, lease_seconds: float = 30.0,
-        poll_seconds: float = 1.0, batch: int = 100,
+        poll_seconds: float = 1.0, batch: int = 100, clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock  # wall-clock epoch seconds: sessions, confirmations and loop state are shared
         self.pool = pool
         self.dsn = dsn
         self.worker_id = worker_id
@@ -110,11 +169,13 @@ class MoProcessor:
         return len(mos)
 
     async def handle(self, mo: Mo) -> Plan:
+        now = self.clock()
+        moment = datetime.fromtimestamp(now, UTC)
         async with store.mo_transaction(self.pool) as tx:
-            facts = await tx.facts(mo)
+            facts = await tx.facts(mo, moment)
             context = context_of(mo, facts)
-            plan = plan_mo(classify(mo.body), context)
-            await tx.apply(mo, facts.did_id, effects_of(mo, plan))
+            plan = plan_mo(classify(mo.body, confirmation_pending=bool(context.pending)), context)
+            await tx.apply(mo, facts.did_id, effects_of(mo, plan, facts, now), moment)
         self.handled += 1
         return plan
 

@@ -21,6 +21,9 @@ from engine.store import queries as q
 
 __all__ = [
     "AppFacts",
+    "KeywordRow",
+    "LoopLimits",
+    "LoopRow",
     "Mo",
     "MoEffects",
     "MoFacts",
@@ -38,6 +41,22 @@ PHONE_BLACKLISTED: Final = "phone_blacklisted"
 PHONE_UNBLACKLISTED: Final = "phone_unblacklisted"
 SESSION_CLOSED: Final = "session_closed"
 INCOMING_MESSAGE: Final = "incoming_message"
+AUTO_REPLY_LOOP: Final = "auto_reply_loop"
+
+
+def _app_facts(app: asyncpg.Record, f: asyncpg.Record) -> AppFacts:
+    loop = LoopRow(
+        tuple(f["reply_times"] or ()), f["last_body"], f["last_mo_at"], f["repeats"] or 0, f["cooldown_until"],
+        bool(f["optout_sent"]), bool(f["help_sent"]),
+    )
+    return AppFacts(
+        app["id"], app["name"], app["help_text"], app["welcome_text"], app["optout_text"], app["optin_text"],
+        app["nomatch_text"], f["session_opened"], f["texted"], f["blacklisted"], f["contact"],
+        app["session_idle_seconds"],
+        LoopLimits(app["loop_max_replies"], app["loop_window_seconds"], app["loop_max_repeats"],
+                   app["loop_cooldown_seconds"]),
+        None if f["pending_tags"] is None else tuple(f["pending_tags"]), f["last_tag"], loop,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,39 @@ class Mo:
     to_number: str
     body: str
     received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoopRow:
+    """The stored auto-reply-loop state of one (phone, app) (see engine/inbound/loops.py)."""
+
+    reply_times: tuple[float, ...] = ()
+    last_body: int | None = None
+    last_mo_at: float | None = None
+    repeats: int = 0
+    cooldown_until: float | None = None
+    optout_sent: bool = False
+    help_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLimits:
+    max_replies: int = 10
+    window_seconds: int = 60
+    max_repeats: int = 5
+    cooldown_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordRow:
+    keyword: str
+    mode: int
+    app_id: int
+    auto_subscribe: bool
+    tags: tuple[str, ...]
+    double_opt_in: bool
+    start_session: bool
+    auto_response: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +118,11 @@ class AppFacts:
     texted: bool  # the app sent the phone a message
     blacklisted: bool
     contact: bool  # the phone texted the app before
+    session_idle_seconds: int = 86400
+    loop_limits: LoopLimits = field(default_factory=LoopLimits)
+    pending_tags: tuple[str, ...] | None = None  # a double opt-in awaiting the phone's YES
+    last_tag: str | None = None  # the tag of the app's latest tagged MT to the phone
+    loop: LoopRow = field(default_factory=LoopRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +130,7 @@ class MoFacts:
     did_id: int | None  # None: the number texted is not one of our DIDs (any more)
     carrier_handles_optout: bool = False
     apps: list[AppFacts] = field(default_factory=list)  # the SMSC's owner first
+    keywords: list[KeywordRow] = field(default_factory=list)  # the SMSC's routing keywords, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +152,13 @@ class MoEffects:
     replies: Sequence[ReplyRow] = ()
     incoming: Mapping[str, str] | None = None  # the incoming_message payload for app_id, when it hears the MO
     new_contact: bool = False
+    session_seconds: int | None = None  # open or extend the phone's session with app_id for this long
+    subscribe: Sequence[str] = ()  # tags for app_id ('' = subscribed without a tag)
+    subscribe_source: str = "keyword"
+    await_confirmation: tuple[str, Sequence[str]] | None = None  # (keyword, tags) of a double opt-in
+    confirmed: bool = False  # the pending double opt-in of app_id is done
+    loop: LoopRow | None = None  # app_id's loop-detection state after this MO
+    loop_event: bool = False  # fire auto_reply_loop for app_id
 
 
 async def store_mo(pool: asyncpg.Pool, provider_id: int, params: Mapping[str, str], token: str | None) -> int | None:
@@ -135,25 +200,27 @@ class MoTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def facts(self, mo: Mo) -> MoFacts:
+    async def facts(self, mo: Mo, now: datetime) -> MoFacts:
         did = await self.conn.fetchrow(iq.MO_DID, mo.to_number)
         if did is None:
             return MoFacts(None)
         apps = await self.conn.fetch(iq.SMSC_APPS, did["smsc_id"])
-        facts = {r["app_id"]: r for r in await self.conn.fetch(iq.PHONE_FACTS, mo.phone, [a["id"] for a in apps])}
-        return MoFacts(did["did_id"], did["carrier_handles_optout"], [
-            AppFacts(a["id"], a["name"], a["help_text"], a["welcome_text"], a["optout_text"], a["optin_text"],
-                     a["nomatch_text"], facts[a["id"]]["session_opened"], facts[a["id"]]["texted"],
-                     facts[a["id"]]["blacklisted"], facts[a["id"]]["contact"])
-            for a in apps
-        ])
+        rows = await self.conn.fetch(iq.PHONE_FACTS, mo.phone, [a["id"] for a in apps], now)
+        facts = {r["app_id"]: r for r in rows}
+        keywords = [
+            KeywordRow(k["keyword"], k["mode"], k["app_id"], k["auto_subscribe"], tuple(k["auto_subscribe_tags"]),
+                       k["double_opt_in"], k["start_session"], k["auto_response"])
+            for k in await self.conn.fetch(iq.SMSC_KEYWORDS, did["smsc_id"])
+        ]
+        return MoFacts(did["did_id"], did["carrier_handles_optout"], [_app_facts(a, facts[a["id"]]) for a in apps],
+                       keywords)
 
     async def _events(self, apps: Sequence[int], kind: str, payload: Mapping[str, str]) -> None:
         if apps:
             text = orjson.dumps(dict(payload)).decode()
             await self.conn.execute(iq.PHONE_EVENTS, list(apps), kind, [text] * len(apps))
 
-    async def apply(self, mo: Mo, did_id: int | None, effects: MoEffects) -> None:
+    async def apply(self, mo: Mo, did_id: int | None, effects: MoEffects, now: datetime) -> None:
         conn, phone = self.conn, mo.phone
         consent = (phone, effects.keyword, did_id, mo.message_sid)
         if effects.opt_out:
@@ -175,11 +242,32 @@ class MoTx:
                 [r.app_id for r in effects.replies], [r.body for r in effects.replies],
                 [r.kind for r in effects.replies],
             )
-        if effects.app_id is not None and effects.new_contact:
-            await conn.execute(iq.ADD_CONTACT, effects.app_id, phone)
-        if effects.app_id is not None and effects.incoming is not None:
-            await self._events([effects.app_id], INCOMING_MESSAGE, effects.incoming)
+        app = effects.app_id
+        if app is not None:
+            await self._app_effects(mo, did_id, app, effects, now)
         await conn.execute(iq.MO_DONE, mo.id, did_id, effects.app_id, effects.outcome)
+
+    async def _app_effects(self, mo: Mo, did_id: int | None, app: int, effects: MoEffects, now: datetime) -> None:
+        conn, phone = self.conn, mo.phone
+        if effects.new_contact:
+            await conn.execute(iq.ADD_CONTACT, app, phone)
+        if effects.session_seconds is not None:
+            await conn.execute(iq.TOUCH_SESSION, app, phone, did_id, now, float(effects.session_seconds))
+        if effects.subscribe:
+            await conn.execute(iq.SUBSCRIBE, app, phone, list(effects.subscribe), effects.subscribe_source)
+        if effects.await_confirmation is not None:
+            keyword, tags = effects.await_confirmation
+            await conn.execute(iq.AWAIT_CONFIRMATION, app, phone, keyword, list(tags), now)
+        if effects.confirmed:
+            await conn.execute(iq.CLEAR_CONFIRMATION, app, phone)
+        if effects.loop is not None:
+            loop = effects.loop
+            await conn.execute(iq.SAVE_LOOP_STATE, app, phone, list(loop.reply_times), loop.last_body,
+                               loop.last_mo_at, loop.repeats, loop.cooldown_until, loop.optout_sent, loop.help_sent)
+        if effects.loop_event:
+            await self._events([app], AUTO_REPLY_LOOP, {"phone_number": phone})
+        if effects.incoming is not None:
+            await self._events([app], INCOMING_MESSAGE, effects.incoming)
 
 
 @asynccontextmanager

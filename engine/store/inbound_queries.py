@@ -44,20 +44,61 @@ LEFT JOIN engine_provider p ON p.id = s.provider_id
 WHERE d.number = $1
 """
 SMSC_APPS: Final = """
-SELECT a.id, a.name, a.help_text, a.welcome_text, a.optout_text, a.optin_text, a.nomatch_text
+SELECT a.id, a.name, a.help_text, a.welcome_text, a.optout_text, a.optin_text, a.nomatch_text,
+       a.session_idle_seconds, a.loop_max_replies, a.loop_window_seconds, a.loop_max_repeats, a.loop_cooldown_seconds
 FROM engine_app a JOIN engine_smsc s ON s.id = $1
 WHERE a.smsc_id = $1
 ORDER BY a.id = s.app_id DESC, a.id
 """
-# Per app of $2: the phone's open session, whether they talked, whether it opted out, whether it texted before.
+# Per app of $2, as of $3: the phone's open session, whether they talked, whether it opted out, whether it texted
+# before, a double opt-in awaiting its YES, the tag of the app's latest tagged MT to it, its loop-detection state.
 PHONE_FACTS: Final = """
 SELECT a.id AS app_id,
        (SELECT max(s.opened_at) FROM engine_session s
-         WHERE s.app_id = a.id AND s.phone = $1 AND (s.expires_at IS NULL OR s.expires_at > now())) AS session_opened,
+         WHERE s.app_id = a.id AND s.phone = $1 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS session_opened,
        EXISTS (SELECT 1 FROM engine_outbound o WHERE o.recipient = $1 AND o.app_id = a.id) AS texted,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = a.id AND b.phone = $1) AS blacklisted,
-       EXISTS (SELECT 1 FROM engine_contact c WHERE c.app_id = a.id AND c.phone = $1) AS contact
+       EXISTS (SELECT 1 FROM engine_contact c WHERE c.app_id = a.id AND c.phone = $1) AS contact,
+       (SELECT p.tags FROM engine_pending_optin p WHERE p.app_id = a.id AND p.phone = $1 AND p.expires_at > $3)
+           AS pending_tags,
+       (SELECT o.tag FROM engine_outbound o WHERE o.recipient = $1 AND o.app_id = a.id AND o.tag IS NOT NULL
+         ORDER BY o.created_at DESC LIMIT 1) AS last_tag,
+       l.reply_times, l.last_body, l.last_mo_at, l.repeats, l.cooldown_until, l.optout_sent, l.help_sent
 FROM unnest($2::bigint[]) AS a(id)
+LEFT JOIN engine_loop_state l ON l.app_id = a.id AND l.phone = $1
+"""
+SMSC_KEYWORDS: Final = """
+SELECT keyword, mode, app_id, auto_subscribe, auto_subscribe_tags, double_opt_in, start_session, auto_response
+FROM engine_keyword WHERE smsc_id = $1 ORDER BY id
+"""
+# A session opened or extended by an MO lasts the app's idle time from now ($4).
+TOUCH_SESSION: Final = """
+INSERT INTO engine_session (app_id, phone, did_id, opened_at, expires_at)
+VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + make_interval(secs => $5))
+ON CONFLICT (app_id, phone) DO UPDATE
+SET expires_at = CASE WHEN engine_session.expires_at IS NULL THEN NULL ELSE EXCLUDED.expires_at END,
+    did_id = EXCLUDED.did_id
+"""
+SUBSCRIBE: Final = """
+INSERT INTO engine_subscription (app_id, phone, tag, source)
+SELECT $1, $2, t, $4 FROM unnest($3::text[]) AS t
+ON CONFLICT (app_id, phone, tag) DO NOTHING
+"""
+AWAIT_CONFIRMATION: Final = """
+INSERT INTO engine_pending_optin (app_id, phone, keyword, tags, expires_at)
+VALUES ($1, $2, $3, $4::text[], $5::timestamptz + interval '24 hours')
+ON CONFLICT (app_id, phone) DO UPDATE
+SET keyword = EXCLUDED.keyword, tags = EXCLUDED.tags, expires_at = EXCLUDED.expires_at
+"""
+CLEAR_CONFIRMATION: Final = "DELETE FROM engine_pending_optin WHERE app_id = $1 AND phone = $2"
+SAVE_LOOP_STATE: Final = """
+INSERT INTO engine_loop_state (app_id, phone, reply_times, last_body, last_mo_at, repeats, cooldown_until,
+                               optout_sent, help_sent)
+VALUES ($1, $2, $3::float8[], $4, $5, $6, $7, $8, $9)
+ON CONFLICT (app_id, phone) DO UPDATE
+SET reply_times = EXCLUDED.reply_times, last_body = EXCLUDED.last_body, last_mo_at = EXCLUDED.last_mo_at,
+    repeats = EXCLUDED.repeats, cooldown_until = EXCLUDED.cooldown_until, optout_sent = EXCLUDED.optout_sent,
+    help_sent = EXCLUDED.help_sent
 """
 BLACKLIST_KEYWORD: Final = """
 INSERT INTO engine_blacklist (app_id, phone, reason)
