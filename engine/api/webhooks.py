@@ -18,9 +18,9 @@ from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
 
 from engine.dispatch import statuses as st
-from engine.dispatch.batcher import Batcher
 from engine.metrics import Metrics
 from engine.providers.twilio import validate_twilio_signature
+from engine.runtime.batcher import Batcher
 from engine.store import queries as q
 
 log = logging.getLogger(__name__)

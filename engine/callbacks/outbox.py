@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,14 +34,13 @@ import orjson
 
 from engine.callbacks.events import encode_form
 from engine.callbacks.signing import sign
-from engine.dispatch.batcher import Batcher
-from engine.dispatch.tasks import TaskGroup
 from engine.providers.twilio import parse_retry_after
+from engine.runtime.batcher import Batcher
+from engine.runtime.clock import Clock
+from engine.runtime.tasks import TaskGroup
 from engine.store import outbox_queries as oq
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 DAY: Final = 86400.0
 NO_GATEWAY: Final = "no gateway_url"

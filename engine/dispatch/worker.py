@@ -26,13 +26,13 @@ import orjson
 from engine.callbacks import events as ev
 from engine.config import Settings
 from engine.dispatch import statuses as st
-from engine.dispatch.batcher import Batcher
 from engine.dispatch.breaker import ProviderGate
-from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
 from engine.phone import is_test_number
 from engine.providers import OutboundRequest, Provider, SendResult
 from engine.providers.twilio import TwilioClient
+from engine.runtime.batcher import Batcher
+from engine.runtime.tasks import TaskGroup
 from engine.segment import UCS2, analyze
 from engine.store import lease_queries as lq
 from engine.store import outbox_queries as oq
