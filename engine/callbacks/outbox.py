@@ -32,7 +32,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from engine.callbacks.events import encode_form
+from engine.callbacks.form import encode_form
 from engine.callbacks.signing import sign
 from engine.providers.twilio import parse_retry_after
 from engine.runtime.batcher import Batcher

@@ -23,9 +23,9 @@ import aiohttp
 import asyncpg
 import orjson
 
-from engine.callbacks import events as ev
+from engine import events as ev
+from engine import statuses as st
 from engine.config import Settings
-from engine.dispatch import statuses as st
 from engine.dispatch.breaker import ProviderGate
 from engine.metrics import Metrics
 from engine.phone import is_test_number
