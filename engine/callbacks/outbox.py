@@ -24,13 +24,11 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 import asyncpg
-import orjson
 
 from engine.callbacks.form import encode_form
 from engine.callbacks.signing import sign
@@ -38,7 +36,9 @@ from engine.providers.twilio import parse_retry_after
 from engine.runtime.batcher import Batcher
 from engine.runtime.clock import Clock
 from engine.runtime.tasks import TaskGroup
-from engine.store import outbox_queries as oq
+from engine.store import outbox as store
+from engine.store.database import DB_ERRORS, Pool
+from engine.store.outbox import ClaimedEvent, FailedAttempt
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,6 @@ DAY: Final = 86400.0
 NO_GATEWAY: Final = "no gateway_url"
 USER_AGENT: Final = "sms-engine-callbacks/1"
 _ERROR_TEXT: Final = 200  # characters of a failed response's body kept as last_error
-_DB_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A claimed outbox row with what delivering it needs."""
-
-    id: int
-    event_id: str
-    app_id: int
-    type: str
-    payload: Mapping[str, object]
-    attempts: int  # before this one
-    gateway_url: str | None
-    secret: str
-    concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +89,7 @@ class OutboxDeliverer:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         *,
         dsn: str | None = None,
         clock: Clock = time.time,
@@ -181,7 +165,7 @@ class OutboxDeliverer:
         try:
             listener = await asyncpg.connect(self.dsn)
             await listener.add_listener("engine_outbox", self._on_notify)
-        except _DB_ERRORS:
+        except DB_ERRORS:
             log.warning("outbox: LISTEN failed; polling every %.1fs", self.poll_seconds, exc_info=True)
             return None
         return listener
@@ -205,11 +189,11 @@ class OutboxDeliverer:
         try:
             await self.results.drain()
             # Whatever was claimed but not attempted (or whose result could not be written) comes due now.
-            await self.pool.execute(oq.RELEASE, self.deliverer_id, self._offset())
-        except _DB_ERRORS:
+            await store.release(self.pool, self.deliverer_id, offset=self._offset())
+        except DB_ERRORS:
             log.warning("outbox: releasing claims failed; they return when their lease ends", exc_info=True)
         if listener is not None:
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await listener.close()
         if own_session and self.session is not None:
             await self.session.close()
@@ -225,7 +209,7 @@ class OutboxDeliverer:
             full = self._full_apps()
             try:
                 count = await self.claim_once(full)
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 log.exception("outbox: claim failed; retrying")
                 await self._sleep_or_wake(self.poll_seconds)
                 continue
@@ -234,24 +218,17 @@ class OutboxDeliverer:
 
     async def claim_once(self, full: list[int] | None = None) -> int:
         """Claim one batch of due events and start delivering them; returns how many were claimed."""
-        rows = await self.pool.fetch(
-            oq.CLAIM, self._offset(), self.deliverer_id, self.batch, self.lease_seconds,
-            self._full_apps() if full is None else full,
+        events = await store.claim(
+            self.pool, offset=self._offset(), deliverer_id=self.deliverer_id, limit=self.batch,
+            lease_seconds=self.lease_seconds, skip_apps=self._full_apps() if full is None else full,
         )
-        for r in rows:
-            payload = r["payload"]
-            event = Event(
-                id=r["id"], event_id=r["event_id"], app_id=r["app_id"], type=r["type"],
-                payload=orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
-                attempts=r["attempts"], gateway_url=r["gateway_url"], secret=r["callback_secret"],
-                concurrency=r["callback_concurrency"],
-            )
+        for event in events:
             lane = self._lane(event.app_id, event.concurrency)
             lane.held += 1
             task = asyncio.create_task(self._deliver(event, lane), name=f"outbox:{event.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(rows)
+        return len(events)
 
     def _lane(self, app_id: int, limit: int) -> _Lane:
         lane = self.lanes.get(app_id)
@@ -266,12 +243,12 @@ class OutboxDeliverer:
     async def _idle_wait(self, full: list[int]) -> float:
         """Sleep until the next retry is due, at most one poll interval."""
         try:
-            nxt = await self.pool.fetchval(oq.NEXT_DUE, self._offset(), full)
-        except _DB_ERRORS:
+            nxt = await store.seconds_until_due(self.pool, offset=self._offset(), skip_apps=full)
+        except DB_ERRORS:
             return self.poll_seconds
         if nxt is None:
             return self.poll_seconds
-        return max(0.0, min(float(nxt), self.poll_seconds))
+        return max(0.0, min(nxt, self.poll_seconds))
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         if seconds <= 0 or self.stopping:
@@ -280,7 +257,7 @@ class OutboxDeliverer:
             await asyncio.wait_for(self.wake.wait(), seconds)
 
     # ---- delivering -------------------------------------------------------------------------------
-    async def _deliver(self, event: Event, lane: _Lane) -> None:
+    async def _deliver(self, event: ClaimedEvent, lane: _Lane) -> None:
         try:
             async with lane.slots:
                 if self.stopping:
@@ -298,7 +275,7 @@ class OutboxDeliverer:
             if lane.held == lane.limit * self.backlog_per_slot - 1:
                 self.wake.set()  # the lane has room again: its app may be claimed for
 
-    async def post(self, event: Event) -> Outcome:
+    async def post(self, event: ClaimedEvent) -> Outcome:
         """One signed POST of *event* to its application's gateway; never raises for network trouble."""
         if not event.gateway_url:
             return Outcome(event.id, ok=False, error=NO_GATEWAY, give_up=True, attempts=event.attempts)
@@ -331,23 +308,13 @@ class OutboxDeliverer:
 
     # ---- recording --------------------------------------------------------------------------------
     async def _write(self, batch: list[Outcome]) -> None:
-        ok = [o.id for o in batch if o.ok]
-        failed = [o for o in batch if not o.ok]
-        offset = self._offset()
-        async with self.pool.acquire() as conn, conn.transaction():
-            if ok:
-                await conn.execute(oq.MARK_DELIVERED, ok, offset)
-            if failed:
-                await conn.execute(
-                    oq.MARK_FAILED,
-                    [o.id for o in failed],
-                    offset,
-                    self.max_age,
-                    [self._delay(o) for o in failed],
-                    [(o.error or "failed")[:1000] for o in failed],
-                    [o.give_up for o in failed],
-                    self.deliverer_id,
-                )
+        failed = [
+            FailedAttempt(o.id, self._delay(o), o.error or "failed", o.give_up) for o in batch if not o.ok
+        ]
+        await store.record_attempts(
+            self.pool, delivered=[o.id for o in batch if o.ok], failed=failed, offset=self._offset(),
+            max_age=self.max_age, deliverer_id=self.deliverer_id,
+        )
         if failed:
             self.wake.set()  # retries may now be due sooner than the claim loop's idle wait
 
@@ -362,8 +329,10 @@ class OutboxDeliverer:
         while not self.stopping:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                await self.pool.execute(oq.HEARTBEAT, self.deliverer_id, self._offset(), self.lease_seconds)
-            except _DB_ERRORS:
+                await store.renew_leases(
+                    self.pool, self.deliverer_id, offset=self._offset(), lease_seconds=self.lease_seconds
+                )
+            except DB_ERRORS:
                 log.exception("outbox: lease heartbeat failed")
 
     def stats(self) -> dict[str, Any]:

@@ -773,15 +773,16 @@ class Worker:
     # ---- leases -------------------------------------------------------------------------------------
     async def _lease_loop(self) -> None:
         """Keep our claims alive; return dead workers' claims to the queue."""
-        recover_sending = (
-            q.RECOVER_SENDING_UNKNOWN if self.settings.delivery == "at-most-once" else q.RECOVER_SENDING_REQUEUE
-        )
+        at_most_once = self.settings.delivery == "at-most-once"
         while not self.stopping:
             try:
                 async with self.pool.acquire() as conn:
                     await conn.execute(q.HEARTBEAT, self.worker_id, self.settings.lease_seconds)
-                    recovered = await conn.execute(q.RECOVER_CLAIMED)
-                    await conn.execute(recover_sending)
+                    recovered = await conn.execute(q.REQUEUE_EXPIRED, "claimed")
+                    if at_most_once:
+                        await conn.execute(q.RECOVER_SENDING_UNKNOWN)
+                    else:
+                        await conn.execute(q.REQUEUE_EXPIRED, "sending")
                 if recovered != "UPDATE 0":
                     self.wake.set()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
