@@ -308,7 +308,7 @@ async def test_shutdown_releases_unattempted_claims(pool: asyncpg.Pool, db_dsn: 
             "SELECT count(*) FROM engine_outbox WHERE next_attempt_at <= now() + interval '1 second'") >= 4
 
 
-# ---- one rule for emitting events ---------------------------------------------------------------------
+# ---- one rule for emitting events; LISTEN that survives a dropped connection ----------------------
 
 async def test_events_of_apps_without_a_gateway_are_kept_in_order(pool: asyncpg.Pool) -> None:
     gw_id, _ = await _app(pool, "gw", "http://127.0.0.1:9/cb")
@@ -322,3 +322,28 @@ async def test_events_of_apps_without_a_gateway_are_kept_in_order(pool: asyncpg.
     assert [(r["event_id"], r["app_id"], r["type"]) for r in rows] == [
         (i, e.app_id, e.type) for i, e in zip(ids, events, strict=True)]
 
+
+async def _listening_pid(pool: asyncpg.Pool, channel: str) -> int | None:
+    pid: int | None = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
+        f'LISTEN "{channel}"')
+    return pid
+
+
+async def test_deliverer_listens_again_after_its_connection_is_killed(pool: asyncpg.Pool, db_dsn: str) -> None:
+    async with Gateway() as gateway:
+        app_id, _ = await _app(pool, "lib", gateway.url)
+        async with delivering(pool, db_dsn) as deliverer:
+            await _until(lambda: _listening_pid(pool, "engine_outbox"), what="LISTEN")
+            first = await _listening_pid(pool, "engine_outbox")
+            assert await pool.fetchval("SELECT pg_terminate_backend($1)", first)
+            # (The listener retries after 1 s; events keep flowing by the poll meanwhile.)
+            await _until(lambda: _new_listener(pool, first), what="LISTEN again")
+            await _enqueue(pool, app_id, 2)
+            await _until(lambda: _all_delivered(pool), what="delivered")
+            assert deliverer.delivered == 2
+
+
+async def _new_listener(pool: asyncpg.Pool, old: int | None) -> bool:
+    pid = await _listening_pid(pool, "engine_outbox")
+    return pid is not None and pid != old

@@ -11,7 +11,9 @@ One `OutboxDeliverer.run(stop)` task per engine process (several processes share
   backoff and jitter (base·2^n, capped, times 0.5–1.0; a longer Retry-After is honoured) until the
   event is `max_age` old, then it is dead-lettered with its last error (`engine app status NAME`).
   An application without a gateway URL gets its events dead-lettered at once ('no gateway_url');
-- results are written in batches (one UPDATE … FROM unnest per outcome kind, in one transaction).
+- results are written in batches (one UPDATE … FROM unnest per outcome kind, in one transaction);
+- with a DSN it LISTENs for new events on its own connection, reconnecting when it drops (until then,
+  and without a DSN, it polls every `poll_seconds`).
 
 Delivery is at least once: a receiver deduplicates on `event_id`, the same on every attempt.
 """
@@ -28,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
-import asyncpg
 
 from engine.callbacks.form import encode_form
 from engine.callbacks.signing import sign
@@ -36,6 +37,7 @@ from engine.providers.twilio import parse_retry_after
 from engine.runtime.batcher import Batcher
 from engine.runtime.clock import Clock
 from engine.runtime.tasks import TaskGroup
+from engine.store import notify
 from engine.store import outbox as store
 from engine.store.database import DB_ERRORS, Pool
 from engine.store.outbox import ClaimedEvent, FailedAttempt
@@ -144,9 +146,11 @@ class OutboxDeliverer:
         if self.session is None:
             # Concurrency is bounded per application by the lanes, not by the connector.
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-        listener = await self._listen()
         try:
             async with TaskGroup("outbox") as tasks:
+                if self.dsn is not None:
+                    listener = notify.listener(self.dsn, notify.OUTBOX, self.wake, name="outbox")
+                    tasks.spawn(listener.run(), name="listen")
                 tasks.spawn(self.results.run(), name="results")
                 tasks.spawn(self._lease_loop(), name="leases")
                 claimer = tasks.spawn(self._claim_loop(), name="claim")
@@ -157,21 +161,7 @@ class OutboxDeliverer:
                 await self._finish_in_flight(min(self.request_timeout, 5.0))
         finally:
             self.stopping = True
-            await self._shutdown(listener, own_session)
-
-    async def _listen(self) -> asyncpg.Connection | None:
-        if self.dsn is None:
-            return None
-        try:
-            listener = await asyncpg.connect(self.dsn)
-            await listener.add_listener("engine_outbox", self._on_notify)
-        except DB_ERRORS:
-            log.warning("outbox: LISTEN failed; polling every %.1fs", self.poll_seconds, exc_info=True)
-            return None
-        return listener
-
-    def _on_notify(self, *_: object) -> None:
-        self.wake.set()
+            await self._shutdown(own_session)
 
     async def _finish_in_flight(self, grace: float) -> None:
         if self._tasks:
@@ -181,7 +171,7 @@ class OutboxDeliverer:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _shutdown(self, listener: asyncpg.Connection | None, own_session: bool) -> None:
+    async def _shutdown(self, own_session: bool) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -192,9 +182,6 @@ class OutboxDeliverer:
             await store.release(self.pool, self.deliverer_id, offset=self._offset())
         except DB_ERRORS:
             log.warning("outbox: releasing claims failed; they return when their lease ends", exc_info=True)
-        if listener is not None:
-            with contextlib.suppress(*DB_ERRORS):
-                await listener.close()
         if own_session and self.session is not None:
             await self.session.close()
             self.session = None

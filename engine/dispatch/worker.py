@@ -35,6 +35,7 @@ from engine.runtime.batcher import Batcher
 from engine.runtime.tasks import TaskGroup
 from engine.segment import UCS2, analyze
 from engine.store import lease_queries as lq
+from engine.store import notify
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
 from engine.throttle import Decision, Scheduler
@@ -177,23 +178,9 @@ class Worker:
         self.wake.set()
 
     async def _listen_loop(self) -> None:
-        """LISTEN for new rows on a dedicated connection; reconnect when it drops (a lost NOTIFY only
-        costs the poll interval)."""
-        while not self.stopping:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                await conn.add_listener("engine_outbound", self._on_notify)
-                self.wake.set()  # anything inserted while we were not listening
-                while not conn.is_closed() and not self.stopping:
-                    await asyncio.sleep(0.5)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
-            if not self.stopping:
-                await asyncio.sleep(1.0)
+        """LISTEN for new rows on a dedicated connection, reconnecting when it drops (a lost NOTIFY only
+        costs the poll interval); ends with the task group."""
+        await notify.listener(self.dsn, notify.NEW_MESSAGES, self.wake, name="worker").run()
 
     # ---- topology ---------------------------------------------------------------------------------
     async def refresh_topology(self) -> None:
