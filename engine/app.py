@@ -17,11 +17,11 @@ from engine.api.health import HealthApi
 from engine.api.webhooks import StatusIntake
 from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
-from engine.dispatch.tasks import TaskGroup
 from engine.dispatch.worker import Worker
 from engine.inbound.mo import MoIntake
 from engine.inbound.processor import MoProcessor
 from engine.metrics import Metrics
+from engine.runtime.tasks import TaskGroup
 from engine.store.database import Database
 
 log = logging.getLogger(__name__)

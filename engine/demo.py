@@ -19,8 +19,7 @@ import orjson
 from engine.app import Runtime, run_engine
 from engine.config import Settings
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
-from engine.store import admin
-from engine.store import queries as q
+from engine.store import admin, outbound
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
 
@@ -88,11 +87,6 @@ async def _start_carrier(failure_rate: float) -> tuple[asyncio.subprocess.Proces
     return proc, text.rsplit(" ", 1)[1]
 
 
-async def _counts(db: Database, app_id: int) -> dict[str, int]:
-    rows = await db.pool.fetch(q.COUNT_BY_STATE, app_id)
-    return {r["state"]: r["n"] for r in rows}
-
-
 def _bar(counts: dict[str, int], total: int, started: float, capacity_per_s: float, tty: bool) -> None:
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     sent = done + counts.get("sent", 0)
@@ -121,7 +115,7 @@ async def run_demo(
     stop = asyncio.Event()
     engine_task: asyncio.Task[None] | None = None
     try:
-        await db.pool.execute(q.DELETE_APP, DEMO_APP)  # a fresh demo app each run
+        await admin.delete_app(db.pool, DEMO_APP)  # a fresh demo app each run
         app = await admin.create_app(db.pool, DEMO_APP)
         await admin.add_provider(db.pool, DEMO_APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
                                  auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
@@ -146,7 +140,7 @@ async def run_demo(
         tty = sys.stderr.isatty()
         last_print = 0.0
         while True:
-            counts = await _counts(db, app.app_id)
+            counts = await outbound.count_by_state(db.pool, app.app_id)
             done = sum(counts.get(s, 0) for s in FINAL_STATES)
             now = time.monotonic()
             if now - last_print >= (0.5 if tty else 5.0) or done >= messages:

@@ -9,12 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from engine.errors import InvalidInput
 from engine.phone import to_e164
-from engine.store import queries as q
+from engine.store import outbound
 from engine.store.admin import get_app
+from engine.store.database import Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,37 +26,28 @@ class Outgoing:
     on: datetime | None = None
 
 
-async def submit_many(pool: asyncpg.Pool, app: str, messages: Iterable[Outgoing]) -> list[int]:
-    """Queue *messages* for *app* in one transaction; returns their ids in order.
+async def submit_many(pool: Pool, app: str, messages: Iterable[Outgoing]) -> list[int]:
+    """Queue *messages* for *app* in one statement; returns their ids in order.
 
     Every recipient is validated first: one invalid number rejects the whole batch, nothing queued.
     """
     items = list(messages)
-    recipients: list[str] = []
+    rows: list[outbound.NewMessage] = []
     for i, m in enumerate(items):
         e164 = to_e164(m.recipient)
         if e164 is None:
             raise InvalidInput(f"messages[{i}].recipient", f"{m.recipient!r} is not a valid phone number")
         if m.on is not None and m.on.tzinfo is None:
             raise InvalidInput(f"messages[{i}].on", "must be timezone-aware")
-        recipients.append(e164)
-    if not items:
+        rows.append(outbound.NewMessage(e164, m.body, m.tag, m.on))
+    if not rows:
         return []
-    async with pool.acquire() as conn, conn.transaction():
-        row = await get_app(conn, app)
-        records = await conn.fetch(
-            q.SUBMIT_MANY,
-            row.id,
-            recipients,
-            [m.body for m in items],
-            [m.tag for m in items],
-            [m.on for m in items],
-        )
-    return [r["id"] for r in records]
+    app_row = await get_app(pool, app)
+    return await outbound.queue(pool, app_row.id, rows)
 
 
 async def submit(
-    pool: asyncpg.Pool, app: str, recipient: str, body: str, *, tag: str | None = None, on: datetime | None = None
+    pool: Pool, app: str, recipient: str, body: str, *, tag: str | None = None, on: datetime | None = None
 ) -> int:
     """Queue one message; returns its id."""
     (message_id,) = await submit_many(pool, app, [Outgoing(recipient, body, tag, on)])

@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import events as ev
 from engine import statuses as sts
-from engine.callbacks import events as ev
 from engine.dispatch.admit import fact_requests, prepare_all, triage
 from engine.policy import admission as policy
 from engine.policy.admission import AppRules, BodyLimits, Facts

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.callbacks import events
+from engine import events
+from engine.callbacks import form
 from engine.callbacks.outbox import backoff_delay
 from engine.callbacks.signing import (
     SIGNATURE_HEADER,
@@ -66,12 +67,12 @@ def test_form_has_envelope_then_sorted_fields_as_strings() -> None:
         "status": 2, "final": True, "message_id": 42, "error_code": None, "phone_numbers": ["+1", "+2"],
         "type": "forged", "event_id": "forged",
     }
-    fields = events.form_fields("delivery_report", 7, "e-1", payload)
+    fields = form.form_fields("delivery_report", 7, "e-1", payload)
     assert fields == [
         ("type", "delivery_report"), ("app_id", "7"), ("event_id", "e-1"),
         ("final", "true"), ("message_id", "42"), ("phone_numbers", "+1,+2"), ("status", "2"),
     ]
-    raw = events.encode_form("incoming_message", 7, "e-2", {"body": "Héllo & bye=1", "auto_subscribe": False})
+    raw = form.encode_form("incoming_message", 7, "e-2", {"body": "Héllo & bye=1", "auto_subscribe": False})
     assert dict(parse_qsl(raw.decode())) == {
         "type": "incoming_message", "app_id": "7", "event_id": "e-2", "auto_subscribe": "false",
         "body": "Héllo & bye=1",

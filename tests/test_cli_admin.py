@@ -12,11 +12,11 @@ import os
 import sys
 
 import asyncpg
-import orjson
 import pytest
 
+from engine.events import PHONE_BLACKLISTED, phone_event
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, FakeCarrier
-from engine.store import outbox_queries as oq
+from engine.store.outbox import NewEvent, enqueue_events
 
 pytestmark = pytest.mark.system
 
@@ -100,9 +100,8 @@ async def test_app_status_shows_queue_outbox_and_dead_letters(db_dsn: str, pool:
         "INSERT INTO engine_outbound (app_id, recipient, body, state, status) VALUES "
         "($1, '+13472643707', 'a', 'queued', 0), ($1, '+13472643708', 'b', 'delivered', 1), "
         "($1, '+13472643709', 'c', 'delivered', 1)", app_id)
-    payload = orjson.dumps({"phone_number": "+13472643707"}).decode()
-    for _ in range(3):
-        await pool.fetchval(oq.ENQUEUE, app_id, "phone_blacklisted", payload)
+    async with pool.acquire() as conn:
+        await enqueue_events(conn, [NewEvent(app_id, PHONE_BLACKLISTED, phone_event("+13472643707"))] * 3)
     await pool.execute("UPDATE engine_outbox SET state = 'delivered' WHERE id = (SELECT min(id) FROM engine_outbox)")
     await pool.execute(
         "UPDATE engine_outbox SET state = 'dead', attempts = 17, last_error = 'HTTP 503: try later' "

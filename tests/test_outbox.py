@@ -17,10 +17,12 @@ import pytest
 
 from engine.app_settings import AppChanges
 from engine.callbacks.outbox import NO_GATEWAY, OutboxDeliverer
+from engine.events import phone_event
 from engine.providers.fake import NOT_MOBILE_NUMBER
 from engine.store import admin
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
+from engine.store.outbox import NewEvent, enqueue_events
 from engine.submit import Outgoing, submit, submit_many
 from tests.gateway import Gateway
 from tests.harness import carrier, engine_running, setup_app, wait_final
@@ -61,10 +63,8 @@ async def _app(pool: asyncpg.Pool, name: str, gateway_url: str | None, concurren
 
 
 async def _enqueue(pool: asyncpg.Pool, app_id: int, n: int, kind: str = "phone_blacklisted") -> list[str]:
-    return [
-        str(await pool.fetchval(oq.ENQUEUE, app_id, kind, orjson.dumps({"phone_number": f"+1347264{i:04d}"}).decode()))
-        for i in range(n)
-    ]
+    async with pool.acquire() as conn:
+        return await enqueue_events(conn, [NewEvent(app_id, kind, phone_event(f"+1347264{i:04d}")) for i in range(n)])
 
 
 async def _states(pool: asyncpg.Pool) -> Counter[str]:
@@ -306,3 +306,44 @@ async def test_shutdown_releases_unattempted_claims(pool: asyncpg.Pool, db_dsn: 
         assert all(r["state"] == "pending" and r["claimed_by"] is None for r in rows)
         assert await pool.fetchval(
             "SELECT count(*) FROM engine_outbox WHERE next_attempt_at <= now() + interval '1 second'") >= 4
+
+
+# ---- one rule for emitting events; LISTEN that survives a dropped connection ----------------------
+
+async def test_events_of_apps_without_a_gateway_are_kept_in_order(pool: asyncpg.Pool) -> None:
+    gw_id, _ = await _app(pool, "gw", "http://127.0.0.1:9/cb")
+    quiet_id, _ = await _app(pool, "quiet", None)
+    events = [NewEvent(app, kind, phone_event("+13472643707"))
+              for app, kind in [(quiet_id, "phone_blacklisted"), (gw_id, "phone_unblacklisted"),
+                                (quiet_id, "session_closed")]]
+    async with pool.acquire() as conn:
+        ids = await enqueue_events(conn, events)
+    rows = await pool.fetch("SELECT event_id::text AS event_id, app_id, type FROM engine_outbox ORDER BY id")
+    assert [(r["event_id"], r["app_id"], r["type"]) for r in rows] == [
+        (i, e.app_id, e.type) for i, e in zip(ids, events, strict=True)]
+
+
+async def _listening_pid(pool: asyncpg.Pool, channel: str) -> int | None:
+    pid: int | None = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
+        f'LISTEN "{channel}"')
+    return pid
+
+
+async def test_deliverer_listens_again_after_its_connection_is_killed(pool: asyncpg.Pool, db_dsn: str) -> None:
+    async with Gateway() as gateway:
+        app_id, _ = await _app(pool, "lib", gateway.url)
+        async with delivering(pool, db_dsn) as deliverer:
+            await _until(lambda: _listening_pid(pool, "engine_outbox"), what="LISTEN")
+            first = await _listening_pid(pool, "engine_outbox")
+            assert await pool.fetchval("SELECT pg_terminate_backend($1)", first)
+            # (The listener retries after 1 s; events keep flowing by the poll meanwhile.)
+            await _until(lambda: _new_listener(pool, first), what="LISTEN again")
+            await _enqueue(pool, app_id, 2)
+            await _until(lambda: _all_delivered(pool), what="delivered")
+            assert deliverer.delivered == 2
+
+
+async def _new_listener(pool: asyncpg.Pool, old: int | None) -> bool:
+    pid = await _listening_pid(pool, "engine_outbox")
+    return pid is not None and pid != old

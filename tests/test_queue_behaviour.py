@@ -222,3 +222,39 @@ async def test_counts_by_state_query(pool: asyncpg.Pool) -> None:
     await submit_many(pool, "c", [Outgoing("+13472643707", f"{i}") for i in range(3)])
     rows = await pool.fetch(q.COUNT_BY_STATE, app_id)
     assert Counter({r["state"]: r["n"] for r in rows}) == Counter({"queued": 3})
+
+
+async def test_requeue_expired_takes_only_the_state_it_is_given(pool: asyncpg.Pool) -> None:
+    await pool.execute("INSERT INTO engine_app (name) VALUES ('r')")
+    ids = {}
+    for state, lease in [("claimed", -5), ("sending", -5), ("claimed", 60), ("sending", 60)]:
+        ids[state, lease] = await pool.fetchval(
+            "INSERT INTO engine_outbound (app_id, recipient, body, state, claimed_by, lease_until) "
+            "SELECT id, '+13472643707', $1, $2, 'gone', now() + make_interval(secs => $3) FROM engine_app "
+            "RETURNING id", f"{state}{lease}", state, float(lease))
+
+    async def states() -> dict[tuple[str, int], str]:
+        got = {r["id"]: r["state"] for r in await pool.fetch("SELECT id, state FROM engine_outbound")}
+        return {k: got[v] for k, v in ids.items()}
+
+    assert await pool.execute(q.REQUEUE_EXPIRED, "claimed") == "UPDATE 1"
+    assert (await states())[("claimed", -5)] == "queued" and (await states())[("sending", -5)] == "sending"
+    assert await pool.execute(q.REQUEUE_EXPIRED, "sending") == "UPDATE 1"
+    assert await states() == {("claimed", -5): "queued", ("sending", -5): "queued",
+                              ("claimed", 60): "claimed", ("sending", 60): "sending"}
+
+
+async def test_generic_plan_of_lease_recovery_uses_the_lease_index(pool: asyncpg.Pool) -> None:
+    """REQUEUE_EXPIRED takes its state as a parameter; its literal IN list keeps the partial index usable
+    by the generic plan, so the recovery every few seconds never reads the table's history."""
+    await pool.execute("INSERT INTO engine_app (name) VALUES ('g')")
+    await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state) "
+                       "SELECT id, '+13472643707', 'b' || g, 'delivered' FROM engine_app, generate_series(1, 5000) g")
+    await pool.execute("ANALYZE engine_outbound")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute("PREPARE recover(text) AS " + q.REQUEUE_EXPIRED)
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN EXECUTE recover('claimed')"))
+        await conn.execute("DEALLOCATE recover")
+    assert "$1" in plan, plan  # really the generic plan
+    assert "Seq Scan on engine_outbound" not in plan, plan

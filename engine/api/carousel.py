@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiohttp
-import asyncpg
 import orjson
 from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
@@ -34,6 +33,7 @@ from engine.policy.admission import prepare
 from engine.providers.twilio import TwilioClient
 from engine.store import carousel as store
 from engine.store.admin import hash_api_key
+from engine.store.database import Pool
 
 __all__ = ["ApiError", "CarouselApi"]
 
@@ -103,7 +103,7 @@ class CarouselApi:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         settings: Settings,
         *,
         clock: Callable[[], datetime] = _now,

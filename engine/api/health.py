@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.metrics import Metrics
-from engine.store import queries as q
+from engine.store import outbound, outbox
+from engine.store.database import DB_ERRORS, Pool, ping
 
 
 class HealthApi:
     """Serves health and metrics for one engine process."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics) -> None:
+    def __init__(self, pool: Pool, metrics: Metrics) -> None:
         self.pool = pool
         self.metrics = metrics
 
     async def _depths(self) -> tuple[dict[str, int], int]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(q.QUEUE_DEPTH)
-            backlog: int = await conn.fetchval(q.CALLBACK_BACKLOG)
-        return {r["state"]: r["n"] for r in rows}, backlog
+        return await outbound.queue_depth(self.pool), await outbox.backlog(self.pool)
 
     async def healthz(self, _: web.Request) -> web.Response:
         try:
-            await self.pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await ping(self.pool)
+        except DB_ERRORS as exc:
             return web.json_response({"ok": False, "database": type(exc).__name__}, status=503)
         return web.json_response({"ok": True})
 

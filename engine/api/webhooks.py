@@ -12,16 +12,19 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
 
 from engine import statuses as st
-from engine.dispatch.batcher import Batcher
 from engine.metrics import Metrics
 from engine.providers.twilio import validate_twilio_signature
+from engine.runtime.batcher import Batcher
 from engine.store import queries as q
+
+if TYPE_CHECKING:
+    import asyncpg  # the pool's type only (to become engine.store.database.Pool when this module moves)
 
 log = logging.getLogger(__name__)
 

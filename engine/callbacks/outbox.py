@@ -11,7 +11,9 @@ One `OutboxDeliverer.run(stop)` task per engine process (several processes share
   backoff and jitter (base·2^n, capped, times 0.5–1.0; a longer Retry-After is honoured) until the
   event is `max_age` old, then it is dead-lettered with its last error (`engine app status NAME`).
   An application without a gateway URL gets its events dead-lettered at once ('no gateway_url');
-- results are written in batches (one UPDATE … FROM unnest per outcome kind, in one transaction).
+- results are written in batches (one UPDATE … FROM unnest per outcome kind, in one transaction);
+- with a DSN it LISTENs for new events on its own connection, reconnecting when it drops (until then,
+  and without a DSN, it polls every `poll_seconds`).
 
 Delivery is at least once: a receiver deduplicates on `event_id`, the same on every attempt.
 """
@@ -24,45 +26,28 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
-import asyncpg
-import orjson
 
-from engine.callbacks.events import encode_form
+from engine.callbacks.form import encode_form
 from engine.callbacks.signing import sign
-from engine.dispatch.batcher import Batcher
-from engine.dispatch.tasks import TaskGroup
 from engine.providers.twilio import parse_retry_after
-from engine.store import outbox_queries as oq
+from engine.runtime.batcher import Batcher
+from engine.runtime.clock import Clock
+from engine.runtime.tasks import TaskGroup
+from engine.store import notify
+from engine.store import outbox as store
+from engine.store.database import DB_ERRORS, Pool
+from engine.store.outbox import ClaimedEvent, FailedAttempt
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 DAY: Final = 86400.0
 NO_GATEWAY: Final = "no gateway_url"
 USER_AGENT: Final = "sms-engine-callbacks/1"
 _ERROR_TEXT: Final = 200  # characters of a failed response's body kept as last_error
-_DB_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A claimed outbox row with what delivering it needs."""
-
-    id: int
-    event_id: str
-    app_id: int
-    type: str
-    payload: Mapping[str, object]
-    attempts: int  # before this one
-    gateway_url: str | None
-    secret: str
-    concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +91,7 @@ class OutboxDeliverer:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         *,
         dsn: str | None = None,
         clock: Clock = time.time,
@@ -161,9 +146,11 @@ class OutboxDeliverer:
         if self.session is None:
             # Concurrency is bounded per application by the lanes, not by the connector.
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-        listener = await self._listen()
         try:
             async with TaskGroup("outbox") as tasks:
+                if self.dsn is not None:
+                    listener = notify.listener(self.dsn, notify.OUTBOX, self.wake, name="outbox")
+                    tasks.spawn(listener.run(), name="listen")
                 tasks.spawn(self.results.run(), name="results")
                 tasks.spawn(self._lease_loop(), name="leases")
                 claimer = tasks.spawn(self._claim_loop(), name="claim")
@@ -174,21 +161,7 @@ class OutboxDeliverer:
                 await self._finish_in_flight(min(self.request_timeout, 5.0))
         finally:
             self.stopping = True
-            await self._shutdown(listener, own_session)
-
-    async def _listen(self) -> asyncpg.Connection | None:
-        if self.dsn is None:
-            return None
-        try:
-            listener = await asyncpg.connect(self.dsn)
-            await listener.add_listener("engine_outbox", self._on_notify)
-        except _DB_ERRORS:
-            log.warning("outbox: LISTEN failed; polling every %.1fs", self.poll_seconds, exc_info=True)
-            return None
-        return listener
-
-    def _on_notify(self, *_: object) -> None:
-        self.wake.set()
+            await self._shutdown(own_session)
 
     async def _finish_in_flight(self, grace: float) -> None:
         if self._tasks:
@@ -198,7 +171,7 @@ class OutboxDeliverer:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _shutdown(self, listener: asyncpg.Connection | None, own_session: bool) -> None:
+    async def _shutdown(self, own_session: bool) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -206,12 +179,9 @@ class OutboxDeliverer:
         try:
             await self.results.drain()
             # Whatever was claimed but not attempted (or whose result could not be written) comes due now.
-            await self.pool.execute(oq.RELEASE, self.deliverer_id, self._offset())
-        except _DB_ERRORS:
+            await store.release(self.pool, self.deliverer_id, offset=self._offset())
+        except DB_ERRORS:
             log.warning("outbox: releasing claims failed; they return when their lease ends", exc_info=True)
-        if listener is not None:
-            with contextlib.suppress(*_DB_ERRORS):
-                await listener.close()
         if own_session and self.session is not None:
             await self.session.close()
             self.session = None
@@ -226,7 +196,7 @@ class OutboxDeliverer:
             full = self._full_apps()
             try:
                 count = await self.claim_once(full)
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 log.exception("outbox: claim failed; retrying")
                 await self._sleep_or_wake(self.poll_seconds)
                 continue
@@ -235,24 +205,17 @@ class OutboxDeliverer:
 
     async def claim_once(self, full: list[int] | None = None) -> int:
         """Claim one batch of due events and start delivering them; returns how many were claimed."""
-        rows = await self.pool.fetch(
-            oq.CLAIM, self._offset(), self.deliverer_id, self.batch, self.lease_seconds,
-            self._full_apps() if full is None else full,
+        events = await store.claim(
+            self.pool, offset=self._offset(), deliverer_id=self.deliverer_id, limit=self.batch,
+            lease_seconds=self.lease_seconds, skip_apps=self._full_apps() if full is None else full,
         )
-        for r in rows:
-            payload = r["payload"]
-            event = Event(
-                id=r["id"], event_id=r["event_id"], app_id=r["app_id"], type=r["type"],
-                payload=orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
-                attempts=r["attempts"], gateway_url=r["gateway_url"], secret=r["callback_secret"],
-                concurrency=r["callback_concurrency"],
-            )
+        for event in events:
             lane = self._lane(event.app_id, event.concurrency)
             lane.held += 1
             task = asyncio.create_task(self._deliver(event, lane), name=f"outbox:{event.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(rows)
+        return len(events)
 
     def _lane(self, app_id: int, limit: int) -> _Lane:
         lane = self.lanes.get(app_id)
@@ -267,12 +230,12 @@ class OutboxDeliverer:
     async def _idle_wait(self, full: list[int]) -> float:
         """Sleep until the next retry is due, at most one poll interval."""
         try:
-            nxt = await self.pool.fetchval(oq.NEXT_DUE, self._offset(), full)
-        except _DB_ERRORS:
+            nxt = await store.seconds_until_due(self.pool, offset=self._offset(), skip_apps=full)
+        except DB_ERRORS:
             return self.poll_seconds
         if nxt is None:
             return self.poll_seconds
-        return max(0.0, min(float(nxt), self.poll_seconds))
+        return max(0.0, min(nxt, self.poll_seconds))
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         if seconds <= 0 or self.stopping:
@@ -281,7 +244,7 @@ class OutboxDeliverer:
             await asyncio.wait_for(self.wake.wait(), seconds)
 
     # ---- delivering -------------------------------------------------------------------------------
-    async def _deliver(self, event: Event, lane: _Lane) -> None:
+    async def _deliver(self, event: ClaimedEvent, lane: _Lane) -> None:
         try:
             async with lane.slots:
                 if self.stopping:
@@ -299,7 +262,7 @@ class OutboxDeliverer:
             if lane.held == lane.limit * self.backlog_per_slot - 1:
                 self.wake.set()  # the lane has room again: its app may be claimed for
 
-    async def post(self, event: Event) -> Outcome:
+    async def post(self, event: ClaimedEvent) -> Outcome:
         """One signed POST of *event* to its application's gateway; never raises for network trouble."""
         if not event.gateway_url:
             return Outcome(event.id, ok=False, error=NO_GATEWAY, give_up=True, attempts=event.attempts)
@@ -332,23 +295,13 @@ class OutboxDeliverer:
 
     # ---- recording --------------------------------------------------------------------------------
     async def _write(self, batch: list[Outcome]) -> None:
-        ok = [o.id for o in batch if o.ok]
-        failed = [o for o in batch if not o.ok]
-        offset = self._offset()
-        async with self.pool.acquire() as conn, conn.transaction():
-            if ok:
-                await conn.execute(oq.MARK_DELIVERED, ok, offset)
-            if failed:
-                await conn.execute(
-                    oq.MARK_FAILED,
-                    [o.id for o in failed],
-                    offset,
-                    self.max_age,
-                    [self._delay(o) for o in failed],
-                    [(o.error or "failed")[:1000] for o in failed],
-                    [o.give_up for o in failed],
-                    self.deliverer_id,
-                )
+        failed = [
+            FailedAttempt(o.id, self._delay(o), o.error or "failed", o.give_up) for o in batch if not o.ok
+        ]
+        await store.record_attempts(
+            self.pool, delivered=[o.id for o in batch if o.ok], failed=failed, offset=self._offset(),
+            max_age=self.max_age, deliverer_id=self.deliverer_id,
+        )
         if failed:
             self.wake.set()  # retries may now be due sooner than the claim loop's idle wait
 
@@ -363,8 +316,10 @@ class OutboxDeliverer:
         while not self.stopping:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                await self.pool.execute(oq.HEARTBEAT, self.deliverer_id, self._offset(), self.lease_seconds)
-            except _DB_ERRORS:
+                await store.renew_leases(
+                    self.pool, self.deliverer_id, offset=self._offset(), lease_seconds=self.lease_seconds
+                )
+            except DB_ERRORS:
                 log.exception("outbox: lease heartbeat failed")
 
     def stats(self) -> dict[str, Any]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
-
+from engine import events as ev
 from engine import statuses as st
-from engine.callbacks import events as ev
 from engine.policy import admission as policy
 from engine.segment import SegmentInfo, analyze
 from engine.store import outbound
-from engine.store.outbound import Claimed, Event, FactsRequest, Outcome
+from engine.store.database import Pool
+from engine.store.outbound import Claimed, FactsRequest, Outcome
+from engine.store.outbox import NewEvent
 
 __all__ = ["Sendable", "Triage", "admit", "fact_requests", "prepare_all", "triage"]
 
@@ -37,7 +37,7 @@ class Triage:
     sendable: list[Sendable] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)  # final without an event: written in batches
     refused: list[Outcome] = field(default_factory=list)  # final with an event: written with it, atomically
-    events: list[Event] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
     splits: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # (id, parts) to rewrite first
 
 
@@ -83,13 +83,13 @@ def triage(
             outcome = Outcome(m.id, change, None, verdict.detail, info.segments, info.encoding, verdict.reason)
             if verdict.reason == policy.NO_UNICODE:
                 out.refused.append(outcome)
-                out.events.append(Event(m.app_id, ev.NO_UNICODE_SUPPORT, ev.no_unicode_support(m.recipient, m.body)))
+                out.events.append(NewEvent(m.app_id, ev.NO_UNICODE_SUPPORT, ev.no_unicode_support(m.recipient, m.body)))
             else:
                 out.outcomes.append(outcome)
         else:
             if info.replacements:
                 chars = ev.invalid_characters(sorted({orig for orig, _ in info.replacements}))
-                out.events.append(Event(m.app_id, ev.INVALID_CHARACTERS, {**chars, "message_id": str(m.id)}))
+                out.events.append(NewEvent(m.app_id, ev.INVALID_CHARACTERS, {**chars, "message_id": str(m.id)}))
             if p.split:
                 out.splits.append((m.id, p.parts))
                 info = analyze(p.head, smart=app.smart)  # this row now carries part 1
@@ -98,7 +98,7 @@ def triage(
 
 
 async def admit(
-    pool: asyncpg.Pool,
+    pool: Pool,
     worker_id: str,
     messages: Sequence[Claimed],
     rules: Mapping[int, policy.AppRules],

@@ -11,11 +11,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
-import asyncpg
-
 from engine.config import Settings
 from engine.dispatch.place import Pending
 from engine.store import leases, outbound
+from engine.store.database import DB_ERRORS, Pool
 from engine.store.outbound import Claimed
 from engine.throttle import Scheduler
 
@@ -23,7 +22,6 @@ __all__ = ["Claimer", "servable_apps"]
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def servable_apps(
@@ -53,7 +51,7 @@ class Claimer:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         worker_id: str,
         settings: Settings,
         scheduler: Scheduler[Pending],

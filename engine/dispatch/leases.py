@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
-import asyncpg
-
 from engine.dispatch.dids import DidBook
 from engine.store import leases as store
+from engine.store.database import Pool
 from engine.store.topology import CapRow, recent_sends
 from engine.throttle import Scheduler
 
@@ -108,7 +107,7 @@ class LeaseKeeper(Generic[T]):
     """Renews, rebalances and releases this worker's DID leases, and keeps its cap shares in the scheduler."""
 
     def __init__(
-        self, pool: asyncpg.Pool, worker_id: str, scheduler: Scheduler[T], book: DidBook, caps: CapShares,
+        self, pool: Pool, worker_id: str, scheduler: Scheduler[T], book: DidBook, caps: CapShares,
         *, lease_seconds: float, expected_workers: int, clock: Clock,
     ) -> None:
         self.pool = pool

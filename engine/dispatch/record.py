@@ -11,12 +11,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import asyncpg
-
 from engine import statuses as st
-from engine.dispatch.batcher import Batcher
 from engine.providers import SendResult
+from engine.runtime.batcher import Batcher
 from engine.store import outbound
+from engine.store.database import Pool
 from engine.store.outbound import Accepted, Outcome, Retry
 
 __all__ = ["Accept", "Fail", "Recorder", "RetryLater", "Step", "backoff", "next_step"]
@@ -71,7 +70,7 @@ def next_step(
 class Recorder:
     """The worker's result writers: each flushes its batch in one statement, on size or time."""
 
-    def __init__(self, pool: asyncpg.Pool, lease_seconds: float) -> None:
+    def __init__(self, pool: Pool, lease_seconds: float) -> None:
         self.pool = pool
         self.lease_seconds = lease_seconds
         self.accepted = Batcher[Accepted](self._write_accepted, name="accepted")

@@ -12,8 +12,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import asyncpg
-
 from engine import statuses as st
 from engine.config import Settings
 from engine.dispatch.carriers import Binding, Carriers
@@ -24,6 +22,7 @@ from engine.metrics import Metrics
 from engine.policy.admission import BLACKLISTED
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
+from engine.store.database import DB_ERRORS, Pool
 from engine.store.inbound import carrier_opt_outs
 from engine.store.outbound import Accepted, Outcome, Retry, SendMark
 from engine.throttle import Decision, Scheduler
@@ -32,7 +31,6 @@ __all__ = ["Sender"]
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 UNSUBSCRIBED = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
 
 
@@ -41,7 +39,7 @@ class Sender:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         worker_id: str,
         settings: Settings,
         scheduler: Scheduler[Pending],

@@ -13,9 +13,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-
-import asyncpg
 
 from engine.config import Settings
 from engine.dispatch.admit import admit
@@ -26,18 +23,18 @@ from engine.dispatch.leases import CapShares, LeaseKeeper
 from engine.dispatch.place import Pending, place, reroute
 from engine.dispatch.record import Recorder
 from engine.dispatch.send import Sender
-from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
 from engine.policy.admission import AppRules, BodyLimits
-from engine.store import leases, outbound
+from engine.runtime.clock import Clock
+from engine.runtime.tasks import TaskGroup
+from engine.store import leases, notify, outbound
+from engine.store.database import DB_ERRORS, Pool
 from engine.store.outbound import Claimed
 from engine.store.topology import load_topology
 from engine.throttle import Scheduler
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Worker:
@@ -45,7 +42,7 @@ class Worker:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         dsn: str,
         settings: Settings,
         *,
@@ -116,27 +113,10 @@ class Worker:
         """Close the carrier HTTP sessions (for a worker that was never run)."""
         await self.carriers.close()
 
-    def _on_notify(self, *_: object) -> None:
-        self.claimer.wake.set()
-
     async def _listen_loop(self) -> None:
-        """LISTEN for new rows on a dedicated connection; reconnect when it drops (a lost NOTIFY only
-        costs the poll interval)."""
-        while not self.stopping:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                await conn.add_listener("engine_outbound", self._on_notify)
-                self.claimer.wake.set()  # anything inserted while we were not listening
-                while not conn.is_closed() and not self.stopping:
-                    await asyncio.sleep(0.5)
-            except DB_ERRORS as exc:
-                log.warning("LISTEN connection lost (%s); polling until it is back", type(exc).__name__)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
-            if not self.stopping:
-                await asyncio.sleep(1.0)
+        """LISTEN for new rows on a dedicated connection, reconnecting when it drops (a lost NOTIFY only
+        costs the poll interval); ends with the task group."""
+        await notify.listener(self.dsn, notify.NEW_MESSAGES, self.claimer.wake, name="worker").run()
 
     # ---- topology ---------------------------------------------------------------------------------
     async def refresh_topology(self) -> None:

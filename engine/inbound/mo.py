@@ -11,12 +11,12 @@ import logging
 import re
 from typing import Final
 
-import asyncpg
 from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
 
 from engine.providers.twilio import validate_twilio_signature
 from engine.store import inbound as store
+from engine.store.database import Pool
 
 __all__ = ["MoIntake"]
 
@@ -32,7 +32,7 @@ MAX_BODY: Final = 10_000
 class MoIntake:
     """Receives MOs from the carrier and stores them durably."""
 
-    def __init__(self, pool: asyncpg.Pool, public_base: str) -> None:
+    def __init__(self, pool: Pool, public_base: str) -> None:
         self.pool = pool
         self.public_base = public_base.rstrip("/")
         self.tokens: dict[int, str] = {}

@@ -14,19 +14,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import asyncpg
-
 from engine.inbound.chain import AppTexts, MoContext, Plan, Reply, plan_mo
 from engine.inbound.keywords import KeywordIndex, KeywordRule, classify
 from engine.inbound.loops import LoopSettings, LoopState, ReplyKind, may_reply, on_mo
 from engine.store import inbound as store
+from engine.store import notify
+from engine.store.database import DB_ERRORS, Pool
 from engine.store.inbound import AppFacts, LoopRow, Mo, MoEffects, MoFacts, ReplyRow
 
 __all__ = ["MoProcessor", "context_of", "effects_of", "guard_loops"]
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def context_of(mo: Mo, facts: MoFacts) -> MoContext:
@@ -126,7 +125,7 @@ class MoProcessor:
     """Claims stored MOs in per-phone order and runs the module chain on each."""
 
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, worker_id: str, *, lease_seconds: float = 30.0,
+        self, pool: Pool, dsn: str, worker_id: str, *, lease_seconds: float = 30.0,
         poll_seconds: float = 1.0, batch: int = 100, clock: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock  # wall-clock epoch seconds: sessions, confirmations and loop state are shared
@@ -180,19 +179,5 @@ class MoProcessor:
         return plan
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        """LISTEN engine_inbound; reconnect when the connection drops."""
-        while not stop.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                await conn.add_listener("engine_inbound", lambda *_: self.wake.set())
-                self.wake.set()
-                while not conn.is_closed() and not stop.is_set():
-                    await asyncio.sleep(0.5)
-            except DB_ERRORS as exc:
-                log.warning("LISTEN engine_inbound lost (%s)", type(exc).__name__)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
-            if not stop.is_set():
-                await asyncio.sleep(1.0)
+        """LISTEN engine_inbound, reconnecting when the connection drops (a lost NOTIFY costs a poll)."""
+        await notify.listener(self.dsn, notify.NEW_MOS, self.wake, name="inbound").run()

@@ -12,6 +12,7 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
+from engine.store import carousel, outbound
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
 
@@ -65,6 +66,12 @@ async def get_app(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> AppRow:
     if row is None:
         raise NotFound(f"no application named {name!r}")
     return AppRow(**dict(row))
+
+
+async def delete_app(pool: asyncpg.Pool, name: str) -> bool:
+    """Delete the application called *name* with everything it owns; False when there was none."""
+    status: str = await pool.execute(q.DELETE_APP, name)
+    return status != "DELETE 0"
 
 
 async def list_apps(pool: asyncpg.Pool) -> list[dict[str, Any]]:
@@ -168,7 +175,7 @@ async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str
         if settings is None:
             raise NotFound(f"no application named {app!r}")
         app_id = settings["id"]
-        queue = {r["state"]: r["n"] for r in await conn.fetch(q.COUNT_BY_STATE, app_id)}
+        queue = await outbound.count_by_state(conn, app_id)
         outbox = {"pending": 0, "delivered": 0, "dead": 0}
         outbox.update({r["state"]: r["n"] for r in await conn.fetch(oq.COUNTS_BY_STATE, app_id)})
         dead_rows = await conn.fetch(oq.RECENT_DEAD, app_id, dead)
@@ -226,5 +233,4 @@ async def remove_tag(pool: asyncpg.Pool, app: str, recipient: str, tag: str) -> 
     e164 = to_e164(recipient)
     if e164 is None:
         raise InvalidInput("phone_number", f"{recipient!r} is not a valid phone number")
-    status: str = await pool.execute(q.REMOVE_TAG, row.id, e164, tag)
-    return status != "DELETE 0"
+    return await carousel.remove_tag(pool, row.id, e164, tag)

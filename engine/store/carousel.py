@@ -1,8 +1,8 @@
 """Store operations behind the Carousel-compatible HTTP API: each function is one transaction.
 
 The SQL lives in :mod:`engine.store.carousel_queries`. Callback events (blacklisting, closed
-sessions) are written to ``engine_outbox`` in the same transaction as the change that caused
-them; delivering them is the callback task's job.
+sessions) are emitted with :func:`engine.store.outbox.enqueue_events` in the same transaction as the
+change that caused them; delivering them is the callback task's job.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Final
 
 import asyncpg
-import orjson
 
+from engine import events as ev
 from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
 from engine.store import carousel_queries as cq
+from engine.store import queries as q
+from engine.store.outbox import NewEvent, enqueue_events
 
 __all__ = [
     "BLACKLISTED",
@@ -243,7 +245,7 @@ async def delivery_statuses(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> 
 
 async def remove_tag(pool: asyncpg.Pool, app_id: int, recipient: str, tag: str) -> bool:
     """Release the DID a conversation tag was pinned to; True when there was one."""
-    return _status_count(await pool.execute(cq.REMOVE_TAG, app_id, recipient, tag)) > 0
+    return _status_count(await pool.execute(q.REMOVE_TAG, app_id, recipient, tag)) > 0
 
 
 # ---- DIDs --------------------------------------------------------------------------------------
@@ -286,15 +288,6 @@ async def remove_did(
 # ---- sessions, blacklist -----------------------------------------------------------------------
 
 
-def _payloads(items: list[dict[str, str]]) -> list[str]:
-    return [orjson.dumps(item).decode() for item in items]
-
-
-async def _events(conn: asyncpg.Connection, app_id: int, kind: str, payloads: list[dict[str, str]]) -> None:
-    if payloads:
-        await conn.execute(cq.INSERT_EVENTS, app_id, kind, _payloads(payloads))
-
-
 async def close_sessions(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
     """Close the app's sessions with *phones*; one session_closed event lists those that were open."""
     if not phones:
@@ -302,28 +295,30 @@ async def close_sessions(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> 
     async with pool.acquire() as conn, conn.transaction():
         closed = sorted(r["phone"] for r in await conn.fetch(cq.CLOSE_SESSIONS, app_id, phones))
         if closed:
-            await _events(conn, app_id, "session_closed", [{"phone_numbers": ",".join(closed)}])
+            await enqueue_events(conn, [NewEvent(app_id, ev.SESSION_CLOSED, ev.session_closed(closed))])
     return closed
+
+
+async def _change_blacklist(
+    pool: asyncpg.Pool, app_id: int, phones: list[str], statement: str, event: str
+) -> list[str]:
+    """Run *statement* (it returns the phones whose state changed) and emit *event* for each, in one transaction."""
+    if not phones:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        changed = sorted(r["phone"] for r in await conn.fetch(statement, app_id, sorted(set(phones))))
+        await enqueue_events(conn, [NewEvent(app_id, event, ev.phone_event(p)) for p in changed])
+    return changed
 
 
 async def blacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
     """Blacklist *phones* for the app; returns those newly blacklisted (each gets a phone_blacklisted event)."""
-    if not phones:
-        return []
-    async with pool.acquire() as conn, conn.transaction():
-        added = sorted(r["phone"] for r in await conn.fetch(cq.BLACKLIST_ADD, app_id, sorted(set(phones))))
-        await _events(conn, app_id, "phone_blacklisted", [{"phone_number": p} for p in added])
-    return added
+    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_ADD, ev.PHONE_BLACKLISTED)
 
 
 async def unblacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
     """Remove *phones* from the app's blacklist; returns those that were on it (phone_unblacklisted events)."""
-    if not phones:
-        return []
-    async with pool.acquire() as conn, conn.transaction():
-        removed = sorted(r["phone"] for r in await conn.fetch(cq.BLACKLIST_REMOVE, app_id, sorted(set(phones))))
-        await _events(conn, app_id, "phone_unblacklisted", [{"phone_number": p} for p in removed])
-    return removed
+    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_REMOVE, ev.PHONE_UNBLACKLISTED)
 
 
 async def blacklisted_among(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> set[str]:

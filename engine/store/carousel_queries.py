@@ -64,7 +64,6 @@ WHERE app_id = $1 AND id = ANY($2::bigint[]) AND state = 'queued'
 RETURNING id
 """
 STATUSES_OF: Final = "SELECT id, status FROM engine_outbound WHERE app_id = $1 AND id = ANY($2::bigint[])"
-REMOVE_TAG: Final = "DELETE FROM engine_tag_did WHERE app_id = $1 AND recipient = $2 AND tag = $3"
 
 # ---- DIDs ------------------------------------------------------------------------------------
 SMSC_DIDS: Final = "SELECT number FROM engine_did WHERE smsc_id = $1 ORDER BY number"
@@ -77,7 +76,7 @@ RETURNING id
 LOCK_DID: Final = "SELECT id FROM engine_did WHERE smsc_id = $1 AND number = $2 FOR UPDATE"
 DELETE_DID: Final = "DELETE FROM engine_did WHERE id = $1"
 
-# ---- sessions, blacklist, callback events ----------------------------------------------------
+# ---- sessions, blacklist (their callback events: engine.store.outbox) --------------------------
 CLOSE_SESSIONS: Final = "DELETE FROM engine_session WHERE app_id = $1 AND phone = ANY($2::text[]) RETURNING phone"
 BLACKLIST_ADD: Final = """
 INSERT INTO engine_blacklist (app_id, phone, reason)
@@ -86,10 +85,6 @@ ON CONFLICT (app_id, phone) DO NOTHING
 RETURNING phone
 """
 BLACKLIST_REMOVE: Final = "DELETE FROM engine_blacklist WHERE app_id = $1 AND phone = ANY($2::text[]) RETURNING phone"
-INSERT_EVENTS: Final = """
-INSERT INTO engine_outbox (app_id, type, payload)
-SELECT $1, $2, u.p::jsonb FROM unnest($3::text[]) WITH ORDINALITY AS u(p, i) ORDER BY u.i
-"""
 
 # ---- keywords ----------------------------------------------------------------------------------
 # One association at a time per SMSC, so prefix checks cannot race each other.

@@ -1,18 +1,29 @@
-"""The connection pool, with the embedded PostgreSQL started and migrations applied first."""
+"""The connection pool, with the embedded PostgreSQL started and migrations applied first.
+
+Also what callers outside the store may know about the database: the pool's type (`Pool`, to hold
+and pass on, never to query) and the errors that mean "the database is unreachable or refused"
+(`DB_ERRORS`), so nothing above the store imports the driver.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from types import TracebackType
+from typing import Final, TypeAlias
 
 import asyncpg
 
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 from engine.config import Settings
+from engine.store import queries as q
 
 log = logging.getLogger(__name__)
+
+Pool: TypeAlias = asyncpg.Pool
+# A lost connection, a server that went away or refused a statement: what a loop retries after.
+DB_ERRORS: Final[tuple[type[Exception], ...]] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -70,6 +81,11 @@ class Database:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+async def ping(pool: Pool) -> None:
+    """One round trip to the database; raises one of DB_ERRORS when it cannot be reached."""
+    await pool.fetchval(q.PING)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

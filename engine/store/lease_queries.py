@@ -10,9 +10,6 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 """
 WORKER_HEARTBEAT: Final = "UPDATE engine_worker SET heartbeat_at = now() WHERE id = $1"
 DEREGISTER_WORKER: Final = "DELETE FROM engine_worker WHERE id = $1"
-FORGET_DEAD_WORKERS: Final = """
-DELETE FROM engine_worker WHERE heartbeat_at < now() - make_interval(secs => $1)
-"""
 ALIVE_WORKERS: Final = """
 SELECT count(*)::int FROM engine_worker WHERE heartbeat_at > now() - make_interval(secs => $1)
 """

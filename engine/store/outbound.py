@@ -1,27 +1,28 @@
-"""The outbound queue as the dispatch stages see it: typed functions over the claim and admission statements.
-
-Each function is one round trip; batches travel as arrays (see :mod:`engine.store.queries`).
+"""The outbound queue (engine_outbound): queueing and counting for every caller, and the claim, admission and
+status statements of the dispatch stages. Typed in and out; each function is one round trip; batches travel as
+arrays (the SQL is in :mod:`engine.store.queries`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
-import orjson
 
 from engine.policy.admission import Facts
 from engine.statuses import StatusChange
-from engine.store import outbox_queries as oq
 from engine.store import queries as q
+from engine.store.database import Pool
+from engine.store.outbox import NewEvent, enqueue_events
 
 __all__ = [
     "Accepted",
     "Claimed",
-    "Event",
     "FactsRequest",
+    "NewMessage",
     "Outcome",
     "Retry",
     "SendMark",
@@ -29,6 +30,7 @@ __all__ = [
     "admission_facts",
     "blacklisted_claims",
     "claim",
+    "count_by_state",
     "defer",
     "keep_claims",
     "mark_accepted",
@@ -37,6 +39,8 @@ __all__ = [
     "mark_sending",
     "next_due",
     "pin_tags",
+    "queue",
+    "queue_depth",
     "split_into_parts",
     "sticky_dids",
     "write_refusals",
@@ -56,15 +60,6 @@ class Outcome:
     segments: int | None = None
     encoding: str | None = None
     reason: str | None = None  # why the engine refused it (admission), sent in the delivery report
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A callback event for an application (written to the outbox)."""
-
-    app_id: int
-    type: str
-    payload: Mapping[str, str]
 
 
 class SendMark(NamedTuple):
@@ -218,18 +213,13 @@ async def mark_outcomes(pool: asyncpg.Pool, batch: Sequence[Outcome]) -> None:
     await pool.execute(q.MARK_OUTCOME, *_outcome_columns(batch))
 
 
-async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events: Sequence[Event]) -> None:
+async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events: Sequence[NewEvent]) -> None:
     """Messages not sent for a reason the app must hear about: their final status and the events, atomically.
     (An invalid_characters event rides along: its message itself goes on.)"""
     async with pool.acquire() as conn, conn.transaction():
         if refused:
             await conn.execute(q.MARK_OUTCOME, *_outcome_columns(refused))
-        if events:
-            await conn.execute(
-                oq.ENQUEUE_MANY,
-                [e.app_id for e in events], [e.type for e in events],
-                [orjson.dumps(dict(e.payload)).decode() for e in events],
-            )
+        await enqueue_events(conn, events)
 
 
 async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds: float) -> None:
@@ -241,11 +231,13 @@ async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds
 async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, *, requeue_sending: bool) -> bool:
     """Extend our claims; return dead workers' claims to the queue, and their sends in doubt to 'unknown' (or,
     with *requeue_sending*, to the queue). True when anything came back to the queue."""
-    recover_sending = q.RECOVER_SENDING_REQUEUE if requeue_sending else q.RECOVER_SENDING_UNKNOWN
     async with pool.acquire() as conn:
         await conn.execute(q.HEARTBEAT, worker_id, lease_seconds)
-        recovered = await conn.execute(q.RECOVER_CLAIMED)
-        await conn.execute(recover_sending)
+        recovered = await conn.execute(q.REQUEUE_EXPIRED, "claimed")
+        if requeue_sending:
+            await conn.execute(q.REQUEUE_EXPIRED, "sending")
+        else:
+            await conn.execute(q.RECOVER_SENDING_UNKNOWN)
     return bool(recovered != "UPDATE 0")
 
 
@@ -268,3 +260,39 @@ async def pin_tags(pool: asyncpg.Pool, pins: Mapping[TagKey, int]) -> None:
     if pins:
         cols = [list(c) for c in zip(*pins, strict=True)]
         await pool.execute(q.TAGS_ASSIGN, *cols, list(pins.values()))
+
+
+# ---- queueing and counting (the Python door, the demo, health) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A validated message to queue: E.164 recipient, body, optional tag, when to send (aware; None = now)."""
+
+    recipient: str
+    body: str
+    tag: str | None = None
+    send_at: datetime | None = None
+
+
+async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list[int]:
+    """Queue *messages* for the application in one statement (all or nothing); their ids, in order."""
+    records = await pool.fetch(
+        q.SUBMIT_MANY,
+        app_id,
+        [m.recipient for m in messages],
+        [m.body for m in messages],
+        [m.tag for m in messages],
+        [m.send_at for m in messages],
+    )
+    return [r["id"] for r in records]
+
+
+async def count_by_state(conn: Pool | asyncpg.Connection, app_id: int) -> dict[str, int]:
+    """How many of the application's messages are in each state (states with none are left out)."""
+    return {r["state"]: r["n"] for r in await conn.fetch(q.COUNT_BY_STATE, app_id)}
+
+
+async def queue_depth(pool: Pool) -> dict[str, int]:
+    """Messages not yet final, by state, all applications together (a metric)."""
+    return {r["state"]: r["n"] for r in await pool.fetch(q.QUEUE_DEPTH)}

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from typing import Final
 
-# For other code that emits events inside its own transaction (payload: the event's string fields).
-ENQUEUE: Final = "INSERT INTO engine_outbox (app_id, type, payload) VALUES ($1, $2, $3::jsonb) RETURNING event_id"
-
 # $1 offset, $2 deliverer id, $3 batch size, $4 lease seconds, $5 apps not to claim for (their lanes are full).
 CLAIM: Final = """
 WITH picked AS (
@@ -79,11 +76,14 @@ FROM engine_outbox WHERE app_id = $1 AND state = 'dead'
 ORDER BY id DESC LIMIT $2
 """
 
-# Several events at once (app ids, types, JSON payload texts); apps without a gateway get none.
+# ---- emitting (engine.store.outbox.enqueue_events, in the caller's transaction) -----------------
+# Every event is kept, in the order given, whether or not its app has a gateway URL: the deliverer
+# dead-letters those of apps without one ('no gateway_url'), so `engine app status` shows them.
+# (Delivery reports are the exception: they are written only for apps with a gateway, see queries.py.)
 ENQUEUE_MANY: Final = """
 INSERT INTO engine_outbox (app_id, type, payload)
 SELECT u.app_id, u.type, u.payload::jsonb
-FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(app_id, type, payload)
-JOIN engine_app a ON a.id = u.app_id
-WHERE a.gateway_url IS NOT NULL
+FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(app_id, type, payload, i)
+ORDER BY u.i
+RETURNING event_id::text AS event_id
 """

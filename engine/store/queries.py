@@ -1,6 +1,8 @@
-"""Every SQL statement the engine runs, by name. Nothing else in the engine builds SQL.
+"""SQL of the message queue, administration and metrics, by name. Nothing outside engine/store builds SQL.
 
-Values always travel as parameters; batches travel as arrays and are UNNESTed.
+Its siblings hold the rest, by aggregate: `carousel_queries` (the HTTP API), `lease_queries` (workers and
+DID leases), `outbox_queries` (callback events). Values always travel as parameters; batches travel as
+arrays and are UNNESTed.
 """
 
 from __future__ import annotations
@@ -65,13 +67,6 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text,
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
-ADD_DID: Final = """
-INSERT INTO engine_did (smsc_id, number, limit_per_min, burst) VALUES ($1, $2, $3, $4)
-ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
-    enabled = true
-WHERE engine_did.smsc_id = EXCLUDED.smsc_id
-RETURNING id
-"""
 ADD_DIDS: Final = """
 INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
 SELECT $1, n, $3, $4 FROM unnest($2::text[]) AS n
@@ -324,24 +319,21 @@ UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = 
 FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state = 'claimed' ORDER BY id FOR UPDATE) AS s
 WHERE o.id = s.id
 """
-# Leases of vanished workers: unsent claims go back to the queue.
-RECOVER_CLAIMED: Final = """
+# Leases of vanished workers, $1 = 'claimed' or 'sending': back to the queue. Unsent claims always; sends
+# that may have reached the carrier only at-least-once. (The literal IN list lets a generic plan use the
+# partial index engine_outbound_leased, whose predicate it is.)
+REQUEUE_EXPIRED: Final = """
 UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
-FROM (SELECT id FROM engine_outbound WHERE state = 'claimed' AND lease_until < now()
+FROM (SELECT id FROM engine_outbound
+      WHERE state IN ('claimed', 'sending') AND state = $1::text AND lease_until < now()
       ORDER BY id FOR UPDATE SKIP LOCKED) AS s
 WHERE o.id = s.id
 """
-# A send that may have reached the carrier: 'unknown' (at-most-once) or queued again (at-least-once).
+# A send that may have reached the carrier, at-most-once: 'unknown' (reconciled if its callback arrives).
 RECOVER_SENDING_UNKNOWN: Final = """
 UPDATE engine_outbound o
 SET state = 'unknown', status_rank = greatest(o.status_rank, 5), claimed_by = NULL, lease_until = NULL,
     updated_at = now()
-FROM (SELECT id FROM engine_outbound WHERE state = 'sending' AND lease_until < now()
-      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
-WHERE o.id = s.id
-"""
-RECOVER_SENDING_REQUEUE: Final = """
-UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
 FROM (SELECT id FROM engine_outbound WHERE state = 'sending' AND lease_until < now()
       ORDER BY id FOR UPDATE SKIP LOCKED) AS s
 WHERE o.id = s.id
@@ -369,10 +361,6 @@ WITH u AS (
 COUNT_BY_STATE: Final = """
 SELECT state, count(*)::int AS n FROM engine_outbound WHERE app_id = $1 GROUP BY state
 """
-MESSAGE_STATUSES: Final = """
-SELECT id, status, state, provider_status, error_code, did_id, sender, segments, encoding, attempts
-FROM engine_outbound WHERE id = ANY($1::bigint[])
-"""
 
 # ---- metrics -----------------------------------------------------------------------------------
 QUEUE_DEPTH: Final = """
@@ -380,3 +368,4 @@ SELECT state, count(*)::int AS n FROM engine_outbound
 WHERE state IN ('queued', 'claimed', 'sending', 'sent', 'unknown') GROUP BY state
 """
 CALLBACK_BACKLOG: Final = "SELECT count(*)::int FROM engine_outbox WHERE state = 'pending'"
+PING: Final = "SELECT 1"
