@@ -70,6 +70,7 @@ class Sender:
         self.sent_count = 0
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._launching = 0  # batches between pop_due and their requests' start
 
     async def run(self) -> None:
         """The dispatch loop. On stop, queued messages stay claimed (released by the worker); in-flight sends finish."""
@@ -95,9 +96,15 @@ class Sender:
         self.pushed.set()
 
     async def drain(self) -> None:
-        """Let in-flight sends finish, for at most the configured drain time."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.settings.drain_seconds)
+        """Let in-flight sends finish, for at most the configured drain time — including those of a batch being
+        marked 'sending' right now, whose requests start only after the mark (else they would stay 'sending')."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_seconds
+        while (self._tasks or self._launching) and loop.time() < deadline:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+            else:
+                await asyncio.sleep(0.01)
 
     async def _wait_pushed(self, seconds: float) -> None:
         self.pushed.clear()
@@ -122,7 +129,13 @@ class Sender:
 
     async def _launch(self, decisions: list[Decision[Pending]]) -> None:
         """Record 'sending' for the batch in one round trip, then fire the requests."""
-        decisions = self._gated(decisions)
+        self._launching += 1
+        try:
+            await self._mark_and_fire(self._gated(decisions))
+        finally:
+            self._launching -= 1
+
+    async def _mark_and_fire(self, decisions: list[Decision[Pending]]) -> None:
         if not decisions:
             return
         for d in decisions:  # a DID with a send between decision and reply is never handed over
