@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
 
-from engine.dispatch import statuses as st
+from engine import statuses as st
 from engine.dispatch.batcher import Batcher
 from engine.metrics import Metrics
 from engine.providers.twilio import validate_twilio_signature

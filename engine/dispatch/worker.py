@@ -23,9 +23,9 @@ import aiohttp
 import asyncpg
 import orjson
 
+from engine import statuses as st
 from engine.callbacks import events as ev
 from engine.config import Settings
-from engine.dispatch import statuses as st
 from engine.dispatch.batcher import Batcher
 from engine.dispatch.breaker import ProviderGate
 from engine.dispatch.tasks import TaskGroup
