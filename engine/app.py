@@ -14,11 +14,11 @@ from aiohttp import web
 
 from engine.api.carousel import CarouselApi
 from engine.api.health import HealthApi
-from engine.api.webhooks import StatusIntake
 from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
 from engine.dispatch.tasks import TaskGroup
 from engine.dispatch.worker import Worker
+from engine.inbound.status import StatusIntake
 from engine.metrics import Metrics
 from engine.store.database import Database
 

@@ -67,7 +67,7 @@ MIN_REQUESTS: Final = 2000
 MAX_BIGINT: Final = 2**63 - 1
 INJECTED: Final = "X-Injected"
 # Loggers whose ERROR records mean a request hit a server fault (a 500 even if nobody could read it).
-FAULT_LOGGERS: Final = ("engine.api", "engine.dispatch.batcher", "aiohttp.server", "aiohttp.web")
+FAULT_LOGGERS: Final = ("engine.api", "engine.inbound", "engine.dispatch.batcher", "aiohttp.server", "aiohttp.web")
 CARRIER_CALLS: Final = frozenset(c.name for c in CALLS if c.carrier)
 SEND_CALLS: Final = frozenset({"send_message", "send_messages"})
 CALL_PARAMS: Final[dict[str, tuple[str, ...]]] = {c.name: tuple(p.name for p in c.params) for c in CALLS}

@@ -1,4 +1,4 @@
-"""Carrier webhooks: Twilio status callbacks, signature-checked, written in batches.
+"""The carrier status webhook: Twilio status callbacks, signature-checked, written in batches.
 
 The status callback URL carries our provider id and message id
 (`/webhooks/twilio/status/{provider_id}/{message_id}`), so an update is one indexed row write and
