@@ -30,6 +30,7 @@ from engine.api import params as pp
 from engine.config import Settings
 from engine.errors import InvalidInput, ProviderError
 from engine.phone import to_e164
+from engine.providers.factory import carrier_client
 from engine.providers.twilio import TwilioClient
 from engine.segment import split_message
 from engine.store import carousel as store
@@ -205,11 +206,12 @@ class CarouselApi:
         if account is None:
             raise ApiError(409, "the application has no carrier account (engine provider add)")
         async with aiohttp.ClientSession() as session:
-            yield TwilioClient(
+            yield carrier_client(
                 session,
+                kind=account.kind,
                 account_sid=account.account_sid,
                 auth_token=account.auth_token,
-                base_url=account.base_url or "https://api.twilio.com",
+                base_url=account.base_url,
                 messaging_service_sid=account.messaging_service_sid,
                 timeout=self.settings.request_timeout,
             )

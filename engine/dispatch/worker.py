@@ -32,7 +32,7 @@ from engine.dispatch.tasks import TaskGroup
 from engine.metrics import Metrics
 from engine.phone import is_test_number
 from engine.providers import OutboundRequest, Provider, SendResult
-from engine.providers.twilio import TwilioClient
+from engine.providers.factory import carrier_client
 from engine.segment import UCS2, analyze
 from engine.store import lease_queries as lq
 from engine.store import outbox_queries as oq
@@ -375,11 +375,12 @@ class Worker:
             connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, ttl_dns_cache=300)
             session = aiohttp.ClientSession(connector=connector)
             self.sessions.append(session)
-            client = TwilioClient(
+            client = carrier_client(
                 session,
+                kind=r["kind"],
                 account_sid=r["account_sid"],
                 auth_token=r["auth_token"],
-                base_url=r["base_url"] or "https://api.twilio.com",
+                base_url=r["base_url"],
                 messaging_service_sid=r["messaging_service_sid"],
                 timeout=self.settings.request_timeout,
             )
