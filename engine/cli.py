@@ -305,8 +305,8 @@ async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> in
 
 async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
     from engine.providers.factory import DEFAULT_BASE_URLS
-    from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
     from engine.store import admin
+    from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
     if args.action == "test":
         return await _cmd_provider_test(settings, args)
@@ -380,7 +380,7 @@ async def _cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _cmd_fake_carrier(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.providers.fake import run_fake_carrier
+    from engine.testing import run_fake_carrier
 
     kwargs: dict[str, Any] = {"latency": args.latency, "failure_rate": args.failure_rate,
                               "callbacks": args.callbacks, "seed": args.seed}

@@ -15,8 +15,8 @@ import asyncpg
 import orjson
 import pytest
 
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, FakeCarrier
 from engine.store import outbox_queries as oq
+from engine.testing import DEFAULT_ACCOUNT_SID, FakeCarrier
 
 pytestmark = pytest.mark.system
 

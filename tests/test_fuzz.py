@@ -50,10 +50,10 @@ from yarl import URL
 from engine.api.openapi import CALLS
 from engine.app import Runtime, run_engine
 from engine.config import Settings
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from engine.providers.twilio import twilio_signature, validate_twilio_signature
 from engine.store import admin
 from engine.store.database import Database
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.providers.factory import DEFAULT_BASE_URLS, PROVIDER_KINDS, carrier_client
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.harness import carrier
 
 

@@ -1,7 +1,7 @@
 """Twilio REST provider: the real wire contract (Messages create, account fetch, webhook signatures).
 
 Everything here speaks exactly what api.twilio.com speaks, so the same client works against the
-loopback fake carrier (:mod:`engine.providers.fake`) and production.
+loopback fake carrier (:mod:`engine.testing`) and production.
 """
 
 from __future__ import annotations
