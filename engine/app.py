@@ -67,7 +67,8 @@ async def run_engine(
         async with TaskGroup("engine") as tasks:
             outbox_task = None
             if serve:
-                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics)
+                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics,
+                                      read_timeout=settings.read_timeout)
                 routes = (
                     intake.routes()
                     + CarouselApi(database.pool, settings).routes()
