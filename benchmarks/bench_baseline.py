@@ -27,8 +27,8 @@ from aiohttp import web
 
 from benchmarks import harness as h
 from benchmarks.bench_e2e import CHUNK, Round, carrier_figures, round_figures
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.providers.twilio import API_VERSION, twilio_signature
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
 ENTRYPOINT = "send_sms"
 KIND = "pgqueuer"

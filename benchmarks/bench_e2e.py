@@ -17,10 +17,10 @@ import asyncpg
 
 from benchmarks import harness as h
 from engine.demo import FINAL_STATES
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, AcceptedRecord
 from engine.store import admin
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, AcceptedRecord
 
 APP = "bench"
 CHUNK = 5000

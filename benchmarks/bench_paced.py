@@ -28,9 +28,9 @@ from typing import Any
 
 from benchmarks import harness as h
 from benchmarks.bench_e2e import APP, add_fake_app, to_records
-from engine.providers.fake import AcceptedRecord, max_per_sender_in_window
 from engine.store import admin
 from engine.store.database import Database
+from engine.testing import AcceptedRecord, max_per_sender_in_window
 
 LIMIT_PER_MIN = 60
 BURST = 1

@@ -14,12 +14,13 @@ from aiohttp import web
 
 from engine.api.carousel import CarouselApi
 from engine.api.health import HealthApi
-from engine.api.webhooks import StatusIntake
 from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
 from engine.dispatch.worker import Worker
+from engine.httpserver.bad_requests import BadRequestLog
 from engine.inbound.mo import MoIntake
 from engine.inbound.processor import MoProcessor
+from engine.inbound.status import StatusIntake
 from engine.metrics import Metrics
 from engine.runtime.tasks import TaskGroup
 from engine.store.database import Database
@@ -39,11 +40,18 @@ class Runtime:
     extras: dict[str, object] = field(default_factory=dict)
 
 
-async def start_http(settings: Settings, routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
-    """Serve *routes* on settings.host:port; returns the runner and its base URL."""
+async def start_http(
+    settings: Settings, routes: list[web.RouteDef], metrics: Metrics | None = None
+) -> tuple[web.AppRunner, str]:
+    """Serve *routes* on settings.host:port; returns the runner and its base URL.
+
+    Malformed requests aiohttp refuses are counted in *metrics* and logged at WARNING at most once per
+    peer per minute (:mod:`engine.httpserver.bad_requests`), not at ERROR with a traceback each.
+    """
     app = web.Application(client_max_size=1024 * 1024)  # send_messages carries up to 1,000 recipients
     app.add_routes(routes)
-    runner = web.AppRunner(app, access_log=None)
+    bad_requests = BadRequestLog((metrics or Metrics()).http_bad_requests)
+    runner = web.AppRunner(app, access_log=None, logger=bad_requests)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -69,15 +77,16 @@ async def run_engine(
         async with TaskGroup("engine") as tasks:
             outbox_task = None
             if serve:
-                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics)
-                mo_intake = MoIntake(database.pool, settings.callback_base)
+                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics,
+                                      read_timeout=settings.read_timeout)
+                mo_intake = MoIntake(database.pool, settings.callback_base, read_timeout=settings.read_timeout)
                 routes = (
                     intake.routes()
                     + mo_intake.routes()
                     + CarouselApi(database.pool, settings).routes()
                     + HealthApi(database.pool, runtime.metrics).routes()
                 )
-                runner, runtime.base_url = await start_http(settings, routes)
+                runner, runtime.base_url = await start_http(settings, routes, runtime.metrics)
                 if not settings.public_url:
                     # Port 0 picks a free port: the callback URLs must carry the real one.
                     settings = settings.override(public_url=runtime.base_url)

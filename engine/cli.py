@@ -277,15 +277,16 @@ async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> in
     """Call the carrier's account endpoint with the stored credentials; print the webhook URLs."""
     import aiohttp
 
-    from engine.providers.twilio import TwilioClient
+    from engine.providers.factory import carrier_client
     from engine.store import admin
 
     async def go(pool: Any) -> int:
         account = await admin.app_provider(pool, args.app)
         async with aiohttp.ClientSession() as session:
-            client = TwilioClient(
-                session, account_sid=account.account_sid, auth_token=account.auth_token,
-                base_url=account.base_url or "https://api.twilio.com", timeout=args.timeout,
+            client = carrier_client(
+                session, kind=account.kind, account_sid=account.account_sid, auth_token=account.auth_token,
+                base_url=account.base_url, messaging_service_sid=account.messaging_service_sid,
+                timeout=args.timeout,
             )
             ok, detail = await client.fetch_account()
         where = f"{account.kind} account {account.account_sid}"
@@ -303,8 +304,9 @@ async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> in
 
 
 async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+    from engine.providers.factory import DEFAULT_BASE_URLS
     from engine.store import admin
+    from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
     if args.action == "test":
         return await _cmd_provider_test(settings, args)
@@ -313,7 +315,7 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
     if args.kind == "fake":
         sid = sid or DEFAULT_ACCOUNT_SID
         token = token or DEFAULT_AUTH_TOKEN
-        base = base or "http://127.0.0.1:8099"
+        base = base or DEFAULT_BASE_URLS["fake"]
     if not sid or not token:
         raise EngineError("--account-sid and --auth-token are required for --kind twilio")
 
@@ -378,7 +380,7 @@ async def _cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _cmd_fake_carrier(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.providers.fake import run_fake_carrier
+    from engine.testing import run_fake_carrier
 
     kwargs: dict[str, Any] = {"latency": args.latency, "failure_rate": args.failure_rate,
                               "callbacks": args.callbacks, "seed": args.seed}

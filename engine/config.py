@@ -32,6 +32,7 @@ class Settings:
     poll_seconds: float = 1.0  # fallback poll when no NOTIFY arrives
     max_attempts: int = 5  # provider attempts before a message fails
     request_timeout: float = 15.0  # provider request timeout
+    read_timeout: float = 30.0  # HTTP server: how long a request's body may take to arrive (else 408)
     delivery: DeliveryMode = "at-most-once"
     # Comma-separated E.164 prefixes of destinations whose carriers take no Unicode (e.g. "+7,+90"):
     # a UCS-2 message to them is not sent and the app gets `no_unicode_support`.
@@ -52,7 +53,8 @@ class Settings:
                      "expected_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "drain_seconds"):
+        for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "read_timeout",
+                     "drain_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         if self.delivery not in get_args(DeliveryMode):

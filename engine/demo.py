@@ -18,10 +18,10 @@ import orjson
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
 from engine.store import admin, outbound
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
 
 DEMO_APP = "demo"
 FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
@@ -174,7 +174,7 @@ async def run_demo(
 
 def _summary(counts: dict[str, int], records: list[dict[str, Any]], submitted: int,
              planted: dict[str, int], elapsed: float) -> dict[str, Any]:
-    from engine.providers.fake import AcceptedRecord
+    from engine.testing import AcceptedRecord
 
     recs = [AcceptedRecord(t=r["t"], sid=r["sid"], from_=r["from"], to=r["to"], body=r["body"],
                            messaging_service_sid=None, status_callback=None, final_status=r.get("final_status") or "")

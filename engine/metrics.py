@@ -113,6 +113,9 @@ class Metrics:
         self.status_callbacks = LoopCounter(
             "engine_status_callbacks", "Carrier status callbacks received", ["result"], r
         )
+        self.http_bad_requests = LoopCounter(
+            "engine_http_bad_requests", "Malformed HTTP requests refused by the server, by error", ["reason"], r
+        )
         self.queue_depth = Gauge("engine_queue_depth", "Messages not yet final, by state", ["state"], registry=r)
         self.callback_backlog = Gauge("engine_callback_backlog", "Application callbacks pending delivery", registry=r)
         self.cache_seconds = cache_seconds

@@ -1,7 +1,9 @@
 """Status vocabulary: engine states, Carousel codes (0/1/2/4) and the monotone rank that orders them.
 
 Pure. A status update applies only if its rank is higher than the stored one, so out-of-order
-callbacks never move a message backwards and a final status never changes.
+callbacks never move a message backwards and a final status never changes. It sits at the top of the
+package because both directions speak it: dispatch (engine -> carrier) records send outcomes and
+inbound (carrier -> engine) maps status callbacks, and neither should import the other.
 """
 
 from __future__ import annotations

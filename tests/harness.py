@@ -12,9 +12,9 @@ import asyncpg
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from engine.store import admin
 from engine.store.database import Database
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 
 FINAL = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
 

@@ -19,11 +19,11 @@ import pytest
 
 from engine.app_settings import AppChanges
 from engine.policy.admission import BLACKLISTED, FLOOD_LIMIT
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from engine.segment import GSM7, analyze, split_message
 from engine.store import admin
 from engine.store import carousel as api_store
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from tests.harness import carrier, engine_running, wait_final
 
 APP = "lib"

@@ -23,8 +23,8 @@ from openapi_spec_validator import validate as validate_openapi
 from engine.api.carousel import CarouselApi
 from engine.api.openapi import CALLS
 from engine.config import Settings
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, available_numbers
 from engine.store import admin
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, available_numbers
 from tests.harness import carrier, engine_running, wait_final
 
 DID = "+16462000001"

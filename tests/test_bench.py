@@ -10,7 +10,7 @@ from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_paced import backlog, paced, paced_capacity
 from benchmarks.runner import SCENARIOS, BenchConfig, parse_scenarios, summarize
 from engine.cli import build_parser
-from engine.providers.fake import max_per_sender_in_window
+from engine.testing import max_per_sender_in_window
 
 pytestmark = pytest.mark.system
 

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from engine.events import PHONE_BLACKLISTED, phone_event
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, FakeCarrier
 from engine.store.outbox import NewEvent, enqueue_events
+from engine.testing import DEFAULT_ACCOUNT_SID, FakeCarrier
 
 pytestmark = pytest.mark.system
 

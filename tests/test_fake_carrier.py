@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from engine.providers import OutboundRequest
-from engine.providers.fake import (
+from engine.providers.twilio import TwilioClient, basic_authorization, validate_twilio_signature
+from engine.testing import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     AcceptedRecord,
@@ -22,7 +23,6 @@ from engine.providers.fake import (
     max_per_sender_in_window,
     run_fake_carrier,
 )
-from engine.providers.twilio import TwilioClient, basic_authorization, validate_twilio_signature
 
 DID = "+15557650001"
 TO = "+15551230001"
@@ -275,6 +275,58 @@ async def test_other_accounts_url_is_404(
         assert orjson.loads(await resp.read())["code"] == 20404
 
 
+ACCOUNT_RESOURCES = [
+    ("POST", "/Messages.json"),
+    ("GET", ".json"),
+    ("GET", "/AvailablePhoneNumbers/US/Local.json"),
+    ("GET", "/IncomingPhoneNumbers.json"),
+    ("POST", "/IncomingPhoneNumbers.json"),
+    ("DELETE", "/IncomingPhoneNumbers/PN0.json"),
+]
+
+
+@pytest.mark.parametrize(("method", "tail"), ACCOUNT_RESOURCES)
+async def test_every_account_resource_is_authenticated_by_the_middleware(
+    make_carrier: CarrierFactory, session: aiohttp.ClientSession, method: str, tail: str
+) -> None:
+    other = "AC" + "9" * 32
+    _, base = await make_carrier(accounts={DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN, other: "other-token"})
+    mine = f"{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}{tail}"
+    cases = [
+        (mine, {}, 401),  # no credentials
+        (mine, {"Authorization": basic_authorization(DEFAULT_ACCOUNT_SID, "wrong")}, 401),
+        (mine, {"Authorization": "Basic !!not-base64"}, 401),
+        (f"{base}/2010-04-01/Accounts/{other}{tail}",  # another account's resource, with my credentials
+         {"Authorization": basic_authorization(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)}, 404),
+    ]
+    for url, headers, status in cases:
+        async with session.request(method, url, headers=headers) as resp:
+            assert resp.status == status, (url, headers)
+            doc = orjson.loads(await resp.read())
+            assert doc["code"] == (20003 if status == 401 else 20404)
+            if status == 401:
+                assert resp.headers["WWW-Authenticate"] == 'Basic realm="Twilio API"'
+    # Odd scheme casing still authenticates (the slow path), and the control endpoints need no account.
+    headers = {"Authorization": basic_authorization(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN).replace("Basic", "basic")}
+    async with session.get(f"{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}.json", headers=headers) as resp:
+        assert resp.status == 200
+    async with session.get(f"{base}/_fake/stats") as resp:
+        assert resp.status == 200 and set(orjson.loads(await resp.read())) == {
+            "accepted", "rejected", "callbacks_sent", "callbacks_failed"}
+
+
+async def test_an_injected_failure_answers_before_authentication(
+    make_carrier: CarrierFactory, session: aiohttp.ClientSession
+) -> None:
+    carrier, base = await make_carrier()
+    carrier.inject(503, count=1)
+    result = await _client(session, base, auth_token="wrong").send(_request())
+    assert (result.http_status, result.error_code) == (503, 20503)
+    result = await _client(session, base, auth_token="wrong").send(_request())
+    assert (result.http_status, result.error_code) == (401, 20003)
+    assert carrier.rejected == 2 and carrier.stats()["rejected"] == 2
+
+
 @pytest.mark.parametrize(
     ("to", "body", "code"),
     [
@@ -346,6 +398,19 @@ async def test_faults_over_http(make_carrier: CarrierFactory, session: aiohttp.C
     async with session.post(f"{base}/_fake/faults", json={"count": 1}) as resp:
         assert resp.status == 400
     assert (await client.send(_request())).ok
+
+
+async def test_reset_over_http_also_drops_pending_faults(
+    make_carrier: CarrierFactory, session: aiohttp.ClientSession
+) -> None:
+    carrier, base = await make_carrier(callbacks="none")
+    carrier.inject(500, count=5)
+    carrier.hang(5, 30.0)
+    assert not (await _client(session, base).send(_request())).ok
+    async with session.post(f"{base}/_fake/reset") as resp:
+        assert (resp.status, orjson.loads(await resp.read())) == (200, {"ok": True})
+    assert (await _client(session, base, timeout=5.0).send(_request())).ok
+    assert carrier.stats() == {"accepted": 1, "rejected": 0, "callbacks_sent": 0, "callbacks_failed": 0}
 
 
 async def test_hang_makes_send_ambiguous(

@@ -41,8 +41,6 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -50,10 +48,10 @@ from yarl import URL
 from engine.api.openapi import CALLS
 from engine.app import Runtime, run_engine
 from engine.config import Settings
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from engine.providers.twilio import twilio_signature, validate_twilio_signature
 from engine.store import admin
 from engine.store.database import Database
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 
 T = TypeVar("T")
 
@@ -67,7 +65,9 @@ MIN_REQUESTS: Final = 2000
 MAX_BIGINT: Final = 2**63 - 1
 INJECTED: Final = "X-Injected"
 # Loggers whose ERROR records mean a request hit a server fault (a 500 even if nobody could read it).
-FAULT_LOGGERS: Final = ("engine.api", "engine.runtime.batcher", "aiohttp.server", "aiohttp.web")
+FAULT_LOGGERS: Final = (
+    "engine.api", "engine.inbound", "engine.httpserver", "engine.runtime.batcher", "aiohttp.server", "aiohttp.web",
+)
 CARRIER_CALLS: Final = frozenset(c.name for c in CALLS if c.carrier)
 SEND_CALLS: Final = frozenset({"send_message", "send_messages"})
 CALL_PARAMS: Final[dict[str, tuple[str, ...]]] = {c.name: tuple(p.name for p in c.params) for c in CALLS}
@@ -313,14 +313,10 @@ def fault_log() -> Iterator[list[logging.LogRecord]]:
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno < logging.ERROR or not record.name.startswith(FAULT_LOGGERS):
-                return
-            error = record.exc_info[1] if record.exc_info else None
-            if isinstance(error, HttpProcessingError) and error.code < 500:
-                return  # aiohttp logs the malformed HTTP it answers with 400 itself; not a fault
-            if isinstance(error, web.RequestPayloadError):
-                return  # aiohttp draining a body it cannot decode after we answered 400; not a fault
-            records.append(record)
+            # Malformed HTTP and undecodable bodies are client faults: counted and logged at WARNING
+            # (engine.httpserver.bad_requests), so any ERROR here is a server fault.
+            if record.levelno >= logging.ERROR and record.name.startswith(FAULT_LOGGERS):
+                records.append(record)
 
     handler = Keep(logging.ERROR)
     root = logging.getLogger()

@@ -18,12 +18,12 @@ import pytest
 from engine.app_settings import AppChanges
 from engine.callbacks.outbox import NO_GATEWAY, OutboxDeliverer
 from engine.events import phone_event
-from engine.providers.fake import NOT_MOBILE_NUMBER
 from engine.store import admin
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
 from engine.store.outbox import NewEvent, enqueue_events
 from engine.submit import Outgoing, submit, submit_many
+from engine.testing import NOT_MOBILE_NUMBER
 from tests.gateway import Gateway
 from tests.harness import carrier, engine_running, setup_app, wait_final
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import asyncpg
 
-from engine.providers.fake import max_per_sender_by_sender
 from engine.submit import Outgoing, submit, submit_many
+from engine.testing import max_per_sender_by_sender
 from tests.harness import carrier, engine_running, setup_app, wait_final
 
 

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from engine.app_settings import AppChanges
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.harness import carrier, engine_running
 
 

@@ -11,10 +11,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from engine.providers.fake import DEFAULT_AUTH_TOKEN
 from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.submit import Outgoing, submit, submit_many
+from engine.testing import DEFAULT_AUTH_TOKEN
 from tests.harness import carrier, engine_running, setup_app, wait_final
 
 

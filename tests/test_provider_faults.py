@@ -16,7 +16,10 @@ async def test_503_burst_429_and_hangs_recover_without_loss(pool: asyncpg.Pool, 
         await setup_app(pool, fake.base_url or "", dids=10, limit_per_min=6000)
         fake.inject(503, count=25)  # opens the circuit: the engine waits instead of hammering
         fake.inject(429, count=3, retry_after=0.5)
-        fake.hang(3, 2.5)  # longer than the request timeout: ambiguous, reconciled by callback
+        # Longer than the request timeout (ambiguous) and than the whole run: stop() cuts the hangs short, so
+        # these three are never created. (2.5 s raced the run on a busy machine: a hang that ended first
+        # created its message and the callback turned 'unknown' into 'delivered'.)
+        fake.hang(3, 60.0)
         await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"m{i}") for i in range(n)])
         async with engine_running(db_dsn, request_timeout=1.0, max_attempts=8):
             counts = await wait_final(pool, n, timeout=90)

@@ -12,9 +12,9 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.system import carrier_records, free_port, processes, start_carrier, start_server
 
 pytestmark = pytest.mark.system

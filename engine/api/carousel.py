@@ -21,15 +21,16 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
-from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
-from aiohttp.http import HttpProcessingError
+from aiohttp import web
 
 from engine.api import openapi
 from engine.api import params as pp
 from engine.config import Settings
 from engine.errors import InvalidInput, ProviderError
+from engine.httpserver.forms import UnreadableBody, read_form
 from engine.phone import to_e164
 from engine.policy.admission import prepare
+from engine.providers.factory import carrier_client
 from engine.providers.twilio import TwilioClient
 from engine.store import carousel as store
 from engine.store.admin import hash_api_key
@@ -69,26 +70,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _read_params(request: web.Request) -> dict[str, str]:
+async def _read_params(request: web.Request, read_timeout: float) -> dict[str, str]:
     """Query string, then form fields (which win); file uploads are ignored."""
     values = dict(request.query.items())
     if request.method == "POST" and request.body_exists:
-        try:
-            form = await request.post()
-        except UnicodeDecodeError:
-            raise ApiError(400, "the request body is not valid UTF-8") from None
-        except web.RequestPayloadError:  # e.g. a Content-Encoding the body does not match, a truncated body
-            raise ApiError(400, "the request body cannot be read (bad encoding or incomplete)") from None
-        except (ValueError, LookupError, HttpProcessingError, BadContentDispositionHeader, BadContentDispositionParam):
-            # aiohttp raises these for a broken multipart body (no boundary, a part without a name or
-            # with malformed headers, nested multipart, bad base64) and for an unknown charset; the
-            # Content-Disposition ones are warnings, raised only where warnings are errors.
-            raise ApiError(400, "the request body is not a readable form (URL-encoded or multipart)") from None
-        for name, value in form.items():
-            if isinstance(value, str):
-                values[name] = value
-            elif isinstance(value, web.FileField):
-                value.file.close()  # an upload aiohttp spooled to a temporary file: unused, release it now
+        values.update(await read_form(request, timeout=read_timeout))
     return values
 
 
@@ -153,12 +139,16 @@ class CarouselApi:
             handler = self.calls.get(call)
             if handler is None:
                 raise ApiError(404, f"unknown call {call!r}")
-            params = await _read_params(request)
+            params = await _read_params(request, self.settings.read_timeout)
             app = await self.authenticate(params.get("api_key"))
             _check_text(params)
             return _json(await handler(app, params))
         except ApiError as exc:
             return _json({"error": exc.message}, exc.status)
+        except UnreadableBody as exc:
+            reply = _json({"error": exc.message}, exc.status)
+            reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
+            return reply
         except InvalidInput as exc:
             return _json({"error": str(exc)}, 400)
         except ProviderError as exc:
@@ -205,11 +195,12 @@ class CarouselApi:
         if account is None:
             raise ApiError(409, "the application has no carrier account (engine provider add)")
         async with aiohttp.ClientSession() as session:
-            yield TwilioClient(
+            yield carrier_client(
                 session,
+                kind=account.kind,
                 account_sid=account.account_sid,
                 auth_token=account.auth_token,
-                base_url=account.base_url or "https://api.twilio.com",
+                base_url=account.base_url,
                 messaging_service_sid=account.messaging_service_sid,
                 timeout=self.settings.request_timeout,
             )

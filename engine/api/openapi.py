@@ -201,6 +201,7 @@ def _responses(call: ApiCall) -> dict[str, Any]:
                                                                             "example": call.example}}},
         "400": _error_response("A parameter is missing or invalid; the message names it. Nothing changed."),
         "401": _error_response("api_key missing or wrong."),
+        "408": _error_response("The request body did not arrive within the server's read timeout. Nothing changed."),
         "500": _error_response("Server fault (logged with a traceback). Nothing changed."),
     }
     if call.carrier or call.needs_smsc:
@@ -258,7 +259,8 @@ def document(server_url: str | None = None) -> dict[str, Any]:
             "description": (
                 "Every call is POST (URL-encoded form) or GET (query string) to /api/<call> with the "
                 "application's api_key (query or form). Replies are JSON. Errors are JSON {\"error\": message} "
-                "with 400 (bad parameter, named), 401 (api_key), 404 (unknown call), 409 (no SMSC/carrier), "
+                "with 400 (bad parameter, named), 401 (api_key), 404 (unknown call), 408 (body not received in time), "
+                "409 (no SMSC/carrier), "
                 "500 (server fault), 422 (the carrier turned the request down) or 502 (carrier failure); "
                 "a failed call changes nothing."
             ),

@@ -11,7 +11,7 @@ import aiohttp
 
 from engine.dispatch.breaker import ProviderGate
 from engine.providers import Provider
-from engine.providers.twilio import TwilioClient
+from engine.providers.factory import carrier_client
 from engine.store.topology import ProviderRow
 
 __all__ = ["Binding", "Carriers"]
@@ -57,11 +57,12 @@ class Carriers:
             connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
             session = aiohttp.ClientSession(connector=connector)
             self.sessions.append(session)
-            client = TwilioClient(
+            client = carrier_client(
                 session,
+                kind=r.kind,
                 account_sid=r.account_sid,
                 auth_token=r.auth_token,
-                base_url=r.base_url or "https://api.twilio.com",
+                base_url=r.base_url,
                 messaging_service_sid=r.messaging_service_sid,
                 timeout=self.request_timeout,
             )

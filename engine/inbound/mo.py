@@ -11,9 +11,9 @@ import logging
 import re
 from typing import Final
 
-from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
-from aiohttp.http import HttpProcessingError
+from aiohttp import web
 
+from engine.httpserver.forms import UnreadableBody, read_form
 from engine.providers.twilio import validate_twilio_signature
 from engine.store import inbound as store
 from engine.store.database import Pool
@@ -32,8 +32,9 @@ MAX_BODY: Final = 10_000
 class MoIntake:
     """Receives MOs from the carrier and stores them durably."""
 
-    def __init__(self, pool: Pool, public_base: str) -> None:
+    def __init__(self, pool: Pool, public_base: str, *, read_timeout: float = 30.0) -> None:
         self.pool = pool
+        self.read_timeout = read_timeout
         self.public_base = public_base.rstrip("/")
         self.tokens: dict[int, str] = {}
         self.stored = 0
@@ -57,11 +58,11 @@ class MoIntake:
             raise web.HTTPNotFound()
         provider_id = int(raw_id)
         try:
-            form = await request.post()
-        except (web.RequestPayloadError, ValueError, LookupError, HttpProcessingError, BadContentDispositionHeader,
-                BadContentDispositionParam):
-            raise web.HTTPBadRequest(text="unreadable form body") from None
-        params = {name: value for name, value in form.items() if isinstance(value, str)}
+            params = await read_form(request, timeout=self.read_timeout)
+        except UnreadableBody as exc:
+            reply = web.Response(status=exc.status, text=exc.message)
+            reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
+            return reply
         token = await self._token(provider_id)
         signature = request.headers.get("X-Twilio-Signature", "")
         if token is None or not validate_twilio_signature(token, self.public_base + request.path_qs, params, signature):

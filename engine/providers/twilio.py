@@ -1,7 +1,7 @@
 """Twilio REST provider: the real wire contract (Messages create, account fetch, webhook signatures).
 
 Everything here speaks exactly what api.twilio.com speaks, so the same client works against the
-loopback fake carrier (:mod:`engine.providers.fake`) and production.
+loopback fake carrier (:mod:`engine.testing`) and production.
 """
 
 from __future__ import annotations
@@ -101,12 +101,17 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - reference).total_seconds())
 
 
+def _json_or_none(raw: bytes) -> Any:
+    """The reply's JSON document, or None when it is not JSON (a proxy's HTML error page, an empty body)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _error_fields(raw: bytes, status: int) -> tuple[int | None, str]:
     """Twilio's error body is {"code", "message", "more_info", "status"}; anything else becomes text."""
-    try:
-        doc: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = None
+    doc = _json_or_none(raw)
     if isinstance(doc, dict):
         code = doc.get("code")
         message = doc.get("message")
@@ -123,10 +128,7 @@ def _error_fields(raw: bytes, status: int) -> tuple[int | None, str]:
 def classify_create_response(status: int, raw: bytes, retry_after: str | None) -> SendResult:
     """Turn one Messages-create HTTP reply into a SendResult (ok / retryable / permanent)."""
     if 200 <= status < 300:
-        try:
-            doc: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            doc = None
+        doc = _json_or_none(raw)
         sid = doc.get("sid") if isinstance(doc, dict) else None
         if isinstance(sid, str) and sid:
             provider_status = doc.get("status")
@@ -310,10 +312,7 @@ class TwilioClient:
             detail = str(exc)
             return False, f"network error: {type(exc).__name__}" + (f": {detail}" if detail else "")
         if 200 <= status < 300:
-            try:
-                doc: Any = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                doc = None
+            doc = _json_or_none(raw)
             name = doc.get("friendly_name") if isinstance(doc, dict) else None
             return True, name if isinstance(name, str) and name else "OK"
         code, message = _error_fields(raw, status)

@@ -1,4 +1,4 @@
-"""Carrier webhooks: Twilio status callbacks, signature-checked, written in batches.
+"""The carrier status webhook: Twilio status callbacks, signature-checked, written in batches.
 
 The status callback URL carries our provider id and message id
 (`/webhooks/twilio/status/{provider_id}/{message_id}`), so an update is one indexed row write and
@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
-from aiohttp.http import HttpProcessingError
+from aiohttp import web
 
 from engine import statuses as st
+from engine.httpserver.forms import UnreadableBody, read_form
 from engine.metrics import Metrics
 from engine.providers.twilio import validate_twilio_signature
 from engine.runtime.batcher import Batcher
@@ -54,8 +54,11 @@ class StatusUpdate:
 class StatusIntake:
     """Receives status callbacks and writes them with one UPDATE … FROM unnest per batch."""
 
-    def __init__(self, pool: asyncpg.Pool, public_base: str, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, public_base: str, metrics: Metrics | None = None, *, read_timeout: float = 30.0
+    ) -> None:
         self.pool = pool
+        self.read_timeout = read_timeout  # seconds a callback's body may take to arrive
         self.metrics = metrics or Metrics()
         self._accepted = self.metrics.status_callbacks.labels("accepted")  # resolved once: hot path
         self.public_base = public_base.rstrip("/")
@@ -78,17 +81,11 @@ class StatusIntake:
         provider_id = _path_id(request.match_info["provider_id"])
         message_id = _path_id(request.match_info["message_id"])
         try:
-            form = await request.post()
-        except (web.RequestPayloadError, ValueError, LookupError, HttpProcessingError, BadContentDispositionHeader,
-                BadContentDispositionParam):
-            # bad Content-Encoding, truncated body, not UTF-8, unknown charset, broken multipart
-            raise web.HTTPBadRequest(text="unreadable form body") from None
-        params: dict[str, str] = {}
-        for name, value in form.items():
-            if isinstance(value, str):
-                params[name] = value
-            elif isinstance(value, web.FileField):
-                value.file.close()  # an upload spooled to a temporary file: not ours to keep open
+            params = await read_form(request, timeout=self.read_timeout)
+        except UnreadableBody as exc:
+            reply = web.Response(status=exc.status, text=exc.message)
+            reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
+            return reply
         token = await self._token(provider_id)
         signature = request.headers.get("X-Twilio-Signature", "")
         url = self.public_base + request.path_qs

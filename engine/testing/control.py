@@ -1,0 +1,81 @@
+"""The fake carrier's own endpoints under ``/_fake/``, for driving it from another process (no auth).
+
+``POST /_fake/faults`` injects a failure (``status``, ``count``, ``retry_after``, ``code``) or a hang
+(``hang`` seconds, ``count``); ``GET /_fake/messages`` lists accepted messages; ``GET /_fake/stats``
+the counters; ``POST /_fake/reset`` forgets records, counters and pending faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from engine.testing.faults import Faults
+from engine.testing.records import Ledger
+from engine.testing.wire import json_reply
+
+__all__ = ["ControlApi"]
+
+_OK = {"ok": True}
+
+
+class ControlApi:
+    """Handlers for ``/_fake/...`` over the carrier's ledger and faults; *reset* is the carrier's own."""
+
+    def __init__(self, ledger: Ledger, faults: Faults, reset: Callable[[], None]) -> None:
+        self.ledger = ledger
+        self.faults = faults
+        self.reset = reset
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/_fake/faults", self.post_faults),
+            web.get("/_fake/messages", self.get_messages),
+            web.get("/_fake/stats", self.get_stats),
+            web.post("/_fake/reset", self.post_reset),
+        ]
+
+    async def post_faults(self, request: web.Request) -> web.Response:
+        try:
+            doc: Any = orjson.loads(await request.read())
+            if not isinstance(doc, dict):
+                raise ValueError("expected a JSON object")
+            count = int(doc.get("count", 1))
+            if "hang" in doc:
+                self.faults.hang(count, float(doc["hang"]))
+            else:
+                retry_after = doc.get("retry_after")
+                code = doc.get("code")
+                self.faults.inject(
+                    int(doc["status"]),
+                    count,
+                    retry_after=float(retry_after) if retry_after is not None else None,
+                    code=int(code) if code is not None else None,
+                )
+        except (ValueError, KeyError, TypeError) as exc:
+            return json_reply({"error": str(exc)}, 400)
+        return json_reply(_OK)
+
+    async def get_messages(self, request: web.Request) -> web.Response:
+        return json_reply([
+            {
+                "t": r.t,
+                "sid": r.sid,
+                "from": r.from_,
+                "to": r.to,
+                "body": r.body,
+                "final_status": r.final_status,
+                "error_code": r.error_code,
+            }
+            for r in self.ledger.records
+        ])
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return json_reply(self.ledger.stats())
+
+    async def post_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return json_reply(_OK)

@@ -1,0 +1,152 @@
+"""The number market: search available numbers, list, buy and release an account's numbers.
+
+Twilio's AvailablePhoneNumbers and IncomingPhoneNumbers resources, enough for the API's ``find_did``,
+``add_did`` and ``delete_did``: valid NANP numbers matching Twilio's ``Contains`` pattern are offered,
+and any valid E.164 number nobody owns can be bought.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+import phonenumbers
+from aiohttp import web
+
+from engine.providers.twilio import API_VERSION
+from engine.testing.accounts import ACCOUNT_PATH, account_of
+from engine.testing.wire import E164, error, json_reply, not_found, read_form
+
+__all__ = ["NANP_REGIONS", "NumberMarket", "available_numbers"]
+
+# Twilio's Contains pattern: letters stand for their phone keypad digits, '*' for any one digit.
+_KEYPAD: Final = str.maketrans(
+    {c: d for d, letters in zip("23456789", ("ABC", "DEF", "GHI", "JKL", "MNO", "PQRS", "TUV", "WXYZ"), strict=True)
+     for c in letters + letters.lower()}
+)
+_CONTAINS: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
+NANP_REGIONS: Final = frozenset({"US", "CA"})
+
+
+def _fill(rng: random.Random, pattern: str) -> str:
+    return "".join(str(rng.randrange(10)) if ch == "*" else ch for ch in pattern)
+
+
+def available_numbers(
+    rng: random.Random, country: str, contains: str | None, count: int, taken: Iterable[str] = ()
+) -> list[str]:
+    """Valid local numbers of *country* (US or CA) matching Twilio's *contains* pattern, like its search.
+
+    A pattern starting '+' must match the start of the E.164 number; otherwise it may appear anywhere
+    in the national number. Numbers in *taken* and 555 test numbers are never offered.
+    """
+    exclude = set(taken)
+    pattern = (contains or "").translate(_KEYPAD)
+    anchored = pattern.startswith("+")
+    if anchored:
+        pattern = pattern[1:]
+        if not pattern.startswith("1"):
+            return []
+        pattern = pattern[1:]
+    if len(pattern) > 10:
+        return []
+    found: list[str] = []
+    for _ in range(200 * count):
+        if len(found) >= count:
+            break
+        # Short patterns are usually area codes: put them first half of the time.
+        prefer_start = anchored or (len(pattern) <= 3 and rng.random() < 0.5)
+        offset = 0 if prefer_start else rng.randrange(0, 11 - len(pattern))
+        national = _fill(rng, "*" * offset + pattern + "*" * (10 - offset - len(pattern)))
+        number = "+1" + national
+        if national.startswith("555") or number in exclude:
+            continue
+        parsed = phonenumbers.parse(number)
+        if phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == country:
+            exclude.add(number)
+            found.append(number)
+    return found
+
+
+def _number_resource(account: str, sid: str, number: str) -> dict[str, Any]:
+    return {
+        "account_sid": account,
+        "sid": sid,
+        "phone_number": number,
+        "friendly_name": number,
+        "capabilities": {"voice": True, "sms": True, "mms": True},
+        "uri": f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
+    }
+
+
+class NumberMarket:
+    """Numbers for sale and the numbers each account bought (``numbers``: number -> (account sid, PN sid))."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.numbers: dict[str, tuple[str, str]] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(f"{ACCOUNT_PATH}/AvailablePhoneNumbers/{{country}}/Local.json", self.search),
+            web.get(f"{ACCOUNT_PATH}/IncomingPhoneNumbers.json", self.list_owned),
+            web.post(f"{ACCOUNT_PATH}/IncomingPhoneNumbers.json", self.buy),
+            web.delete(f"{ACCOUNT_PATH}/IncomingPhoneNumbers/{{sid}}.json", self.release),
+        ]
+
+    async def search(self, request: web.Request) -> web.Response:
+        """Numbers for sale in a NANP country, optionally matching ``Contains``, at most ``PageSize`` (1-50)."""
+        country = request.match_info["country"]
+        if country not in NANP_REGIONS:
+            return not_found(request)
+        contains = request.query.get("Contains") or None
+        if contains is not None and not _CONTAINS.fullmatch(contains):
+            return error(400, 21421, "Contains must be digits, letters or '*'")
+        try:
+            size = max(1, min(int(request.query.get("PageSize", "20")), 50))
+        except ValueError:
+            return error(400, 20001, "PageSize must be an integer")
+        numbers = available_numbers(self._rng, country, contains, size, self.numbers)
+        return json_reply({
+            "uri": request.path_qs,
+            "available_phone_numbers": [
+                {"friendly_name": n, "phone_number": n, "iso_country": country,
+                 "capabilities": {"voice": True, "SMS": True, "MMS": True}}
+                for n in numbers
+            ],
+        })
+
+    async def list_owned(self, request: web.Request) -> web.Response:
+        """The caller's numbers, or only ``PhoneNumber`` when given."""
+        account = account_of(request)
+        wanted = request.query.get("PhoneNumber")
+        items = [
+            _number_resource(owner, sid, number)
+            for number, (owner, sid) in self.numbers.items()
+            if owner == account and (wanted is None or number == wanted)
+        ]
+        return json_reply({"incoming_phone_numbers": items})
+
+    async def buy(self, request: web.Request) -> web.Response:
+        """Buys any valid E.164 number nobody owns yet (a real carrier sells only what it has)."""
+        account = account_of(request)
+        number = (await read_form(request)).get("PhoneNumber", "")
+        if not E164.fullmatch(number):
+            return error(400, 21421, "PhoneNumber is invalid.")
+        if number in self.numbers:
+            return error(400, 21422, "PhoneNumber requested is not available")
+        sid = f"PN{self._rng.getrandbits(128):032x}"
+        self.numbers[number] = (account, sid)
+        return json_reply(_number_resource(account, sid, number), 201)
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Release one of the caller's numbers by its PN sid."""
+        account = account_of(request)
+        sid = request.match_info["sid"]
+        for number, (owner, owned_sid) in list(self.numbers.items()):
+            if owner == account and owned_sid == sid:
+                del self.numbers[number]
+                return web.Response(status=204)
+        return not_found(request)
