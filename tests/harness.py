@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
+from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.store.database import Database
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
@@ -78,3 +81,42 @@ async def carrier(**kwargs: object) -> AsyncIterator[FakeCarrier]:
         yield fake
     finally:
         await fake.stop()
+
+
+_mo_sids = itertools.count(1)
+
+
+async def send_mo(
+    base: str, provider: tuple[int, str], sender: str, to: str, body: str, *, sid: str | None = None,
+    signature: str | None = None, headers: dict[str, str] | None = None,
+) -> int:
+    """Send an MO to the engine's webhook the way Twilio does (signed with the account's token); returns the HTTP
+    status the engine answered. *provider*: (provider id, auth token)."""
+    path = f"/webhooks/twilio/inbound/{provider[0]}"
+    form = {"MessageSid": sid or f"SM{next(_mo_sids):032x}", "AccountSid": "AC" + "0" * 32, "From": sender,
+            "To": to, "Body": body, "NumSegments": "1"}
+    sig = signature if signature is not None else twilio_signature(provider[1], base + path, form)
+    async with aiohttp.ClientSession() as session, session.post(
+        base + path, data=form, headers={"X-Twilio-Signature": sig, **(headers or {})}
+    ) as resp:
+        if resp.status == 200:
+            assert resp.content_type == "text/xml" and b"<Response/>" in await resp.read()
+        return resp.status
+
+
+async def provider_of(pool: asyncpg.Pool) -> tuple[int, str]:
+    """(id, auth token) of the only carrier account."""
+    row = await pool.fetchrow("SELECT id, auth_token FROM engine_provider")
+    return row["id"], row["auth_token"]
+
+
+async def until(pool: asyncpg.Pool, sql: str, *args: object, timeout: float = 20.0) -> object:
+    """Poll *sql* until it returns something true; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await pool.fetchval(sql, *args)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true: {sql}")
+        await asyncio.sleep(0.05)

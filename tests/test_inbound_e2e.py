@@ -6,68 +6,29 @@ the phone texted, retried webhooks handled once, forged ones refused.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import asyncpg
 
 from engine.app_settings import AppChanges
-from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.harness import carrier, engine_running, provider_of, send_mo, setup_app, until, wait_final
 
 PHONE = "+13472643707"
-_sids = itertools.count(1)
-
-
-async def _provider(pool: asyncpg.Pool) -> tuple[int, str]:
-    row = await pool.fetchrow("SELECT id, auth_token FROM engine_provider")
-    return row["id"], row["auth_token"]
-
-
-async def _text(
-    base: str, provider: tuple[int, str], sender: str, to: str, body: str, *, sid: str | None = None,
-    signature: str | None = None, headers: dict[str, str] | None = None,
-) -> int:
-    """Send an MO the way Twilio does; returns the HTTP status the engine answered."""
-    path = f"/webhooks/twilio/inbound/{provider[0]}"
-    form = {"MessageSid": sid or f"SM{next(_sids):032x}", "AccountSid": "AC" + "0" * 32, "From": sender, "To": to,
-            "Body": body, "NumSegments": "1"}
-    sig = signature if signature is not None else twilio_signature(provider[1], base + path, form)
-    async with aiohttp.ClientSession() as session, session.post(
-        base + path, data=form, headers={"X-Twilio-Signature": sig, **(headers or {})}
-    ) as resp:
-        if resp.status == 200:
-            assert resp.content_type == "text/xml" and b"<Response/>" in await resp.read()
-        return resp.status
-
-
-async def _until(pool: asyncpg.Pool, sql: str, *args: object, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await pool.fetchval(sql, *args)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never true: {sql}")
-        await asyncio.sleep(0.05)
 
 
 async def _handled(pool: asyncpg.Pool, count: int) -> None:
-    await _until(pool, "SELECT count(*) >= $1 FROM engine_inbound WHERE state = 'done'", count)
+    await until(pool, "SELECT count(*) >= $1 FROM engine_inbound WHERE state = 'done'", count)
 
 
 async def test_stop_as_a_first_message_opts_out_records_and_confirms_once(pool: asyncpg.Pool, db_dsn: str) -> None:
     async with carrier() as fake:
         dids = await setup_app(pool, fake.base_url or "", dids=3, limit_per_min=6000)
-        provider = await _provider(pool)
+        provider = await provider_of(pool)
         async with engine_running(db_dsn) as running:
             base = running.runtime.base_url or ""
-            assert await _text(base, provider, PHONE, dids[1], "Stop") == 200
+            assert await send_mo(base, provider, PHONE, dids[1], "Stop") == 200
             await _handled(pool, 1)
             await wait_final(pool, 1)
         assert [(r.from_, r.to) for r in fake.records] == [(dids[1], PHONE)]
@@ -85,15 +46,15 @@ async def test_stop_as_a_first_message_opts_out_records_and_confirms_once(pool: 
 async def test_an_opted_out_phone_gets_only_its_confirmation_and_help_answers(pool: asyncpg.Pool, db_dsn: str) -> None:
     async with carrier() as fake:
         dids = await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
-        provider = await _provider(pool)
+        provider = await provider_of(pool)
         later = datetime.now(UTC) + timedelta(seconds=2)
         (scheduled,) = await submit_many(pool, "lib", [Outgoing(PHONE, "Your reminder", on=later)])
         async with engine_running(db_dsn) as running:
             base = running.runtime.base_url or ""
-            await _text(base, provider, PHONE, dids[0], "STOP")
+            await send_mo(base, provider, PHONE, dids[0], "STOP")
             await _handled(pool, 1)
             await submit_many(pool, "lib", [Outgoing(PHONE, "A new campaign")])  # after STOP: refused
-            await _text(base, provider, PHONE, dids[0], "HELP")
+            await send_mo(base, provider, PHONE, dids[0], "HELP")
             await _handled(pool, 2)
             await wait_final(pool, 4, timeout=30)
         bodies = [r.body for r in fake.records if r.to == PHONE]
@@ -108,11 +69,11 @@ async def test_start_after_stop_resubscribes(pool: asyncpg.Pool, db_dsn: str) ->
     async with carrier() as fake:
         dids = await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
         await admin.update_app(pool, "lib", AppChanges(columns={"optin_text": "Welcome back to lib"}))
-        provider = await _provider(pool)
+        provider = await provider_of(pool)
         async with engine_running(db_dsn) as running:
             base = running.runtime.base_url or ""
-            await _text(base, provider, PHONE, dids[0], "stop")
-            await _text(base, provider, PHONE, dids[0], "START")  # handled after the STOP: per-phone order
+            await send_mo(base, provider, PHONE, dids[0], "stop")
+            await send_mo(base, provider, PHONE, dids[0], "START")  # handled after the STOP: per-phone order
             await _handled(pool, 2)
             await submit_many(pool, "lib", [Outgoing(PHONE, "Storytime is at 10")])
             await wait_final(pool, 3)
@@ -127,15 +88,15 @@ async def test_a_retried_webhook_is_handled_once_and_a_forged_one_stores_nothing
 ) -> None:
     async with carrier() as fake:
         dids = await setup_app(pool, fake.base_url or "", dids=1, limit_per_min=6000)
-        provider = await _provider(pool)
+        provider = await provider_of(pool)
         async with engine_running(db_dsn) as running:
             base = running.runtime.base_url or ""
-            assert await _text(base, provider, PHONE, dids[0], "STOP", sid="SM" + "a" * 32) == 200
-            assert await _text(base, provider, PHONE, dids[0], "STOP", sid="SM" + "a" * 32) == 200
+            assert await send_mo(base, provider, PHONE, dids[0], "STOP", sid="SM" + "a" * 32) == 200
+            assert await send_mo(base, provider, PHONE, dids[0], "STOP", sid="SM" + "a" * 32) == 200
             token = {"I-Twilio-Idempotency-Token": "retry-1"}
-            assert await _text(base, provider, PHONE, dids[0], "HELP", headers=token) == 200
-            assert await _text(base, provider, PHONE, dids[0], "HELP", headers=token) == 200  # new sid, same token
-            assert await _text(base, provider, PHONE, dids[0], "STOP", signature="forged") == 403
+            assert await send_mo(base, provider, PHONE, dids[0], "HELP", headers=token) == 200
+            assert await send_mo(base, provider, PHONE, dids[0], "HELP", headers=token) == 200  # new sid, same token
+            assert await send_mo(base, provider, PHONE, dids[0], "STOP", signature="forged") == 403
             await _handled(pool, 2)
             await wait_final(pool, 2)
         assert await pool.fetchval("SELECT count(*) FROM engine_inbound") == 2
@@ -151,7 +112,7 @@ async def test_a_send_the_carrier_refuses_as_unsubscribed_blacklists_the_phone(
         await submit_many(pool, "lib", [Outgoing(unsubscribed, "hello")])
         async with engine_running(db_dsn):
             await wait_final(pool, 1)
-            await _until(pool, "SELECT count(*) FROM engine_blacklist WHERE phone = $1", unsubscribed)
+            await until(pool, "SELECT count(*) FROM engine_blacklist WHERE phone = $1", unsubscribed)
         assert await pool.fetchval("SELECT reason FROM engine_blacklist") == "carrier"
         assert await pool.fetchval("SELECT source FROM engine_consent_event") == "carrier"
         assert await pool.fetchval("SELECT error_code FROM engine_outbound") == 21610

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from engine.callbacks.answer import MAX_ANSWER_BYTES, ParsedAnswer, parse_answer
 from engine.callbacks.form import encode_form
 from engine.callbacks.signing import sign
 from engine.providers.twilio import parse_retry_after
@@ -40,7 +41,7 @@ from engine.runtime.tasks import TaskGroup
 from engine.store import notify
 from engine.store import outbox as store
 from engine.store.database import DB_ERRORS, Pool
-from engine.store.outbox import ClaimedEvent, FailedAttempt
+from engine.store.outbox import ClaimedEvent, FailedAttempt, GatewayAnswer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Outcome:
     retry_after: float | None = None
     give_up: bool = False  # dead-letter now (no gateway URL)
     attempts: int = 0  # before this one
+    answer: ParsedAnswer | None = None  # the gateway's answer to an incoming_message
 
 
 def backoff_delay(
@@ -280,7 +282,11 @@ class OutboxDeliverer:
                 event.gateway_url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 if 200 <= resp.status < 300:
-                    return Outcome(event.id, ok=True, attempts=event.attempts)
+                    answer = None
+                    if event.inbound_id is not None:  # an incoming_message: the body is the app's reply
+                        raw = await resp.content.read(MAX_ANSWER_BYTES)
+                        answer = parse_answer(raw, resp.headers.get("Content-Type", ""))
+                    return Outcome(event.id, ok=True, attempts=event.attempts, answer=answer)
                 text = (await resp.content.read(_ERROR_TEXT)).decode("utf-8", "replace").strip()
                 error = f"HTTP {resp.status}" + (f": {text}" if text else "")
                 return Outcome(event.id, ok=False, error=error, attempts=event.attempts,
@@ -298,9 +304,13 @@ class OutboxDeliverer:
         failed = [
             FailedAttempt(o.id, self._delay(o), o.error or "failed", o.give_up) for o in batch if not o.ok
         ]
+        answers = [
+            GatewayAnswer(o.id, o.answer.body, o.answer.close_session, o.answer.reprocess)
+            for o in batch if o.ok and o.answer is not None
+        ]
         await store.record_attempts(
             self.pool, delivered=[o.id for o in batch if o.ok], failed=failed, offset=self._offset(),
-            max_age=self.max_age, deliverer_id=self.deliverer_id,
+            max_age=self.max_age, deliverer_id=self.deliverer_id, answers=answers,
         )
         if failed:
             self.wake.set()  # retries may now be due sooner than the claim loop's idle wait

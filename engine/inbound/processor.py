@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Final
 
 from engine.inbound.chain import AppTexts, MoContext, Plan, Reply, plan_mo
 from engine.inbound.keywords import KeywordIndex, KeywordRule, classify
@@ -20,9 +21,19 @@ from engine.inbound.loops import LoopSettings, LoopState, ReplyKind, may_reply, 
 from engine.store import inbound as store
 from engine.store import notify
 from engine.store.database import DB_ERRORS, Pool
-from engine.store.inbound import AppFacts, LoopRow, Mo, MoEffects, MoFacts, ReplyRow
+from engine.store.inbound import (
+    AnswerEffects,
+    AnswerFacts,
+    AppFacts,
+    LoopLimits,
+    LoopRow,
+    Mo,
+    MoEffects,
+    MoFacts,
+    ReplyRow,
+)
 
-__all__ = ["MoProcessor", "context_of", "effects_of", "guard_loops"]
+__all__ = ["MAX_REPROCESS_DEPTH", "MoProcessor", "answer_effects", "context_of", "effects_of", "guard_loops"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +60,38 @@ def context_of(mo: Mo, facts: MoFacts) -> MoContext:
     )
 
 
-def _loop_settings(app: AppFacts) -> LoopSettings:
-    limits = app.loop_limits
+MAX_REPROCESS_DEPTH: Final = 3  # a gateway's `reprocess` may lead to at most this many MOs in a chain
+
+
+def _loop_settings(limits: LoopLimits) -> LoopSettings:
     return LoopSettings(limits.max_replies, float(limits.window_seconds), limits.max_repeats,
                         float(limits.cooldown_seconds))
+
+
+def _state(row: LoopRow) -> LoopState:
+    return LoopState(row.reply_times, row.last_body, row.last_mo_at, row.repeats, row.cooldown_until,
+                     row.optout_sent, row.help_sent)
+
+
+def _row(state: LoopState) -> LoopRow:
+    return LoopRow(state.reply_times, state.last_body, state.last_mo_at, state.repeats, state.cooldown_until,
+                   state.optout_sent, state.help_sent)
+
+
+def answer_effects(facts: AnswerFacts, now: float) -> AnswerEffects:
+    """What a gateway's answer does (pure): its reply (unless loop detection stops it), closing the session, and a
+    reprocessed MO (at most MAX_REPROCESS_DEPTH deep)."""
+    reply: str | None = None
+    loop: LoopRow | None = None
+    fire = False
+    if facts.body is not None:
+        decision = may_reply(_state(facts.loop), "auto", now, _loop_settings(facts.loop_limits))
+        reply = facts.body if decision.allowed else None
+        loop, fire = _row(decision.state), decision.fire_loop_event
+    reprocess = facts.reprocess if facts.mo.depth < MAX_REPROCESS_DEPTH else None
+    if facts.reprocess is not None and reprocess is None:
+        log.warning("answer %s asks to reprocess beyond depth %d: ignored", facts.id, MAX_REPROCESS_DEPTH)
+    return AnswerEffects(reply, facts.close_session, reprocess, loop, fire)
 
 
 def _reply_kind(plan: Plan, reply: Reply) -> ReplyKind:
@@ -64,11 +103,8 @@ def _reply_kind(plan: Plan, reply: Reply) -> ReplyKind:
 def guard_loops(plan: Plan, app: AppFacts, body: str, now: float) -> tuple[Plan, LoopRow, bool]:
     """Auto-reply-loop detection for the app the MO was handled for (pure): the replies that may go, the state to
     store, and whether auto_reply_loop fires (once per cool-down)."""
-    settings = _loop_settings(app)
-    row = app.loop
-    state = LoopState(row.reply_times, row.last_body, row.last_mo_at, row.repeats, row.cooldown_until,
-                      row.optout_sent, row.help_sent)
-    verdict = on_mo(state, body, now, settings)
+    settings = _loop_settings(app.loop_limits)
+    verdict = on_mo(_state(app.loop), body, now, settings)
     state, fire = verdict.state, verdict.fire_loop_event
     kept: list[Reply] = []
     for reply in plan.replies:
@@ -76,9 +112,7 @@ def guard_loops(plan: Plan, app: AppFacts, body: str, now: float) -> tuple[Plan,
         state, fire = decision.state, fire or decision.fire_loop_event
         if decision.allowed:
             kept.append(reply)
-    stored = LoopRow(state.reply_times, state.last_body, state.last_mo_at, state.repeats, state.cooldown_until,
-                     state.optout_sent, state.help_sent)
-    return replace(plan, replies=tuple(kept)), stored, fire
+    return replace(plan, replies=tuple(kept)), _row(state), fire
 
 
 def effects_of(mo: Mo, plan: Plan, facts: MoFacts, now: float) -> MoEffects:
@@ -118,6 +152,7 @@ def effects_of(mo: Mo, plan: Plan, facts: MoFacts, now: float) -> MoEffects:
         confirmed=plan.confirmed,
         loop=loop,
         loop_event=fire,
+        possible_opt_out=plan.possible_opt_out,
     )
 
 
@@ -158,14 +193,22 @@ class MoProcessor:
                 await listener
 
     async def run_once(self) -> int:
-        """Handle one batch of MOs; returns how many were claimed."""
+        """Handle one batch of MOs, then the gateways' answers waiting; returns how many MOs were claimed."""
         mos = await store.claim_mos(self.pool, self.worker_id, self.batch, self.lease_seconds)
         for mo in mos:
             try:
                 await self.handle(mo)
             except DB_ERRORS:
                 log.exception("MO %s not handled; it runs again when its lease ends", mo.id)
-        return len(mos)
+        answers = 0
+        while answers < self.batch and await self.handle_answer():
+            answers += 1
+        return len(mos) + answers
+
+    async def handle_answer(self) -> bool:
+        """Handle the oldest pending gateway answer (a reply, a closed session, a reprocessed MO); False if none."""
+        now = self.clock()
+        return await store.handle_next_answer(self.pool, lambda facts: answer_effects(facts, now))
 
     async def handle(self, mo: Mo) -> Plan:
         now = self.clock()

@@ -7,10 +7,10 @@ the MO's 'done' mark, so a worker dying mid-chain leaves nothing half-applied an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import asyncpg
@@ -18,8 +18,11 @@ import orjson
 
 from engine.store import inbound_queries as iq
 from engine.store import queries as q
+from engine.store.database import Pool
 
 __all__ = [
+    "AnswerEffects",
+    "AnswerFacts",
     "AppFacts",
     "KeywordRow",
     "LoopLimits",
@@ -32,6 +35,7 @@ __all__ = [
     "auth_token",
     "carrier_opt_outs",
     "claim_mos",
+    "handle_next_answer",
     "mo_transaction",
     "recover_mos",
     "store_mo",
@@ -68,6 +72,7 @@ class Mo:
     to_number: str
     body: str
     received_at: datetime
+    depth: int = 0  # how many times a gateway's `reprocess` led to this MO
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +164,10 @@ class MoEffects:
     confirmed: bool = False  # the pending double opt-in of app_id is done
     loop: LoopRow | None = None  # app_id's loop-detection state after this MO
     loop_event: bool = False  # fire auto_reply_loop for app_id
+    possible_opt_out: bool = False  # listed for an operator's review (engine inbound review)
 
 
-async def store_mo(pool: asyncpg.Pool, provider_id: int, params: Mapping[str, str], token: str | None) -> int | None:
+async def store_mo(pool: Pool, provider_id: int, params: Mapping[str, str], token: str | None) -> int | None:
     """Store an MO as received; None when it was stored before (a retried webhook)."""
     body = params.get("Body", "")
     segments = params.get("NumSegments", "")
@@ -171,26 +177,26 @@ async def store_mo(pool: asyncpg.Pool, provider_id: int, params: Mapping[str, st
     )
 
 
-async def auth_token(pool: asyncpg.Pool, provider_id: int) -> str | None:
+async def auth_token(pool: Pool, provider_id: int) -> str | None:
     """The carrier account's auth token (webhook signatures are made with it)."""
     row = await pool.fetchrow(q.PROVIDER_TOKEN, provider_id)
     return None if row is None else str(row["auth_token"])
 
 
-async def claim_mos(pool: asyncpg.Pool, worker_id: str, limit: int, lease_seconds: float) -> list[Mo]:
+async def claim_mos(pool: Pool, worker_id: str, limit: int, lease_seconds: float) -> list[Mo]:
     """The next MOs to handle: the oldest open one of each phone whose earlier MOs are all done."""
     rows = await pool.fetch(iq.CLAIM_MOS, worker_id, limit, lease_seconds)
-    return [Mo(r["id"], r["provider_id"], r["message_sid"], r["phone"], r["to_number"], r["body"], r["received_at"])
-            for r in rows]
+    return [Mo(r["id"], r["provider_id"], r["message_sid"], r["phone"], r["to_number"], r["body"], r["received_at"],
+               r["depth"]) for r in rows]
 
 
-async def carrier_opt_outs(pool: asyncpg.Pool, pairs: Sequence[tuple[int, str]]) -> None:
+async def carrier_opt_outs(pool: Pool, pairs: Sequence[tuple[int, str]]) -> None:
     """(app, phone) pairs the carrier says unsubscribed (Twilio 21610): blacklisted like a STOP, recorded, told."""
     if pairs:
         await pool.execute(iq.CARRIER_OPT_OUTS, [a for a, _ in pairs], [p for _, p in pairs])
 
 
-async def recover_mos(pool: asyncpg.Pool) -> None:
+async def recover_mos(pool: Pool) -> None:
     await pool.execute(iq.RECOVER_MOS)
 
 
@@ -215,7 +221,7 @@ class MoTx:
         return MoFacts(did["did_id"], did["carrier_handles_optout"], [_app_facts(a, facts[a["id"]]) for a in apps],
                        keywords)
 
-    async def _events(self, apps: Sequence[int], kind: str, payload: Mapping[str, str]) -> None:
+    async def events(self, apps: Sequence[int], kind: str, payload: Mapping[str, str]) -> None:
         if apps:
             text = orjson.dumps(dict(payload)).decode()
             await self.conn.execute(iq.PHONE_EVENTS, list(apps), kind, [text] * len(apps))
@@ -227,13 +233,13 @@ class MoTx:
             opted = list(effects.opt_out)
             added = [r["app_id"] for r in await conn.fetch(iq.BLACKLIST_KEYWORD, opted, phone, "keyword")]
             await conn.execute(iq.RECORD_CONSENT, list(effects.opt_out), consent[0], "opt_out", "keyword", *consent[1:])
-            await self._events(added, PHONE_BLACKLISTED, {"phone_number": phone})
+            await self.events(added, PHONE_BLACKLISTED, {"phone_number": phone})
             closed = [r["app_id"] for r in await conn.fetch(iq.CLOSE_PHONE_SESSIONS, list(effects.opt_out), phone)]
-            await self._events(closed, SESSION_CLOSED, {"phone_numbers": phone})
+            await self.events(closed, SESSION_CLOSED, {"phone_numbers": phone})
         if effects.opt_in:
             removed = [r["app_id"] for r in await conn.fetch(iq.UNBLACKLIST_APPS, list(effects.opt_in), phone)]
             await conn.execute(iq.RECORD_CONSENT, list(effects.opt_in), consent[0], "opt_in", "keyword", *consent[1:])
-            await self._events(removed, PHONE_UNBLACKLISTED, {"phone_number": phone})
+            await self.events(removed, PHONE_UNBLACKLISTED, {"phone_number": phone})
         if effects.replies:
             if any(r.kind == "compliance" for r in effects.replies):
                 await conn.execute("SELECT set_config('engine.compliance', 'on', true)")
@@ -245,7 +251,7 @@ class MoTx:
         app = effects.app_id
         if app is not None:
             await self._app_effects(mo, did_id, app, effects, now)
-        await conn.execute(iq.MO_DONE, mo.id, did_id, effects.app_id, effects.outcome)
+        await conn.execute(iq.MO_DONE, mo.id, did_id, effects.app_id, effects.outcome, effects.possible_opt_out)
 
     async def _app_effects(self, mo: Mo, did_id: int | None, app: int, effects: MoEffects, now: datetime) -> None:
         conn, phone = self.conn, mo.phone
@@ -261,16 +267,78 @@ class MoTx:
         if effects.confirmed:
             await conn.execute(iq.CLEAR_CONFIRMATION, app, phone)
         if effects.loop is not None:
-            loop = effects.loop
-            await conn.execute(iq.SAVE_LOOP_STATE, app, phone, list(loop.reply_times), loop.last_body,
-                               loop.last_mo_at, loop.repeats, loop.cooldown_until, loop.optout_sent, loop.help_sent)
+            await _save_loop(conn, app, phone, effects.loop)
         if effects.loop_event:
-            await self._events([app], AUTO_REPLY_LOOP, {"phone_number": phone})
+            await self.events([app], AUTO_REPLY_LOOP, {"phone_number": phone})
         if effects.incoming is not None:
-            await self._events([app], INCOMING_MESSAGE, effects.incoming)
+            await conn.execute(iq.INCOMING_EVENT, app, orjson.dumps(dict(effects.incoming)).decode(), mo.id)
+
+
+async def _save_loop(conn: asyncpg.Connection, app_id: int, phone: str, loop: LoopRow) -> None:
+    await conn.execute(iq.SAVE_LOOP_STATE, app_id, phone, list(loop.reply_times), loop.last_body, loop.last_mo_at,
+                       loop.repeats, loop.cooldown_until, loop.optout_sent, loop.help_sent)
+
+
+# ---- gateways' answers to incoming_message ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFacts:
+    """A gateway's answer to an MO, with the MO and what loop detection knows of the phone and app."""
+
+    id: int
+    app_id: int
+    body: str | None
+    close_session: bool
+    reprocess: str | None
+    mo: Mo
+    did_id: int | None
+    loop: LoopRow
+    loop_limits: LoopLimits
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEffects:
+    reply: str | None = None  # queued from the DID the phone texted (None: none, or suppressed as a loop)
+    close_session: bool = False
+    reprocess: str | None = None  # handled as a new MO from the phone, one level deeper
+    loop: LoopRow | None = None
+    loop_event: bool = False
+
+
+async def handle_next_answer(pool: Pool, decide: Callable[[AnswerFacts], AnswerEffects]) -> bool:
+    """Handle the oldest pending gateway answer in one transaction with its effects; False when none is left."""
+    async with pool.acquire() as conn, conn.transaction():
+        r = await conn.fetchrow(iq.NEXT_ANSWER)
+        if r is None:
+            return False
+        loop = LoopRow(tuple(r["reply_times"] or ()), r["last_body"], r["last_mo_at"], r["repeats"] or 0,
+                       r["cooldown_until"], bool(r["optout_sent"]), bool(r["help_sent"]))
+        mo = Mo(r["inbound_id"], r["provider_id"], r["message_sid"], r["phone"], r["to_number"], "", datetime.now(UTC),
+                r["depth"])
+        facts = AnswerFacts(r["id"], r["app_id"], r["body"], r["close_session"], r["reprocess"], mo, r["did_id"], loop,
+                            LoopLimits(r["loop_max_replies"], r["loop_window_seconds"], r["loop_max_repeats"],
+                                       r["loop_cooldown_seconds"]))
+        effects = decide(facts)
+        tx = MoTx(conn)
+        if effects.reply is not None:
+            await conn.execute(iq.QUEUE_REPLIES, mo.phone, facts.did_id, mo.id, [facts.app_id], [effects.reply],
+                               ["reply"])
+        if effects.close_session:
+            closed = [x["app_id"] for x in await conn.fetch(iq.CLOSE_PHONE_SESSIONS, [facts.app_id], mo.phone)]
+            await tx.events(closed, SESSION_CLOSED, {"phone_numbers": mo.phone})
+        if effects.reprocess is not None:
+            await conn.execute(iq.REPROCESS_MO, mo.provider_id, f"{mo.message_sid}-r{facts.id}", mo.phone,
+                               mo.to_number, effects.reprocess, mo.depth + 1)
+        if effects.loop is not None:
+            await _save_loop(conn, facts.app_id, mo.phone, effects.loop)
+        if effects.loop_event:
+            await tx.events([facts.app_id], AUTO_REPLY_LOOP, {"phone_number": mo.phone})
+        await conn.execute(iq.ANSWER_DONE, facts.id)
+    return True
 
 
 @asynccontextmanager
-async def mo_transaction(pool: asyncpg.Pool) -> AsyncIterator[MoTx]:
+async def mo_transaction(pool: Pool) -> AsyncIterator[MoTx]:
     async with pool.acquire() as conn, conn.transaction():
         yield MoTx(conn)

@@ -23,7 +23,7 @@ WITH picked AS (
 )
 UPDATE engine_inbound m SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3)
 WHERE m.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING m.id, m.provider_id, m.message_sid, m.phone, m.to_number, m.body, m.received_at
+RETURNING m.id, m.provider_id, m.message_sid, m.phone, m.to_number, m.body, m.received_at, m.depth
 """
 # MOs of a worker that died mid-chain go back (their effects were not committed: they run again, once).
 RECOVER_MOS: Final = """
@@ -32,7 +32,7 @@ WHERE state = 'claimed' AND lease_until < now()
 """
 MO_DONE: Final = """
 UPDATE engine_inbound SET state = 'done', claimed_by = NULL, lease_until = NULL, processed_at = now(),
-    did_id = $2, app_id = $3, outcome = $4
+    did_id = $2, app_id = $3, outcome = $4, possible_opt_out = $5
 WHERE id = $1
 """
 # The DID texted, its SMSC's apps (the SMSC's owner first) and whether its carrier answers STOP itself.
@@ -145,4 +145,30 @@ WITH u AS (
 )
 INSERT INTO engine_outbox (app_id, type, payload)
 SELECT app_id, 'phone_blacklisted', jsonb_build_object('phone_number', phone) FROM added
+"""
+# The incoming_message event remembers its MO: the gateway's answer to it is a reply to that MO.
+INCOMING_EVENT: Final = """
+INSERT INTO engine_outbox (app_id, type, payload, inbound_id) VALUES ($1, 'incoming_message', $2::jsonb, $3)
+"""
+# The next gateway answer to handle, locked, with its MO and the app's loop-detection state and limits.
+NEXT_ANSWER: Final = """
+SELECT a.id, a.app_id, a.body, a.close_session, a.reprocess,
+       m.id AS inbound_id, m.provider_id, m.message_sid, m.phone, m.to_number, m.did_id, m.depth,
+       p.loop_max_replies, p.loop_window_seconds, p.loop_max_repeats, p.loop_cooldown_seconds,
+       l.reply_times, l.last_body, l.last_mo_at, l.repeats, l.cooldown_until, l.optout_sent, l.help_sent
+FROM engine_app_answer a
+JOIN engine_inbound m ON m.id = a.inbound_id
+JOIN engine_app p ON p.id = a.app_id
+LEFT JOIN engine_loop_state l ON l.app_id = a.app_id AND l.phone = m.phone
+WHERE a.state = 'pending'
+ORDER BY a.id
+LIMIT 1
+FOR UPDATE OF a SKIP LOCKED
+"""
+ANSWER_DONE: Final = "UPDATE engine_app_answer SET state = 'done', processed_at = now() WHERE id = $1"
+# A gateway's `reprocess`: a new MO from the same phone to the same DID, one level deeper.
+REPROCESS_MO: Final = """
+INSERT INTO engine_inbound (provider_id, message_sid, phone, to_number, body, params, depth)
+VALUES ($1, $2, $3, $4, $5, '{}'::jsonb, $6)
+ON CONFLICT DO NOTHING
 """

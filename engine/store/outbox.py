@@ -40,6 +40,7 @@ class ClaimedEvent:
     gateway_url: str | None
     secret: str = field(repr=False)
     concurrency: int
+    inbound_id: int | None = None  # an incoming_message: the MO its gateway's answer replies to
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ async def claim(
         ClaimedEvent(
             id=r["id"], event_id=r["event_id"], app_id=r["app_id"], type=r["type"],
             payload=_payload(r["payload"]), attempts=r["attempts"], gateway_url=r["gateway_url"],
-            secret=r["callback_secret"], concurrency=r["callback_concurrency"],
+            secret=r["callback_secret"], concurrency=r["callback_concurrency"], inbound_id=r["inbound_id"],
         )
         for r in rows
     ]
@@ -102,6 +103,16 @@ async def renew_leases(pool: Pool, deliverer_id: str, *, offset: float, lease_se
     await pool.execute(oq.HEARTBEAT, deliverer_id, offset, lease_seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayAnswer:
+    """What a gateway answered to an incoming_message: a reply body, closing the session, a text to reprocess."""
+
+    outbox_id: int
+    body: str | None = None
+    close_session: bool = False
+    reprocess: str | None = None
+
+
 async def record_attempts(
     pool: Pool,
     *,
@@ -110,8 +121,10 @@ async def record_attempts(
     offset: float,
     max_age: float,
     deliverer_id: str,
+    answers: Sequence[GatewayAnswer] = (),
 ) -> None:
-    """Write a batch of outcomes in one transaction: successes, and failures to retry or dead-letter.
+    """Write a batch of outcomes in one transaction: successes (with the gateways' answers to incoming messages,
+    so an answer is neither lost nor, on a repeated delivery, used twice), and failures to retry or dead-letter.
 
     A failure past *max_age* (seconds since the event was created) is dead-lettered; a success is
     recorded whoever holds the lease now.
@@ -119,6 +132,11 @@ async def record_attempts(
     async with pool.acquire() as conn, conn.transaction():
         if delivered:
             await conn.execute(oq.MARK_DELIVERED, list(delivered), offset)
+        if answers:
+            await conn.execute(
+                oq.RECORD_ANSWERS, [a.outbox_id for a in answers], [a.body for a in answers],
+                [a.close_session for a in answers], [a.reprocess for a in answers],
+            )
         if failed:
             await conn.execute(
                 oq.MARK_FAILED,

@@ -26,7 +26,7 @@ SET claimed_by = $2, lease_until = now() + make_interval(secs => $1::float8 + $4
 FROM picked, engine_app a
 WHERE b.id = picked.id AND a.id = b.app_id
 RETURNING b.id, b.event_id::text AS event_id, b.app_id, b.type, b.payload, b.attempts,
-          a.gateway_url, a.callback_secret, a.callback_concurrency
+          a.gateway_url, a.callback_secret, a.callback_concurrency, b.inbound_id
 """
 # Seconds until the next pending row (of an app with room) is due; NULL when none.
 NEXT_DUE: Final = """
@@ -47,6 +47,17 @@ SET state = 'delivered', delivered_at = now() + make_interval(secs => $2), attem
     claimed_by = NULL, lease_until = NULL
 FROM unnest($1::bigint[]) AS u(id)
 WHERE b.id = u.id AND b.state <> 'delivered'
+"""
+# A gateway's answers to incoming_message events ($1 outbox ids), stored once per event with its 'delivered' mark;
+# the inbound processor turns each into a reply, a closed session or a reprocessed MO.
+RECORD_ANSWERS: Final = """
+INSERT INTO engine_app_answer (outbox_id, inbound_id, app_id, body, close_session, reprocess)
+SELECT b.id, b.inbound_id, b.app_id, u.body, u.close_session, u.reprocess
+FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::text[]) AS u(id, body, close_session, reprocess)
+JOIN engine_outbox b ON b.id = u.id
+WHERE b.inbound_id IS NOT NULL
+ORDER BY b.id
+ON CONFLICT (outbox_id) DO NOTHING
 """
 # $1 ids, $2 offset, $3 max age (s), $4 backoff delays (s), $5 errors, $6 give up now, $7 deliverer id.
 # Past max age -> dead; otherwise retry after the delay, but never later than the max-age deadline
