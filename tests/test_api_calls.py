@@ -461,6 +461,11 @@ async def test_blacklist_unblacklist_status(api: Api) -> None:
     assert await api.ok("blacklist_status", phone_number="2125550100") == {"2125550100": False}
     assert ids_of(await api.ok("send_message", phone_number="2125550100", body="hi"))[0] > 0
     await api.bad("blacklist", "phone_number")
+    # The opt-out record keeps every change, the unblacklisted phone's opt-out included.
+    record = [(r["phone"], r["action"], r["source"]) for r in await api.pool.fetch(
+        "SELECT phone, action, source FROM engine_consent_event ORDER BY id")]
+    assert record == [("+12125550100", "opt_out", "api"), ("+12125550101", "opt_out", "api"),
+                      ("+12125550100", "opt_in", "api")]
 
 
 # ---- keywords -----------------------------------------------------------------------------------

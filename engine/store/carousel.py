@@ -300,25 +300,28 @@ async def close_sessions(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> 
 
 
 async def _change_blacklist(
-    pool: asyncpg.Pool, app_id: int, phones: list[str], statement: str, event: str
+    pool: asyncpg.Pool, app_id: int, phones: list[str], statement: str, event: str, action: str
 ) -> list[str]:
-    """Run *statement* (it returns the phones whose state changed) and emit *event* for each, in one transaction."""
+    """Run *statement* (it returns the phones whose state changed), emit *event* and record the consent change
+    (*action*, source 'api') for each, in one transaction."""
     if not phones:
         return []
     async with pool.acquire() as conn, conn.transaction():
         changed = sorted(r["phone"] for r in await conn.fetch(statement, app_id, sorted(set(phones))))
         await enqueue_events(conn, [NewEvent(app_id, event, ev.phone_event(p)) for p in changed])
+        if changed:
+            await conn.execute(cq.RECORD_API_CONSENT, app_id, action, changed)
     return changed
 
 
 async def blacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
     """Blacklist *phones* for the app; returns those newly blacklisted (each gets a phone_blacklisted event)."""
-    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_ADD, ev.PHONE_BLACKLISTED)
+    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_ADD, ev.PHONE_BLACKLISTED, "opt_out")
 
 
 async def unblacklist(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> list[str]:
     """Remove *phones* from the app's blacklist; returns those that were on it (phone_unblacklisted events)."""
-    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_REMOVE, ev.PHONE_UNBLACKLISTED)
+    return await _change_blacklist(pool, app_id, phones, cq.BLACKLIST_REMOVE, ev.PHONE_UNBLACKLISTED, "opt_in")
 
 
 async def blacklisted_among(pool: asyncpg.Pool, app_id: int, phones: list[str]) -> set[str]:

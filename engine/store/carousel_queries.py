@@ -84,6 +84,10 @@ SELECT $1, p, 'api' FROM unnest($2::text[]) AS p
 ON CONFLICT (app_id, phone) DO NOTHING
 RETURNING phone
 """
+# The opt-out record keeps every change made through the API too (unblacklisting deletes no history).
+RECORD_API_CONSENT: Final = """
+INSERT INTO engine_consent_event (app_id, phone, action, source) SELECT $1, p, $2, 'api' FROM unnest($3::text[]) AS p
+"""
 BLACKLIST_REMOVE: Final = "DELETE FROM engine_blacklist WHERE app_id = $1 AND phone = ANY($2::text[]) RETURNING phone"
 
 # ---- keywords ----------------------------------------------------------------------------------
