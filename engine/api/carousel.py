@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 JSON_TYPE: Final = "application/json"
 CACHE_MAX: Final = 10_000
 _FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
+_CODE: Final = re.compile(r"[0-9]{6}", re.ASCII)
+OPTIN_CODE_SECONDS: Final = 600  # a web opt-in code is valid 10 minutes …
+OPTIN_MAX_TRIES: Final = 5  # … and locked after 5 wrong tries
+MAX_SUBSCRIBER_SEND: Final = 100_001  # send_message tags=: above 100,000 subscribers, use a job
 
 Reply = dict[str, Any]
 Handler = Callable[[store.ApiApp, pp.Params], Awaitable[Reply]]
@@ -104,6 +108,9 @@ class CarouselApi:
             "send_message": self.send_message,
             "send_messages": self.send_messages,
             "cancel_messages": self.cancel_messages,
+            "cancel_subscription_messages": self.cancel_subscription_messages,
+            "opt_in_request": self.opt_in_request,
+            "opt_in_confirm": self.opt_in_confirm,
             "delivery_status": self.delivery_status,
             "remove_tag": self.remove_tag,
             "dids": self.dids,
@@ -223,10 +230,13 @@ class CarouselApi:
         return {"message_ids": ",".join(str(i) for ids in results for i in ids)}
 
     async def send_message(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        raws = pp.phone_list(p)
         body = p.get("body")
         if body is None:
             raise InvalidInput("body", "is required")
+        tags = pp.parse_tags(p, "tags")
+        if tags:
+            return await self._send_to_subscribers(app, p, body, tags)
+        raws = pp.phone_list(p)
         parts = self._parts(app, pp.validate_body(
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
@@ -252,9 +262,64 @@ class CarouselApi:
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
         return await self._queue(app, p, drafts)
 
+    async def _send_to_subscribers(self, app: store.ApiApp, p: pp.Params, body: str, tags: tuple[str, ...]) -> Reply:
+        """send_message with tags=: to the app's subscribers with any of the tags (not with phone numbers too)."""
+        if pp.optional(p, "phone_number") or pp.optional(p, "phone_numbers"):
+            raise InvalidInput("tags", "send either to phone numbers or to subscribers by tags, not both")
+        parts = self._parts(app, pp.validate_body(
+            "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
+            smart=app.smart_encoding,
+        ))
+        phones = await store.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
+        if len(phones) >= MAX_SUBSCRIBER_SEND:
+            raise InvalidInput("tags", f"more than {MAX_SUBSCRIBER_SEND - 1} subscribers: send a job instead")
+        tag = pp.validate_tag(p)
+        on = pp.parse_on(p, self.clock())
+        results = await store.queue_messages(
+            self.pool, app, [store.Draft(phone, parts) for phone in phones], tag=tag, send_at=on,
+            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True,
+        )
+        # Subscribers who opted out since are left out, not reported: the caller named tags, not phones.
+        return {"message_ids": ",".join(str(i) for ids in results for i in ids if i > 0)}
+
     async def cancel_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
         count = await store.cancel_messages(self.pool, app.id, pp.parse_message_ids(p))
         return {"canceled_count": count}
+
+    async def cancel_subscription_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        count = await store.cancel_messages(self.pool, app.id, pp.parse_message_ids(p), subscription=True)
+        return {"canceled_count": count}
+
+    # ---- web opt-in (a code texted to the phone, confirmed on a web form) ------------------------------
+
+    @staticmethod
+    def _one_phone(p: pp.Params) -> str:
+        raw = pp.required(p, "phone_number")
+        phone = to_e164(raw)
+        if phone is None:
+            raise InvalidInput("phone_number", f"{raw!r} is not a valid phone number")
+        return phone
+
+    async def opt_in_request(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        phone = self._one_phone(p)
+        tags = pp.parse_tags(p, "tags")
+        if await store.blacklisted_among(self.pool, app.id, [phone]):
+            raise ApiError(409, "the phone opted out of this application: it must text START (or another opt-in "
+                           "keyword) before it can be texted a code")
+        code = f"{secrets.randbelow(10**6):06d}"
+        body = f"{app.name}: your verification code is {code}. It expires in {OPTIN_CODE_SECONDS // 60} minutes."
+        message_id = await store.request_opt_in(self.pool, app, phone, code, body, tags, OPTIN_CODE_SECONDS)
+        return {"message_id": str(message_id)}
+
+    async def opt_in_confirm(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        phone = self._one_phone(p)
+        code = pp.required(p, "code")
+        if not _CODE.fullmatch(code):
+            raise InvalidInput("code", "is the 6-digit code texted to the phone")
+        result = await store.confirm_opt_in(self.pool, app.id, phone, code, max_tries=OPTIN_MAX_TRIES)
+        if not result.ok:
+            raise InvalidInput("code", result.problem or "not accepted")
+        return {}
 
     async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
         statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))

@@ -81,6 +81,8 @@ CALLS: Final[tuple[ApiCall, ...]] = (
     ApiCall(
         "send_message", "Send one body to one or more phone numbers",
         (*_PHONES, ApiParam("body", f"Message text, at most {MAX_BODY_CHARS} characters.", required=True),
+         ApiParam("tags", "Comma-separated subscription tags: send to the application's subscribers with any of "
+                  "them instead of to phone numbers (phones that opted out are left out)."),
          *_SEND_COMMON),
         _MESSAGE_IDS, {"message_ids": "5554055,-1"},
         description="Invalid numbers, blacklisted numbers and flooded numbers get a negative id; the others are "
@@ -101,6 +103,28 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         (ApiParam("message_ids", f"Comma-separated message ids (at most {MAX_IDS}).", required=True),),
         _obj({"canceled_count": {"type": "integer"}}, ("canceled_count",)), {"canceled_count": 2},
         description="Only messages of this application still waiting in the queue are canceled (status 2).",
+    ),
+    ApiCall(
+        "cancel_subscription_messages", "Cancel messages sent to subscribers by tag, not yet sent",
+        (ApiParam("message_ids", f"Comma-separated message ids (at most {MAX_IDS}).", required=True),),
+        _obj({"canceled_count": {"type": "integer"}}, ("canceled_count",)), {"canceled_count": 2},
+        description="cancel_messages cancels only the other messages.",
+    ),
+    ApiCall(
+        "opt_in_request", "Web opt-in: text the phone a 6-digit verification code (valid 10 minutes)",
+        (ApiParam("phone_number", "The phone to verify.", required=True),
+         ApiParam("tags", "Comma-separated tags to subscribe the phone to once it confirms.")),
+        _obj({"message_id": {"type": "string"}}, ("message_id",)), {"message_id": "5554056"},
+        description="409 when the phone opted out of the application: it must text START first.",
+        tag="Subscriptions",
+    ),
+    ApiCall(
+        "opt_in_confirm", "Web opt-in: subscribe the phone with the code it was texted",
+        (ApiParam("phone_number", "The phone being verified.", required=True),
+         ApiParam("code", "The 6-digit code.", required=True)),
+        _EMPTY, {},
+        description="400 for a wrong, expired or locked code (5 wrong tries lock it; request a new one).",
+        tag="Subscriptions",
     ),
     ApiCall(
         "delivery_status", "Status of messages",

@@ -7,6 +7,8 @@ change that caused them; delivering them is the callback task's job.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +183,7 @@ async def queue_messages(
     tag: str | None,
     send_at: datetime | None,
     open_session: bool,
+    to_subscribers: bool = False,
 ) -> list[list[int]]:
     """Queue every acceptable draft in one transaction; per draft its part ids, or [negative code].
 
@@ -198,7 +201,7 @@ async def queue_messages(
         ids: list[int] = []
         if bodies:
             # One sequence, rows inserted in order: sorted ids are the parts in order.
-            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at)
+            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers)
             ids = sorted(r["id"] for r in rows)
             await _link_parts(conn, [len(d.parts) for d in accepted], ids)
         if open_session and accepted:
@@ -228,12 +231,13 @@ async def _link_parts(conn: asyncpg.Connection, counts: list[int], ids: list[int
         await conn.execute(cq.LINK_PARTS, parts, heads)
 
 
-async def cancel_messages(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> int:
-    """Cancel this app's messages that are still queued (not yet claimed); returns how many."""
+async def cancel_messages(pool: asyncpg.Pool, app_id: int, ids: list[int], *, subscription: bool = False) -> int:
+    """Cancel this app's messages that are still queued (not yet claimed); returns how many. *subscription*:
+    messages sent to subscribers by tag (cancel_subscription_messages), else the others (cancel_messages)."""
     if not ids:
         return 0
     async with pool.acquire() as conn, conn.transaction():
-        return len(await conn.fetch(cq.CANCEL_QUEUED, app_id, ids))
+        return len(await conn.fetch(cq.CANCEL_QUEUED, app_id, ids, subscription))
 
 
 async def delivery_statuses(pool: asyncpg.Pool, app_id: int, ids: list[int]) -> dict[int, int]:
@@ -397,3 +401,53 @@ async def dissociate_keyword(pool: asyncpg.Pool, app: ApiApp, keyword: str) -> l
             return [f"keyword {keyword!r} belongs to another application"]
         await conn.execute(cq.DELETE_KEYWORD, row["id"])
     return []
+
+
+# ---- subscriptions and web opt-in ----------------------------------------------------------------------
+
+
+async def subscribers(pool: asyncpg.Pool, app_id: int, tags: Sequence[str], limit: int) -> list[str]:
+    """Phones subscribed to the app with any of *tags* ('' = subscribed without a tag), at most *limit*."""
+    return [r["phone"] for r in await pool.fetch(cq.SUBSCRIBERS, app_id, list(tags), limit)]
+
+
+def _code_hash(app_id: int, phone: str, code: str) -> str:
+    return hashlib.sha256(f"{app_id}:{phone}:{code}".encode()).hexdigest()
+
+
+async def request_opt_in(
+    pool: asyncpg.Pool, app: ApiApp, phone: str, code: str, body: str, tags: Sequence[str], valid_seconds: float
+) -> int:
+    """Store the (hashed) verification code for *phone* and queue *body* (which carries it); the message id.
+    A new request replaces the previous code and its count of wrong tries."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(cq.SAVE_OPTIN_CODE, app.id, phone, _code_hash(app.id, phone, code), list(tags),
+                           valid_seconds)
+        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False)
+    return int(rows[0]["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class OptInResult:
+    ok: bool
+    problem: str | None = None  # why not: no code, expired, locked, wrong (with the tries left)
+
+
+async def confirm_opt_in(pool: asyncpg.Pool, app_id: int, phone: str, code: str, *, max_tries: int) -> OptInResult:
+    """Check *code* (in constant time) against the phone's pending one; subscribe it when right. A wrong try is
+    counted (and committed) even though the call fails; after *max_tries* the code is locked."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(cq.OPTIN_CODE, app_id, phone)
+        if row is None or not row["valid"]:
+            return OptInResult(False, "no valid code for this phone: request a new one")
+        if row["tries"] >= max_tries:
+            return OptInResult(False, f"{max_tries} wrong codes: this code is locked, request a new one")
+        if not hmac.compare_digest(row["code_hash"], _code_hash(app_id, phone, code)):
+            tries = await conn.fetchval(cq.WRONG_OPTIN_CODE, app_id, phone)
+            left = max(0, max_tries - tries)
+            return OptInResult(False, f"wrong code ({left} tries left)" if left else
+                               f"wrong code; {max_tries} wrong codes: this code is locked, request a new one")
+        await conn.execute(cq.DROP_OPTIN_CODE, app_id, phone)
+        await conn.execute(cq.WEB_SUBSCRIBE, app_id, phone, list(row["tags"]) or [""])
+        await conn.execute(cq.WEB_CONSENT, app_id, phone)
+    return OptInResult(True)

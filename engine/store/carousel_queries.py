@@ -38,8 +38,8 @@ GROUP BY recipient
 """
 # Same columns as the other submit doors; ids come from one sequence in row order (ORDER BY i).
 INSERT_MESSAGES: Final = """
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at)
-SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now())
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, to_subscribers)
+SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now()), $6::bool
 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(r, b, i)
 ORDER BY u.i
 RETURNING id
@@ -56,11 +56,12 @@ ON CONFLICT (app_id, phone) DO UPDATE
 SET expires_at = CASE WHEN engine_session.expires_at IS NULL THEN NULL
                       ELSE greatest(engine_session.expires_at, EXCLUDED.expires_at) END
 """
-# Only still-queued (unclaimed) messages: a worker's claim and a cancel cannot both win the row.
+# Only still-queued (unclaimed) messages: a worker's claim and a cancel cannot both win the row. $3: messages
+# sent to subscribers by tag (cancel_subscription_messages) or the others (cancel_messages).
 CANCEL_QUEUED: Final = """
 UPDATE engine_outbound
 SET state = 'canceled', status = 2, status_rank = 100, final_at = now(), updated_at = now()
-WHERE app_id = $1 AND id = ANY($2::bigint[]) AND state = 'queued'
+WHERE app_id = $1 AND id = ANY($2::bigint[]) AND state = 'queued' AND to_subscribers = $3
 RETURNING id
 """
 STATUSES_OF: Final = "SELECT id, status FROM engine_outbound WHERE app_id = $1 AND id = ANY($2::bigint[])"
@@ -119,3 +120,30 @@ ORDER BY (app_id = $1) DESC
 LIMIT 1
 """
 DELETE_KEYWORD: Final = "DELETE FROM engine_keyword WHERE id = $1"
+
+# ---- subscriptions and web opt-in ------------------------------------------------------------------
+SUBSCRIBERS: Final = """
+SELECT DISTINCT phone FROM engine_subscription WHERE app_id = $1 AND tag = ANY($2::text[]) ORDER BY phone LIMIT $3
+"""
+SAVE_OPTIN_CODE: Final = """
+INSERT INTO engine_optin_code (app_id, phone, code_hash, tags, tries, expires_at)
+VALUES ($1, $2, $3, $4::text[], 0, now() + make_interval(secs => $5))
+ON CONFLICT (app_id, phone) DO UPDATE
+SET code_hash = EXCLUDED.code_hash, tags = EXCLUDED.tags, tries = 0, expires_at = EXCLUDED.expires_at
+"""
+OPTIN_CODE: Final = """
+SELECT code_hash, tags, tries, expires_at > now() AS valid FROM engine_optin_code
+WHERE app_id = $1 AND phone = $2 FOR UPDATE
+"""
+WRONG_OPTIN_CODE: Final = """
+UPDATE engine_optin_code SET tries = tries + 1 WHERE app_id = $1 AND phone = $2 RETURNING tries
+"""
+DROP_OPTIN_CODE: Final = "DELETE FROM engine_optin_code WHERE app_id = $1 AND phone = $2"
+WEB_SUBSCRIBE: Final = """
+INSERT INTO engine_subscription (app_id, phone, tag, source)
+SELECT $1, $2, t, 'web' FROM unnest($3::text[]) AS t
+ON CONFLICT (app_id, phone, tag) DO NOTHING
+"""
+WEB_CONSENT: Final = """
+INSERT INTO engine_consent_event (app_id, phone, action, source) VALUES ($1, $2, 'opt_in', 'web')
+"""
