@@ -24,9 +24,21 @@ MAX_CALLBACK_CONCURRENCY: Final = 100
 _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PERIOD: Final = re.compile(r"(\d+)\s*([smhd])")
 _CLEAR: Final = frozenset({"", "off", "none"})
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 MAX_SMSC_LIMIT = 100_000_000  # segments per minute for one pool: far above any real campaign
+# Inbound settings: flag name -> column (periods as 60s/10m/1h/1d) …
+PERIOD_COLUMNS: Final = {
+    "session_idle": "session_idle_seconds",  # a session ends this long after the phone's last MO
+    "loop_window": "loop_window_seconds",
+    "loop_cooldown": "loop_cooldown_seconds",
+}
+# … and counts: flag name -> (column, lowest, highest).
+COUNT_COLUMNS: Final = {
+    "loop_max_replies": ("loop_max_replies", 1, 10_000),
+    "loop_max_repeats": ("loop_max_repeats", 2, 10_000),
+}
 
 
 def flag(name: str) -> str:
@@ -80,6 +92,14 @@ def parse_gateway_url(raw: str, *, name: str = "--gateway-url") -> str | None:
     return text
 
 
+def parse_smsc_name(raw: str, *, name: str = "--smsc") -> str:
+    """An SMSC's name: 1-63 letters, digits, '_', '.', '-'."""
+    text = raw.strip()
+    if not _NAME.fullmatch(text):
+        raise InvalidInput(name, f"use 1-63 letters, digits, '_', '.', '-', got {raw!r}")
+    return text
+
+
 def parse_count(raw: str, *, name: str, low: int, high: int) -> int:
     try:
         value = int(raw.strip())
@@ -108,10 +128,11 @@ class AppChanges:
     flood_limit: tuple[int, float] | None = None
     clear_flood_limit: bool = False
     dedup_seconds: float | None = None
+    smsc: str | None = None  # move the app (and its keywords) to this SMSC
 
     def __bool__(self) -> bool:
         return bool(self.columns) or self.flood_limit is not None or self.clear_flood_limit or (
-            self.dedup_seconds is not None
+            self.dedup_seconds is not None or self.smsc is not None
         )
 
     def describe(self) -> list[str]:
@@ -124,7 +145,37 @@ class AppChanges:
             lines.append("flood_limit = (off)")
         if self.dedup_seconds is not None:
             lines.append(f"dedup_window = {self.dedup_seconds:g}s")
+        if self.smsc is not None:
+            lines.append(f"smsc = {self.smsc!r}")
         return lines
+
+
+def _column(name: str, value: str, opt: str) -> tuple[str, Any]:
+    """A setting that is one column of the app (or its SMSC): (column, validated value)."""
+    if name in TEXT_FLAGS:
+        if len(value) > MAX_TEXT:
+            raise InvalidInput(opt, f"at most {MAX_TEXT} characters (got {len(value)})")
+        return name, value if value.strip() else None
+    if name == "gateway_url":
+        return name, parse_gateway_url(value, name=opt)
+    if name == "split_mode":
+        mode = value.strip().lower()
+        if mode not in SPLIT_MODES:
+            raise InvalidInput(opt, f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}")
+        return name, mode
+    if name == "smart_encoding":
+        return name, parse_bool(value, name=opt)
+    if name == "callback_concurrency":
+        return name, parse_count(value, name=opt, low=1, high=MAX_CALLBACK_CONCURRENCY)
+    if name == "smsc_limit_per_min":
+        off = value.strip().lower() in ("off", "none", "")
+        return name, None if off else parse_count(value, name=opt, low=1, high=MAX_SMSC_LIMIT)
+    if name in PERIOD_COLUMNS:
+        return PERIOD_COLUMNS[name], int(parse_period(value, name=opt))
+    if name in COUNT_COLUMNS:
+        column, low, high = COUNT_COLUMNS[name]
+        return column, parse_count(value, name=opt, low=low, high=high)
+    raise InvalidInput(opt, "unknown setting")
 
 
 def validate_app_changes(raw: dict[str, str | None]) -> AppChanges:
@@ -133,33 +184,19 @@ def validate_app_changes(raw: dict[str, str | None]) -> AppChanges:
     flood: tuple[int, float] | None = None
     clear_flood = False
     dedup: float | None = None
+    smsc: str | None = None
     for name, value in raw.items():
         if value is None:
             continue
         opt = flag(name)
-        if name in TEXT_FLAGS:
-            if len(value) > MAX_TEXT:
-                raise InvalidInput(opt, f"at most {MAX_TEXT} characters (got {len(value)})")
-            columns[name] = value if value.strip() else None
-        elif name == "gateway_url":
-            columns[name] = parse_gateway_url(value, name=opt)
-        elif name == "split_mode":
-            mode = value.strip().lower()
-            if mode not in SPLIT_MODES:
-                raise InvalidInput(opt, f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}")
-            columns[name] = mode
-        elif name == "smart_encoding":
-            columns[name] = parse_bool(value, name=opt)
-        elif name == "callback_concurrency":
-            columns[name] = parse_count(value, name=opt, low=1, high=MAX_CALLBACK_CONCURRENCY)
-        elif name == "flood_limit":
+        if name == "flood_limit":
             flood = parse_flood_limit(value, name=opt)
             clear_flood = flood is None
-        elif name == "smsc_limit_per_min":
-            off = value.strip().lower() in ("off", "none", "")
-            columns[name] = None if off else parse_count(value, name=opt, low=1, high=MAX_SMSC_LIMIT)
         elif name == "dedup_window":
             dedup = parse_seconds(value, name=opt, high=MAX_DEDUP)
+        elif name == "smsc":
+            smsc = parse_smsc_name(value, name=opt)
         else:
-            raise InvalidInput(opt, "unknown setting")
-    return AppChanges(columns, flood, clear_flood, dedup)
+            column, parsed = _column(name, value, opt)
+            columns[column] = parsed
+    return AppChanges(columns, flood, clear_flood, dedup, smsc)

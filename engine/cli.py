@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--name", required=True)
     p.add_argument("--gateway-url")
+    p.add_argument("--smsc", metavar="NAME",
+                   help="join this shared SMSC (engine smsc create) instead of a dedicated one")
     p.add_argument("--json", action="store_true")
     p = app.add_parser("list", help="list applications")
     _common(p)
@@ -92,12 +94,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N messages to one phone per PERIOD (60s, 10m, 1h, 1d); 'off' removes it")
     p.add_argument("--dedup-window", metavar="SECONDS", help="duplicate suppression window (0 disables)")
     p.add_argument("--callback-concurrency", metavar="N", help="callback requests in flight to the gateway")
+    p.add_argument("--smsc", metavar="NAME", help="move the app (and its keywords) to this SMSC")
+    p.add_argument("--session-idle", metavar="PERIOD", help="a session ends this long after the last MO (default 24h)")
+    p.add_argument("--loop-max-replies", metavar="N", help="auto-reply loop: automatic replies allowed … (default 10)")
+    p.add_argument("--loop-window", metavar="PERIOD", help="… in this window (default 60s)")
+    p.add_argument("--loop-max-repeats", metavar="K", help="auto-reply loop: the same MO K times in a row (default 5)")
+    p.add_argument("--loop-cooldown", metavar="PERIOD", help="automatic replies stop this long (default 1h)")
     p.add_argument("--smsc-limit-per-min", metavar="N",
                    help="cap the app's whole DID pool at N segments/minute (e.g. a 10DLC campaign); 'off' removes it")
     p = app.add_parser("status", help="queue and callback-outbox counts, recent dead-lettered callbacks")
     _common(p)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--dead", type=int, default=5, metavar="N", help="how many dead letters to show (default 5)")
+    p.add_argument("--json", action="store_true")
+
+    smsc = sub.add_parser("smsc", help="shared SMSCs: one pool of DIDs for several applications").add_subparsers(
+        dest="action", required=True)
+    p = smsc.add_parser("create", help="create a shared SMSC")
+    _common(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--limit-per-min", type=int, metavar="N", help="cap for the whole pool, in segments per minute")
+    p = smsc.add_parser("list", help="list SMSCs with their applications and DIDs")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+
+    inbound = sub.add_parser("inbound", help="incoming messages").add_subparsers(dest="action", required=True)
+    p = inbound.add_parser("review", help="possible opt-outs (an ambiguous word like CANCEL with text) to look at")
+    _common(p)
+    p.add_argument("--app", metavar="NAME", help="only this application's")
+    p.add_argument("--opt-out", type=int, nargs="+", metavar="ID", default=[],
+                   help="these were opt-outs: blacklist their phones for the app (recorded as the operator's)")
+    p.add_argument("--dismiss", type=int, nargs="+", metavar="ID", default=[], help="these were not opt-outs")
     p.add_argument("--json", action="store_true")
 
     prov = sub.add_parser("provider", help="manage carrier accounts").add_subparsers(dest="action", required=True)
@@ -208,6 +235,7 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 APP_SETTINGS_FLAGS = (
     "gateway_url", "help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text", "split_mode",
     "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency", "smsc_limit_per_min",
+    "session_idle", "loop_max_replies", "loop_window", "loop_max_repeats", "loop_cooldown", "smsc",
 )
 
 
@@ -255,7 +283,7 @@ async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:
                 _print_status(status)
             return 0
         if args.action == "create":
-            new = await admin.create_app(pool, args.name, args.gateway_url)
+            new = await admin.create_app(pool, args.name, args.gateway_url, smsc=args.smsc)
             if args.json:
                 _print_json({"app_id": new.app_id, "api_key": new.api_key, "callback_secret": new.callback_secret})
             else:
@@ -327,6 +355,55 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
         )
         single = ", single SMS only" if args.single_sms else ""
         print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {args.app}")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def _cmd_smsc(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.app_settings import parse_smsc_name
+    from engine.store import admin
+
+    name = parse_smsc_name(args.name, name="NAME") if args.action == "create" else None
+
+    async def go(pool: Any) -> int:
+        if name is not None:
+            smsc_id = await admin.create_smsc(pool, name, args.limit_per_min)
+            print(f"smsc {smsc_id} ({name}) created: add apps with `engine app create --smsc {name}`")
+            return 0
+        rows = await admin.list_smscs(pool)
+        if args.json:
+            _print_json(rows)
+            return 0
+        for r in rows:
+            cap = f"{r['limit_per_min']}/min" if r["limit_per_min"] else "no cap"
+            owner = f"dedicated to {r['owner']}" if r["owner"] else "shared"
+            print(f"{r['id']:>5}  {r['name']:<24} {owner:<28} dids={r['dids']:<5} {cap}  apps: {', '.join(r['apps'])}")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def _cmd_inbound(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.store import admin
+    from engine.store import inbound as store
+
+    async def go(pool: Any) -> int:
+        if args.opt_out or args.dismiss:
+            opted = await store.review(pool, args.opt_out, opt_out=True) if args.opt_out else []
+            dismissed = await store.review(pool, args.dismiss, opt_out=False) if args.dismiss else []
+            print(f"opted out: {', '.join(map(str, opted)) or '-'}; dismissed: {', '.join(map(str, dismissed)) or '-'}")
+            return 0
+        app_id = (await admin.get_app(pool, args.app)).id if args.app else None
+        items = await store.possible_opt_outs(pool, app_id)
+        if args.json:
+            _print_json([{"id": i.id, "received_at": i.received_at.isoformat(), "phone": i.phone, "body": i.body,
+                          "app": i.app} for i in items])
+            return 0
+        if not items:
+            print("nothing to review")
+        for i in items:
+            print(f"{i.id:>8}  {i.received_at:%Y-%m-%d %H:%M}  {i.phone:<16} {i.app or '-':<16} {i.body[:60]!r}")
         return 0
 
     return await _with_db(settings, go)
@@ -438,6 +515,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "app": _cmd_app,
     "provider": _cmd_provider,
     "did": _cmd_did,
+    "smsc": _cmd_smsc,
+    "inbound": _cmd_inbound,
     "serve": _cmd_engine,
     "worker": _cmd_engine,
     "run": _cmd_engine,

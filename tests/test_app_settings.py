@@ -85,3 +85,14 @@ def test_validate_names_the_bad_flag(name: str, raw: str, flag: str) -> None:
     with pytest.raises(InvalidInput) as info:
         validate_app_changes({"help_text": "fine", name: raw})
     assert str(info.value).startswith(flag + ":")
+
+
+def test_inbound_settings() -> None:
+    changes = validate_app_changes({"session_idle": "2h", "loop_max_replies": "4", "loop_window": "30s",
+                                    "loop_max_repeats": "3", "loop_cooldown": "1h"})
+    assert changes.columns == {"session_idle_seconds": 7200, "loop_max_replies": 4, "loop_window_seconds": 30,
+                               "loop_max_repeats": 3, "loop_cooldown_seconds": 3600}
+    for name, bad in [("session_idle", "0s"), ("loop_max_replies", "0"), ("loop_max_repeats", "1"),
+                      ("loop_window", "x"), ("loop_cooldown", "-1m")]:
+        with pytest.raises(InvalidInput, match="--" + name.replace("_", "-")):
+            validate_app_changes({name: bad})

@@ -161,3 +161,57 @@ async def test_provider_add_single_sms_and_provider_test(db_dsn: str, pool: asyn
         assert rc == 2 and "no provider" in err
     finally:
         await fake.stop()
+
+
+async def test_shared_smsc_and_inbound_settings(db_dsn: str, pool: asyncpg.Pool) -> None:
+    rc, out, err = await engine(db_dsn, "smsc", "create", "county", "--limit-per-min", "600")
+    assert rc == 0 and "created" in out, err
+    rc, _, err = await engine(db_dsn, "smsc", "create", "county")
+    assert rc == 2 and "already exists" in err
+    for name in ("library", "parks"):
+        rc, _, err = await engine(db_dsn, "app", "create", "--name", name, "--smsc", "county")
+        assert rc == 0, err
+    rc, _, err = await engine(db_dsn, "app", "create", "--name", "museum", "--smsc", "nosuch")
+    assert rc == 2 and "nosuch" in err
+    assert await pool.fetchval("SELECT count(*) FROM engine_app WHERE name = 'museum'") == 0  # nothing half-made
+    rc, out, err = await engine(db_dsn, "smsc", "list", "--json")
+    county = next(r for r in json.loads(out) if r["name"] == "county")
+    assert (county["apps"], county["limit_per_min"], county["owner"]) == (["library", "parks"], 600, None)
+
+    rc, _, err = await engine(db_dsn, "app", "create", "--name", "museum")
+    assert rc == 0, err
+    smsc = await pool.fetchval("SELECT smsc_id FROM engine_app WHERE name = 'museum'")
+    await pool.execute("INSERT INTO engine_keyword (smsc_id, app_id, keyword) "
+                       "SELECT $1, id, 'ART' FROM engine_app WHERE name = 'museum'", smsc)
+    rc, out, err = await engine(db_dsn, "app", "set", "museum", "--smsc", "county", "--session-idle", "2h",
+                                "--loop-max-replies", "5", "--loop-window", "2m", "--loop-cooldown", "30m")
+    assert rc == 0, err
+    row = await pool.fetchrow("SELECT s.name, a.session_idle_seconds, a.loop_max_replies, a.loop_window_seconds, "
+                              "a.loop_cooldown_seconds, (SELECT k.smsc_id FROM engine_keyword k) = a.smsc_id AS moved "
+                              "FROM engine_app a JOIN engine_smsc s ON s.id = a.smsc_id WHERE a.name = 'museum'")
+    assert tuple(row) == ("county", 7200, 5, 120, 1800, True)  # the keyword moved with its app
+    rc, _, err = await engine(db_dsn, "app", "set", "museum", "--loop-cooldown", "60s")  # shorter than the window
+    assert rc == 2 and "--loop-cooldown" in err
+    assert await pool.fetchval("SELECT loop_cooldown_seconds FROM engine_app WHERE name = 'museum'") == 1800
+
+
+async def test_inbound_review_lists_possible_opt_outs_and_acts_on_them(db_dsn: str, pool: asyncpg.Pool) -> None:
+    rc, _, err = await engine(db_dsn, "app", "create", "--name", "library")
+    assert rc == 0, err
+    app_id = await pool.fetchval("SELECT id FROM engine_app")
+    for i, body in enumerate(["Cancel my hold", "End time for storytime?", "Quit sending reminders please"]):
+        await pool.execute(
+            "INSERT INTO engine_inbound (message_sid, phone, to_number, body, params, state, app_id, possible_opt_out)"
+            " VALUES ($1, $2, '+16462000001', $3, '{}', 'done', $4, true)", f"SM{i}", f"+1347264370{i}", body, app_id)
+    rc, out, err = await engine(db_dsn, "inbound", "review", "--json")
+    assert rc == 0, err
+    listed = json.loads(out)
+    assert [i["body"] for i in listed] == ["Cancel my hold", "End time for storytime?", "Quit sending reminders please"]
+    first, second, third = (i["id"] for i in listed)
+    rc, out, err = await engine(db_dsn, "inbound", "review", "--opt-out", str(third), "--dismiss", str(first))
+    assert rc == 0, err
+    assert await pool.fetchval("SELECT phone FROM engine_blacklist") == "+13472643702"
+    assert await pool.fetchval("SELECT source FROM engine_consent_event") == "operator"
+    rc, out, err = await engine(db_dsn, "inbound", "review")
+    assert rc == 0 and "End time" in out and "Cancel" not in out and "Quit" not in out
+    assert str(second) in out

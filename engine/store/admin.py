@@ -44,18 +44,21 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-async def create_app(pool: asyncpg.Pool, name: str, gateway_url: str | None = None) -> NewApp:
-    """Create an application with its dedicated SMSC, in one transaction."""
+async def create_app(
+    pool: asyncpg.Pool, name: str, gateway_url: str | None = None, *, smsc: str | None = None
+) -> NewApp:
+    """Create an application with its dedicated SMSC (or on the shared SMSC *smsc*), in one transaction."""
     api_key = secrets.token_urlsafe(24)
     secret = secrets.token_hex(24)
     async with pool.acquire() as conn, conn.transaction():
+        shared = None if smsc is None else await _smsc_id(conn, smsc)
         try:
             app_id = await conn.fetchval(q.CREATE_APP, name, hash_api_key(api_key), secret, gateway_url)
         except asyncpg.UniqueViolationError:
             raise InvalidInput("name", f"an application named {name!r} already exists") from None
         except asyncpg.CheckViolationError:
             raise InvalidInput("name", "use 1-63 letters, digits, '_', '.', '-'") from None
-        smsc_id = await conn.fetchval(q.CREATE_SMSC, f"{name}-smsc", app_id)
+        smsc_id = shared if shared is not None else await conn.fetchval(q.CREATE_SMSC, f"{name}-smsc", app_id)
         await conn.execute(q.SET_APP_SMSC, app_id, smsc_id)
     return NewApp(app_id, name, api_key, secret)
 
@@ -158,14 +161,50 @@ async def update_app(pool: asyncpg.Pool, app: str, changes: AppChanges) -> None:
         raise InvalidInput("settings", "nothing to change (see `engine app set --help`)")
     async with pool.acquire() as conn, conn.transaction():
         row = await get_app(conn, app)
-        for column, value in changes.columns.items():
-            await conn.execute(q.APP_SETTERS[column], row.id, value)
+        try:
+            for column, value in changes.columns.items():
+                await conn.execute(q.APP_SETTERS[column], row.id, value)
+        except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name != "engine_app_loop_cooldown":
+                raise
+            # The loop rule (at most N replies per window) holds across cool-downs only if one outlasts the window.
+            raise InvalidInput("--loop-cooldown", "must be at least the loop window (--loop-window)") from None
         if changes.flood_limit is not None:
             await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, *changes.flood_limit)
         elif changes.clear_flood_limit:
             await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, None, None)
         if changes.dedup_seconds is not None:
             await conn.execute(q.SET_APP_DEDUP_WINDOW, row.id, changes.dedup_seconds)
+        if changes.smsc is not None:
+            smsc_id = await _smsc_id(conn, changes.smsc)
+            await conn.execute(q.SET_APP_SMSC, row.id, smsc_id)
+            try:
+                async with conn.transaction():
+                    await conn.execute(q.MOVE_APP_KEYWORDS, row.id, smsc_id)
+            except asyncpg.UniqueViolationError:
+                taken = f"a keyword of {app!r} is already taken on SMSC {changes.smsc!r}"
+                raise InvalidInput("--smsc", taken) from None
+
+
+async def _smsc_id(conn: asyncpg.Connection, name: str) -> int:
+    smsc_id = await conn.fetchval(q.SMSC_BY_NAME, name)
+    if smsc_id is None:
+        raise NotFound(f"no SMSC named {name!r} (engine smsc create NAME)")
+    return int(smsc_id)
+
+
+async def create_smsc(pool: asyncpg.Pool, name: str, limit_per_min: int | None = None) -> int:
+    """A shared SMSC: a pool of DIDs several applications send from (keywords pick the app for an MO)."""
+    if limit_per_min is not None and limit_per_min < 1:
+        raise InvalidInput("--limit-per-min", "must be >= 1")
+    try:
+        return int(await pool.fetchval(q.CREATE_SHARED_SMSC, name, limit_per_min))
+    except asyncpg.UniqueViolationError:
+        raise InvalidInput("name", f"an SMSC named {name!r} already exists") from None
+
+
+async def list_smscs(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    return [dict(r) | {"apps": list(r["apps"])} for r in await pool.fetch(q.LIST_SMSCS)]
 
 
 async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str, Any]:

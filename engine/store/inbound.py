@@ -342,3 +342,33 @@ async def handle_next_answer(pool: Pool, decide: Callable[[AnswerFacts], AnswerE
 async def mo_transaction(pool: Pool) -> AsyncIterator[MoTx]:
     async with pool.acquire() as conn, conn.transaction():
         yield MoTx(conn)
+
+
+# ---- the operator's review of possible opt-outs -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PossibleOptOut:
+    id: int
+    received_at: datetime
+    phone: str
+    body: str
+    app: str | None
+
+
+async def possible_opt_outs(pool: Pool, app_id: int | None = None, limit: int = 100) -> list[PossibleOptOut]:
+    """MOs an operator should look at: an ambiguous opt-out word followed by text, not reviewed yet, oldest first."""
+    rows = await pool.fetch(iq.POSSIBLE_OPT_OUTS, app_id, limit)
+    return [PossibleOptOut(r["id"], r["received_at"], r["phone"], r["body"], r["app"]) for r in rows]
+
+
+async def review(pool: Pool, ids: Sequence[int], *, opt_out: bool) -> list[int]:
+    """Mark possible opt-outs reviewed; with *opt_out*, also opt their phones out of the app they went to (reason
+    'operator', recorded, phone_blacklisted). Returns the ids reviewed now (one transaction)."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(iq.MARK_REVIEWED, list(ids))
+        targets = [r for r in rows if r["app_id"] is not None]
+        if opt_out and targets:
+            await conn.execute(iq.OPERATOR_OPT_OUTS, [r["app_id"] for r in targets], [r["phone"] for r in targets],
+                               [r["did_id"] for r in targets], [r["message_sid"] for r in targets])
+    return sorted(r["id"] for r in rows)

@@ -172,3 +172,30 @@ INSERT INTO engine_inbound (provider_id, message_sid, phone, to_number, body, pa
 VALUES ($1, $2, $3, $4, $5, '{}'::jsonb, $6)
 ON CONFLICT DO NOTHING
 """
+# `engine inbound review`: MOs that began with an ambiguous opt-out word followed by text ("Cancel my hold").
+POSSIBLE_OPT_OUTS: Final = """
+SELECT m.id, m.received_at, m.phone, m.body, a.name AS app, m.app_id
+FROM engine_inbound m LEFT JOIN engine_app a ON a.id = m.app_id
+WHERE m.possible_opt_out AND m.reviewed_at IS NULL AND ($1::bigint IS NULL OR m.app_id = $1)
+ORDER BY m.id
+LIMIT $2
+"""
+MARK_REVIEWED: Final = """
+UPDATE engine_inbound SET reviewed_at = now()
+WHERE id = ANY($1::bigint[]) AND possible_opt_out AND reviewed_at IS NULL
+RETURNING id, phone, app_id, did_id, message_sid
+"""
+OPERATOR_OPT_OUTS: Final = """
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS u(app_id, phone, did_id, sid)
+), added AS (
+    INSERT INTO engine_blacklist (app_id, phone, reason) SELECT DISTINCT app_id, phone, 'operator' FROM u
+    ON CONFLICT (app_id, phone) DO NOTHING
+    RETURNING app_id, phone
+), recorded AS (
+    INSERT INTO engine_consent_event (app_id, phone, action, source, did_id, message_sid)
+    SELECT app_id, phone, 'opt_out', 'operator', did_id, sid FROM u
+)
+INSERT INTO engine_outbox (app_id, type, payload)
+SELECT app_id, 'phone_blacklisted', jsonb_build_object('phone_number', phone) FROM added
+"""

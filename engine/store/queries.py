@@ -16,6 +16,18 @@ VALUES ($1, $2, $3, $4) RETURNING id
 """
 CREATE_SMSC: Final = "INSERT INTO engine_smsc (name, app_id) VALUES ($1, $2) RETURNING id"
 SET_APP_SMSC: Final = "UPDATE engine_app SET smsc_id = $2 WHERE id = $1"
+# A shared SMSC (no owner app) with an optional cap in segments per minute for the whole pool.
+CREATE_SHARED_SMSC: Final = "INSERT INTO engine_smsc (name, limit_per_min) VALUES ($1, $2) RETURNING id"
+SMSC_BY_NAME: Final = "SELECT id FROM engine_smsc WHERE name = $1"
+LIST_SMSCS: Final = """
+SELECT s.id, s.name, s.limit_per_min, o.name AS owner,
+       (SELECT count(*)::int FROM engine_did d WHERE d.smsc_id = s.id) AS dids,
+       (SELECT coalesce(array_agg(a.name ORDER BY a.name), '{}') FROM engine_app a WHERE a.smsc_id = s.id) AS apps
+FROM engine_smsc s LEFT JOIN engine_app o ON o.id = s.app_id
+ORDER BY s.name
+"""
+# An app moving to another SMSC takes its keywords along (unique per SMSC: a clash fails the move).
+MOVE_APP_KEYWORDS: Final = "UPDATE engine_keyword SET smsc_id = $2 WHERE app_id = $1"
 APP_BY_NAME: Final = """
 SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.smsc_id, a.callback_secret,
        extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds
@@ -52,6 +64,11 @@ APP_SETTERS: Final[dict[str, str]] = {
     "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
     "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
     "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
+    "session_idle_seconds": "UPDATE engine_app SET session_idle_seconds = $2 WHERE id = $1",
+    "loop_max_replies": "UPDATE engine_app SET loop_max_replies = $2 WHERE id = $1",
+    "loop_window_seconds": "UPDATE engine_app SET loop_window_seconds = $2 WHERE id = $1",
+    "loop_max_repeats": "UPDATE engine_app SET loop_max_repeats = $2 WHERE id = $1",
+    "loop_cooldown_seconds": "UPDATE engine_app SET loop_cooldown_seconds = $2 WHERE id = $1",
     "smsc_limit_per_min": (
         "UPDATE engine_smsc s SET limit_per_min = $2 FROM engine_app a WHERE a.id = $1 AND s.id = a.smsc_id"
     ),
