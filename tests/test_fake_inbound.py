@@ -221,6 +221,8 @@ async def test_inbound_without_an_sms_url_is_404(fake: FakeCarrier, session: aio
     assert status == 400 and "From" in str(body["error"])
     status, _ = await _inbound(session, fake, From=PHONE, To=DID, MessageSid="SM/../x")
     assert status == 400
+    async with session.post(f"{fake.base_url}/_fake/inbound", data=b"From=+13472643707&To=+16469990000") as resp:
+        assert resp.status == 404 and "+16469990000 has no SmsUrl" in (await resp.json())["error"]  # curl -d
     assert fake.inbound_sent == []
 
 

@@ -27,6 +27,12 @@ _OK = {"ok": True}
 _MESSAGE_SID: Final = re.compile(r"[A-Za-z0-9]{2,64}", re.ASCII)
 
 
+def _phone(value: str) -> str:
+    """A number as given, except that an unescaped '+' (``curl -d To=+1646…``, which a form reads as a space)
+    is put back."""
+    return "+" + value[1:] if value[:1] == " " and value[1:].isdigit() else value
+
+
 class ControlApi:
     """Handlers for ``/_fake/...`` over the carrier's ledger and faults; *reset* is the carrier's own."""
 
@@ -91,7 +97,7 @@ class ControlApi:
         """Text ``To`` from ``From``: 200 ``{"message_sid", "status"}`` (the receiver's HTTP status), 404 when
         ``To`` has no SmsUrl, 502 (``status`` null, ``error``) when its SmsUrl could not be reached."""
         form = await read_form(request)
-        sender, to, body = form.get("From", ""), form.get("To", ""), form.get("Body", "")
+        sender, to, body = _phone(form.get("From", "")), _phone(form.get("To", "")), form.get("Body", "")
         if not sender or not to:
             return json_reply({"error": "From and To are required"}, 400)
         sid = form.get("MessageSid") or None
