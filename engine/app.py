@@ -80,10 +80,11 @@ async def run_engine(
                 intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics,
                                       read_timeout=settings.read_timeout)
                 mo_intake = MoIntake(database.pool, settings.callback_base, read_timeout=settings.read_timeout)
+                api = CarouselApi(database.pool, settings)
                 routes = (
                     intake.routes()
                     + mo_intake.routes()
-                    + CarouselApi(database.pool, settings).routes()
+                    + api.routes()
                     + HealthApi(database.pool, runtime.metrics).routes()
                 )
                 runner, runtime.base_url = await start_http(settings, routes, runtime.metrics)
@@ -92,6 +93,7 @@ async def run_engine(
                     settings = settings.override(public_url=runtime.base_url)
                     intake.public_base = runtime.base_url
                     mo_intake.public_base = runtime.base_url
+                    api.settings = settings  # add_did points the numbers it buys at this base
                 runtime.intake = intake
                 tasks.spawn(intake.writer.run(), name="status-writer")
                 log.info("HTTP listening on %s", runtime.base_url)

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,6 +18,13 @@ from engine import gctune
 from engine.config import Settings
 from engine.errors import EngineError
 from engine.logsafe import install_redaction
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from engine.providers.numbers import PointReport
+    from engine.providers.twilio import TwilioClient
+    from engine.store.admin import ProviderAccount
 
 log = logging.getLogger("engine")
 
@@ -145,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", required=True)
     p.add_argument("--public-url", help="base URL carriers use to reach our webhooks (env ENGINE_PUBLIC_URL)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the carrier")
+    p = prov.add_parser(
+        "sync", help="point every DID of the app at the engine: set each number's SmsUrl on the carrier",
+        description="Set the SmsUrl of every DID of the app, on its carrier account, to the engine's inbound "
+                    "webhook {public_url}/webhooks/twilio/inbound/{provider_id} (SmsMethod POST). Numbers already "
+                    "pointed there are left alone. Exit 1 when some number could not be pointed (each is listed).",
+    )
+    _common(p)
+    p.add_argument("--app", required=True)
+    p.add_argument("--public-url", help="base URL carriers use to reach our webhooks (env ENGINE_PUBLIC_URL)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for each carrier request")
+    p.add_argument("--json", action="store_true", help="print one JSON object: sms_url, pointed, unchanged, failed")
 
     did = sub.add_parser("did", help="manage sender numbers").add_subparsers(dest="action", required=True)
     for action in ("add", "list", "remove"):
@@ -156,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "add":
             p.add_argument("--limit-per-min", type=int, default=60)
             p.add_argument("--burst", type=int, default=1)
+            p.add_argument("--public-url",
+                           help="base URL the numbers' SmsUrl is set under (env ENGINE_PUBLIC_URL)")
         if action == "list":
             p.add_argument("--json", action="store_true")
 
@@ -301,32 +321,88 @@ async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+def _carrier(session: aiohttp.ClientSession, account: ProviderAccount, timeout: float) -> TwilioClient:
+    """The client for *account* on *session*: always through the factory."""
+    from engine.providers.factory import carrier_client
+
+    return carrier_client(
+        session, kind=account.kind, account_sid=account.account_sid, auth_token=account.auth_token,
+        base_url=account.base_url, messaging_service_sid=account.messaging_service_sid, timeout=timeout,
+    )
+
+
+def _public_base(settings: Settings, kind: str) -> str:
+    """The engine's public base URL, checked (before anything changes); a warning when a real carrier would get
+    the local default."""
+    base = settings.callback_base
+    if not base.startswith(("http://", "https://")):
+        raise EngineError(f"the public URL must be an http(s) URL, not {base!r} (--public-url / ENGINE_PUBLIC_URL)")
+    if not settings.public_url and kind != "fake":
+        print(f"warning: no public URL set (--public-url / ENGINE_PUBLIC_URL): using {base}, which a carrier on "
+              "the internet cannot reach", file=sys.stderr)
+    return base
+
+
+async def _point_dids(base: str, account: ProviderAccount, numbers: list[str], timeout: float) -> PointReport:
+    """Set the SmsUrl of *numbers* on *account* to the engine's inbound webhook under *base*."""
+    import aiohttp
+
+    from engine.providers.numbers import point_numbers
+    from engine.providers.twilio import inbound_webhook_url
+
+    async with aiohttp.ClientSession() as session:
+        return await point_numbers(
+            _carrier(session, account, timeout), numbers, inbound_webhook_url(base, account.id)
+        )
+
+
+def _print_failures(report: PointReport) -> None:
+    for number, why in report.failed.items():
+        print(f"error: {number} not pointed: {why}", file=sys.stderr)
+
+
 async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> int:
     """Call the carrier's account endpoint with the stored credentials; print the webhook URLs."""
     import aiohttp
 
-    from engine.providers.factory import carrier_client
+    from engine.providers.twilio import inbound_webhook_url
     from engine.store import admin
 
     async def go(pool: Any) -> int:
         account = await admin.app_provider(pool, args.app)
         async with aiohttp.ClientSession() as session:
-            client = carrier_client(
-                session, kind=account.kind, account_sid=account.account_sid, auth_token=account.auth_token,
-                base_url=account.base_url, messaging_service_sid=account.messaging_service_sid,
-                timeout=args.timeout,
-            )
-            ok, detail = await client.fetch_account()
+            ok, detail = await _carrier(session, account, args.timeout).fetch_account()
         where = f"{account.kind} account {account.account_sid}"
         if ok:
             print(f"OK: {where} ({detail})")
         else:
             print(f"error: {where}: {detail}")
         base = settings.callback_base
-        print(f"inbound URL (\"A message comes in\", HTTP POST): {base}/webhooks/twilio/inbound/{account.id}")
+        print(f"inbound URL (\"A message comes in\", HTTP POST): {inbound_webhook_url(base, account.id)} "
+              f"(`engine provider sync --app {args.app}` sets it on every DID)")
         print(f"status callback URL: {base}/webhooks/twilio/status/{account.id}/… "
               "(the engine sets it on every message, ending in the message id)")
         return 0 if ok else 1
+
+    return await _with_db(settings, go)
+
+
+async def _cmd_provider_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """Point every DID of the app at the engine's inbound webhook; exit 1 when some could not be pointed."""
+    from engine.store import admin
+
+    async def go(pool: Any) -> int:
+        account = await admin.app_provider(pool, args.app)
+        base = _public_base(settings, account.kind)
+        numbers = [row["number"] for row in await admin.list_dids(pool, args.app)]
+        report = await _point_dids(base, account, numbers, args.timeout)
+        if args.json:
+            _print_json(report.as_json())
+        else:
+            print(f"SmsUrl {report.sms_url} (HTTP POST): {len(report.pointed)} pointed now, "
+                  f"{len(report.unchanged)} already pointed, {len(report.failed)} failed, of {len(numbers)} DIDs")
+        _print_failures(report)
+        return 0 if report.ok else 1
 
     return await _with_db(settings, go)
 
@@ -338,6 +414,8 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.action == "test":
         return await _cmd_provider_test(settings, args)
+    if args.action == "sync":
+        return await _cmd_provider_sync(settings, args)
 
     sid, token, base = args.account_sid, args.auth_token, args.base_url
     if args.kind == "fake":
@@ -355,6 +433,8 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
         )
         single = ", single SMS only" if args.single_sms else ""
         print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {args.app}")
+        if await admin.list_dids(pool, args.app):
+            print(f"its inbound URL is new: run `engine provider sync --app {args.app}` to point the app's DIDs at it")
         return 0
 
     return await _with_db(settings, go)
@@ -409,15 +489,45 @@ async def _cmd_inbound(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+async def _did_add(settings: Settings, args: argparse.Namespace, pool: Any) -> int:
+    """Store the DIDs (all or nothing), then point them at the engine on the app's carrier account.
+
+    A number the carrier cannot point stays added (it can send; `engine provider sync` points it later):
+    each is named on stderr and the exit status is 1.
+    """
+    from engine.errors import NotFound
+    from engine.store import admin
+
+    try:
+        account: ProviderAccount | None = await admin.app_provider(pool, args.app)
+    except NotFound:
+        await admin.get_app(pool, args.app)  # no such app: that error, not the one below
+        account = None
+    base = _public_base(settings, account.kind) if account is not None else ""
+    added = await admin.add_dids(pool, args.app, args.numbers, limit_per_min=args.limit_per_min, burst=args.burst)
+    print("added " + ", ".join(added))
+    if account is None:
+        print(f"note: {args.app} has no carrier account yet, so no SmsUrl was set: after `engine provider add`, "
+              f"run `engine provider sync --app {args.app}`", file=sys.stderr)
+        return 0
+    report = await _point_dids(base, account, added, settings.request_timeout)
+    done = len(report.pointed) + len(report.unchanged)
+    print(f"SmsUrl {report.sms_url} (HTTP POST) set on {done} of {len(added)}")
+    if report.ok:
+        return 0
+    _print_failures(report)
+    print(f"the numbers are added but cannot receive texts yet: fix the cause, then run "
+          f"`engine provider sync --app {args.app}`", file=sys.stderr)
+    return 1
+
+
 async def _cmd_did(settings: Settings, args: argparse.Namespace) -> int:
     from engine.store import admin
 
     async def go(pool: Any) -> int:
         if args.action == "add":
-            added = await admin.add_dids(pool, args.app, args.numbers, limit_per_min=args.limit_per_min,
-                                         burst=args.burst)
-            print("added " + ", ".join(added))
-        elif args.action == "remove":
+            return await _did_add(settings, args, pool)
+        if args.action == "remove":
             for n in args.numbers:
                 await admin.remove_did(pool, args.app, n)
             print("removed " + ", ".join(args.numbers))

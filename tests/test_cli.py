@@ -31,13 +31,16 @@ async def test_admin_commands_create_app_provider_and_dids(db_dsn: str, pool: as
     stored = await pool.fetchval("SELECT api_key_hash FROM engine_app WHERE id = $1", created["app_id"])
     assert stored and created["api_key"] not in stored
 
+    # DIDs before the carrier account: stored, with a note that no SmsUrl could be set yet.
+    out = engine(db_dsn, "did", "add", "--app", "library", "+1(646)200-0001", "6462000002", "--limit-per-min", "30")
+    assert out.returncode == 0, out.stderr
+    assert "engine provider sync --app library" in out.stderr
+
     out = engine(db_dsn, "provider", "add", "--app", "library", "--kind", "twilio",
                  "--account-sid", "AC" + "1" * 32, "--auth-token", "s3cr3t-token-value")
     assert out.returncode == 0, out.stderr
     assert "s3cr3t-token-value" not in out.stdout + out.stderr
-
-    out = engine(db_dsn, "did", "add", "--app", "library", "+1(646)200-0001", "6462000002", "--limit-per-min", "30")
-    assert out.returncode == 0, out.stderr
+    assert "engine provider sync --app library" in out.stdout  # the DIDs must be pointed at the new account
     out = engine(db_dsn, "did", "list", "--app", "library", "--json")
     assert [(d["number"], d["limit_per_min"]) for d in json.loads(out.stdout)] == [
         ("+16462000001", 30), ("+16462000002", 30)]

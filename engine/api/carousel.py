@@ -31,7 +31,7 @@ from engine.httpserver.forms import UnreadableBody, read_form
 from engine.phone import to_e164
 from engine.policy.admission import prepare
 from engine.providers.factory import carrier_client
-from engine.providers.twilio import TwilioClient
+from engine.providers.twilio import TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
@@ -355,6 +355,12 @@ class CarouselApi:
             raise InvalidInput("number", f"{raw!r} is not a valid {country} phone number")
         return number
 
+    def _inbound_url(self, app: store.ApiApp) -> str | None:
+        """Where the app's carrier account sends incoming texts: the SmsUrl of the numbers it buys."""
+        if app.provider is None:
+            return None
+        return inbound_webhook_url(self.settings.callback_base, app.provider.id)
+
     async def _pick_number(self, carrier: TwilioClient, country: str) -> str:
         for candidate in await carrier.search_numbers(country, None, limit=5):
             if await store.did_smsc(self.pool, candidate) is None:
@@ -362,6 +368,9 @@ class CarouselApi:
         raise ProviderError(f"no {country} numbers available", status=404)
 
     async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        """Buy a number already pointed at the engine (SmsUrl in the purchase request itself: bought and pointed,
+        or neither) and add it to the SMSC; released again if another SMSC got it meanwhile. A number the SMSC
+        already has is answered as is (``engine provider sync`` re-points numbers)."""
         smsc = self._smsc(app)
         country = pp.parse_country(p)
         raw = pp.optional(p, "number")
@@ -375,7 +384,7 @@ class CarouselApi:
         async with self._carrier(app) as carrier:
             if number is None:
                 number = await self._pick_number(carrier, country)
-            bought = await carrier.buy_number(number)
+            bought = await carrier.buy_number(number, sms_url=self._inbound_url(app))
             bought = to_e164(bought) or bought
             if not await store.record_did(self.pool, smsc, bought):
                 await carrier.release_number(bought)

@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from engine.httpserver.forms import UnreadableBody, read_form
-from engine.providers.twilio import validate_twilio_signature
+from engine.providers.twilio import INBOUND_WEBHOOK_PATH, validate_twilio_signature
 from engine.store import inbound as store
 from engine.store.database import Pool
 
@@ -42,7 +42,7 @@ class MoIntake:
         self.rejected = 0
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/webhooks/twilio/inbound/{provider_id}", self.handle)]
+        return [web.post(INBOUND_WEBHOOK_PATH, self.handle)]
 
     async def _token(self, provider_id: int) -> str | None:
         token = self.tokens.get(provider_id)

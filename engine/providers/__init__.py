@@ -42,6 +42,16 @@ class SendResult:
     http_status: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingNumber:
+    """One of the account's phone numbers as the carrier knows it, with where its incoming texts go."""
+
+    sid: str  # the carrier's id for the number (Twilio: "PN…")
+    phone_number: str  # E.164
+    sms_url: str | None  # the webhook the carrier calls for each incoming text; None when unset
+    sms_method: str  # "POST" or "GET"
+
+
 class Provider(Protocol):
     """A carrier client bound to one account."""
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,16 +22,18 @@ import orjson
 from yarl import URL
 
 from engine.errors import ProviderError
-from engine.providers import OutboundRequest, SendResult
+from engine.providers import IncomingNumber, OutboundRequest, SendResult
 
 __all__ = [
     "API_VERSION",
+    "INBOUND_WEBHOOK_PATH",
     "TWILIO_DELIVERED_STATUSES",
     "TWILIO_FAILED_STATUSES",
     "TWILIO_FINAL_STATUSES",
     "TwilioClient",
     "basic_authorization",
     "classify_create_response",
+    "inbound_webhook_url",
     "is_final_status",
     "parse_retry_after",
     "twilio_signature",
@@ -39,6 +42,9 @@ __all__ = [
 
 API_VERSION: Final = "2010-04-01"
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+# Where the engine receives a carrier account's incoming texts (engine/inbound/mo.py serves it): every DID
+# of the account gets this as its SmsUrl, with SmsMethod POST.
+INBOUND_WEBHOOK_PATH: Final = "/webhooks/twilio/inbound/{provider_id}"
 
 TWILIO_FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
 TWILIO_DELIVERED_STATUSES: Final = frozenset({"delivered", "read"})
@@ -51,6 +57,11 @@ _MAX_ERROR_TEXT: Final = 200
 def is_final_status(status: str) -> bool:
     """True when Twilio will send no further status for the message (no more callbacks to expect)."""
     return status in TWILIO_FINAL_STATUSES
+
+
+def inbound_webhook_url(public_base: str, provider_id: int) -> str:
+    """The SmsUrl for the numbers of carrier account *provider_id*, under the engine's public base URL."""
+    return public_base.rstrip("/") + INBOUND_WEBHOOK_PATH.format(provider_id=provider_id)
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
@@ -178,6 +189,25 @@ def _quote_phone(number: str) -> str:
     if number[:1] == "+" and digits.isascii() and digits.isdigit():
         return "%2B" + digits
     return quote_plus(number, safe="")
+
+
+_RESOURCE_SID: Final = re.compile(r"[A-Za-z0-9]{2,64}", re.ASCII)  # safe to put in a URL path as it is
+
+
+def _incoming_number(item: object) -> IncomingNumber | None:
+    """An IncomingPhoneNumber resource from the carrier's JSON; None when it lacks a usable sid or number."""
+    if not isinstance(item, dict):
+        return None
+    sid, number = item.get("sid"), item.get("phone_number")
+    if not isinstance(sid, str) or not _RESOURCE_SID.fullmatch(sid) or not isinstance(number, str) or not number:
+        return None
+    url, method = item.get("sms_url"), item.get("sms_method")
+    return IncomingNumber(
+        sid=sid,
+        phone_number=number,
+        sms_url=url if isinstance(url, str) and url else None,
+        sms_method=method.upper() if isinstance(method, str) and method else "POST",
+    )
 
 
 def _network_failure(exc: BaseException, *, ambiguous: bool) -> SendResult:
@@ -368,29 +398,69 @@ class TwilioClient:
             raise ProviderError("reply without available_phone_numbers")
         return [n for item in items if isinstance(item, dict) and isinstance(n := item.get("phone_number"), str)]
 
-    async def buy_number(self, number: str) -> str:
-        """Buy *number* (E.164) for this account; returns the number the carrier assigned."""
-        doc = await self._call("POST", self._account_url_for("IncomingPhoneNumbers.json"), form={"PhoneNumber": number})
+    async def buy_number(self, number: str, *, sms_url: str | None = None) -> str:
+        """Buy *number* (E.164) for this account; returns the number the carrier assigned.
+
+        With *sms_url* the number is bought already sending its incoming texts there (SmsMethod POST), in the
+        same request: either the number is bought and pointed, or neither.
+        """
+        form = {"PhoneNumber": number}
+        if sms_url is not None:
+            form |= {"SmsUrl": sms_url, "SmsMethod": "POST"}
+        doc = await self._call("POST", self._account_url_for("IncomingPhoneNumbers.json"), form=form)
         bought = doc.get("phone_number") if isinstance(doc, dict) else None
         if not isinstance(bought, str) or not bought:
             raise ProviderError("purchase reply without phone_number")
         return bought
 
-    async def release_number(self, number: str) -> bool:
-        """Release *number* from this account; False when the account does not own it."""
+    async def _owned(self, number: str) -> list[IncomingNumber]:
+        """The account's IncomingPhoneNumbers for *number* (Twilio lists at most one; an empty list if none)."""
         url = self._account_url_for("IncomingPhoneNumbers.json")
         doc = await self._call("GET", url, params={"PhoneNumber": number})
         items = doc.get("incoming_phone_numbers") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise ProviderError("reply without incoming_phone_numbers")
-        sids = [
-            sid
-            for item in items
-            if isinstance(item, dict) and item.get("phone_number") == number and isinstance(sid := item.get("sid"), str)
-        ]
-        for sid in sids:
-            await self._call("DELETE", self._account_url_for(f"IncomingPhoneNumbers/{sid}.json"))
-        return bool(sids)
+        return [n for item in items if (n := _incoming_number(item)) is not None and n.phone_number == number]
+
+    async def find_number(self, number: str) -> IncomingNumber | None:
+        """The account's number *number* (E.164) with its sid and SMS webhook; None when the account lacks it."""
+        owned = await self._owned(number)
+        return owned[0] if owned else None
+
+    async def update_sms_url(self, sid: str, sms_url: str, *, method: str = "POST") -> IncomingNumber:
+        """Set the SmsUrl and SmsMethod of the account's number *sid* (its "PN…" id); returns the updated number.
+
+        A sid the account does not have is a ProviderError with status 404.
+        """
+        if not _RESOURCE_SID.fullmatch(sid):
+            raise ValueError(f"not a phone number sid: {sid!r}")
+        url = self._account_url_for(f"IncomingPhoneNumbers/{sid}.json")
+        doc = await self._call("POST", url, form={"SmsUrl": sms_url, "SmsMethod": method})
+        updated = _incoming_number(doc)
+        if updated is None:
+            raise ProviderError("update reply without sid or phone_number")
+        return updated
+
+    async def point_number(self, number: str, sms_url: str) -> bool:
+        """Make *number* send its incoming texts to *sms_url* by HTTP POST.
+
+        True when it was changed, False when it already did. A number the account does not own is a
+        ProviderError with status 404; any other carrier trouble a ProviderError as for every account call.
+        """
+        found = await self.find_number(number)
+        if found is None:
+            raise ProviderError(f"{number} is not a number of account {self.account_sid}", status=404)
+        if found.sms_url == sms_url and found.sms_method == "POST":
+            return False
+        await self.update_sms_url(found.sid, sms_url)
+        return True
+
+    async def release_number(self, number: str) -> bool:
+        """Release *number* from this account; False when the account does not own it."""
+        owned = await self._owned(number)
+        for item in owned:
+            await self._call("DELETE", self._account_url_for(f"IncomingPhoneNumbers/{item.sid}.json"))
+        return bool(owned)
 
     async def close(self) -> None:
         """Nothing to release: the aiohttp session belongs to the caller."""

@@ -1,8 +1,9 @@
 """The fake carrier: one aiohttp server composing the Messages API, accounts, the number market, the
-status-callback sender, fault injection and the ``/_fake/`` control endpoints.
+status-callback sender, the inbound-text (MO) sender, fault injection and the ``/_fake/`` control endpoints.
 
 This module owns only the lifecycle (start, stop, drain) and the public face tests, the demo and the
-benchmarks use: counters and records, ``inject``/``hang``/``reset``/``stats``.
+benchmarks use: counters and records, ``inject``/``hang``/``reset``/``stats``, numbers and their SmsUrl
+(``add_number``, ``sms_url``) and ``send_inbound``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from engine.testing.accounts import ACCOUNT_PATH, DEFAULT_ACCOUNT_SID, DEFAULT_A
 from engine.testing.callbacks import CallbackMode, CallbackSender
 from engine.testing.control import ControlApi
 from engine.testing.faults import Faults
+from engine.testing.inbound import InboundSender, MoDelivery
 from engine.testing.messages import MessagesApi
 from engine.testing.numbers import NumberMarket
 from engine.testing.records import AcceptedRecord, Ledger
@@ -59,7 +61,8 @@ class FakeCarrier:
             self._ledger, self._faults, self._callbacks, self._stopping, rng, failure_rate=failure_rate
         )
         self._market = NumberMarket(rng)
-        self._control = ControlApi(self._ledger, self._faults, self.reset)
+        self._inbound = InboundSender(self._market, self._accounts.tokens, rng)
+        self._control = ControlApi(self._ledger, self._faults, self.reset, self._inbound)
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
 
@@ -98,6 +101,28 @@ class FakeCarrier:
     def numbers(self) -> dict[str, tuple[str, str]]:
         """Numbers bought through IncomingPhoneNumbers: number -> (account sid, PN sid)."""
         return self._market.numbers
+
+    def sms_url(self, number: str) -> str | None:
+        """The SmsUrl of *number* (set when it was bought or through the update endpoint); None when unset."""
+        owned = self._market.numbers.get(number)
+        return (self._market.sms_of(owned[1])[0] or None) if owned is not None else None
+
+    def add_number(self, number: str, account: str | None = None) -> str:
+        """Give *account* (default: the only or first account) the number, as if it bought it; returns its PN sid."""
+        owner = account if account is not None else next(iter(self.accounts))
+        if owner not in self.accounts:
+            raise ValueError(f"unknown account {owner!r}")
+        return self._market.add(number, owner)
+
+    async def send_inbound(self, from_: str, to: str, body: str, *, message_sid: str | None = None) -> MoDelivery:
+        """Text *to* from *from_*, as ``POST /_fake/inbound`` does: a signed webhook to its SmsUrl (NoSmsUrl
+        when it has none); reusing *message_sid* re-sends that message."""
+        return await self._inbound.send(from_, to, body, message_sid=message_sid)
+
+    @property
+    def inbound_sent(self) -> list[MoDelivery]:
+        """Every inbound webhook sent since start (or the last reset), with the status it got."""
+        return self._inbound.sent
 
     @property
     def records(self) -> list[AcceptedRecord]:
@@ -145,6 +170,7 @@ class FakeCarrier:
         display_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.base_url = f"http://{display_host}:{bound_port}"
         self._callbacks.start()
+        self._inbound.start()
         return self.base_url
 
     async def stop(self) -> None:
@@ -154,6 +180,7 @@ class FakeCarrier:
             runner, self._runner = self._runner, None
             await runner.cleanup()
         await self._callbacks.stop()
+        await self._inbound.stop()
 
     async def drain(self) -> None:
         """Wait until every status callback scheduled so far has been delivered (or given up on)."""
@@ -177,9 +204,11 @@ class FakeCarrier:
         self._faults.hang(count, seconds)
 
     def reset(self) -> None:
-        """Forget records, counters and pending faults (callbacks already scheduled still go out)."""
+        """Forget records, counters, inbound webhooks sent and pending faults (numbers stay; callbacks already
+        scheduled still go out)."""
         self._ledger.reset()
         self._faults.clear()
+        self._inbound.sent.clear()
 
     def stats(self) -> dict[str, int]:
         """Counters for /_fake/stats."""

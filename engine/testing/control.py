@@ -2,33 +2,45 @@
 
 ``POST /_fake/faults`` injects a failure (``status``, ``count``, ``retry_after``, ``code``) or a hang
 (``hang`` seconds, ``count``); ``GET /_fake/messages`` lists accepted messages; ``GET /_fake/stats``
-the counters; ``POST /_fake/reset`` forgets records, counters and pending faults.
+the counters; ``POST /_fake/reset`` forgets records, counters and pending faults; ``POST /_fake/inbound``
+(form ``From``, ``To``, ``Body``, optional ``MessageSid`` to re-send one) texts a number: a signed Twilio
+inbound webhook to its SmsUrl, answered ``{"message_sid", "status"}`` with the receiver's HTTP status.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from engine.testing.faults import Faults
+from engine.testing.inbound import InboundSender, NoSmsUrl
 from engine.testing.records import Ledger
-from engine.testing.wire import json_reply
+from engine.testing.wire import json_reply, read_form
 
 __all__ = ["ControlApi"]
 
 _OK = {"ok": True}
+_MESSAGE_SID: Final = re.compile(r"[A-Za-z0-9]{2,64}", re.ASCII)
+
+
+def _phone(value: str) -> str:
+    """A number as given, except that an unescaped '+' (``curl -d To=+1646…``, which a form reads as a space)
+    is put back."""
+    return "+" + value[1:] if value[:1] == " " and value[1:].isdigit() else value
 
 
 class ControlApi:
     """Handlers for ``/_fake/...`` over the carrier's ledger and faults; *reset* is the carrier's own."""
 
-    def __init__(self, ledger: Ledger, faults: Faults, reset: Callable[[], None]) -> None:
+    def __init__(self, ledger: Ledger, faults: Faults, reset: Callable[[], None], inbound: InboundSender) -> None:
         self.ledger = ledger
         self.faults = faults
         self.reset = reset
+        self.inbound = inbound
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -36,6 +48,7 @@ class ControlApi:
             web.get("/_fake/messages", self.get_messages),
             web.get("/_fake/stats", self.get_stats),
             web.post("/_fake/reset", self.post_reset),
+            web.post("/_fake/inbound", self.post_inbound),
         ]
 
     async def post_faults(self, request: web.Request) -> web.Response:
@@ -79,3 +92,21 @@ class ControlApi:
     async def post_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return json_reply(_OK)
+
+    async def post_inbound(self, request: web.Request) -> web.Response:
+        """Text ``To`` from ``From``: 200 ``{"message_sid", "status"}`` (the receiver's HTTP status), 404 when
+        ``To`` has no SmsUrl, 502 (``status`` null, ``error``) when its SmsUrl could not be reached."""
+        form = await read_form(request)
+        sender, to, body = _phone(form.get("From", "")), _phone(form.get("To", "")), form.get("Body", "")
+        if not sender or not to:
+            return json_reply({"error": "From and To are required"}, 400)
+        sid = form.get("MessageSid") or None
+        if sid is not None and not _MESSAGE_SID.fullmatch(sid):
+            return json_reply({"error": "MessageSid must be 2-64 letters or digits"}, 400)
+        try:
+            delivery = await self.inbound.send(sender, to, body, message_sid=sid)
+        except NoSmsUrl as exc:
+            return json_reply({"error": str(exc)}, 404)
+        if delivery.status is None:
+            return json_reply({"message_sid": delivery.message_sid, "status": None, "error": delivery.error}, 502)
+        return json_reply({"message_sid": delivery.message_sid, "status": delivery.status})
