@@ -49,6 +49,18 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _pool_flags(p: argparse.ArgumentParser) -> None:
+    """--app NAME (its SMSC) or --smsc NAME (a shared one): exactly one."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--app", metavar="NAME", help="the application's SMSC")
+    target.add_argument("--smsc", metavar="NAME", help="a shared SMSC (engine smsc create)")
+
+
+def _target(args: argparse.Namespace) -> str:
+    """How the operator named the pool: --app NAME or --smsc NAME."""
+    return f"--app {args.app}" if args.app is not None else f"--smsc {args.smsc}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="engine", description="SMS sending engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     prov = sub.add_parser("provider", help="manage carrier accounts").add_subparsers(dest="action", required=True)
-    p = prov.add_parser("add", help="attach a carrier account to an application")
+    p = prov.add_parser("add", help="attach a carrier account to an application (or a shared SMSC)")
     _common(p)
-    p.add_argument("--app", required=True)
+    _pool_flags(p)
     p.add_argument("--kind", choices=["twilio", "fake"], required=True)
     p.add_argument("--account-sid")
     p.add_argument("--auth-token")
@@ -147,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the account's cap in segments per second (e.g. Twilio account MPS)")
     p.add_argument("--single-sms", action="store_true",
                    help="the carrier takes single SMS only: long bodies go out as '(i/n) ' parts")
+    p.add_argument("--carrier-handles-optout", action="store_true",
+                   help="the account answers STOP itself (Twilio Advanced Opt-Out): the engine records and obeys "
+                        "opt-outs but sends no confirmation of its own")
     p = prov.add_parser("test", help="check the app's carrier credentials; print the webhook URLs for the console")
     _common(p)
-    p.add_argument("--app", required=True)
+    _pool_flags(p)
     p.add_argument("--public-url", help="base URL carriers use to reach our webhooks (env ENGINE_PUBLIC_URL)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the carrier")
     p = prov.add_parser(
@@ -159,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "pointed there are left alone. Exit 1 when some number could not be pointed (each is listed).",
     )
     _common(p)
-    p.add_argument("--app", required=True)
+    _pool_flags(p)
     p.add_argument("--public-url", help="base URL carriers use to reach our webhooks (env ENGINE_PUBLIC_URL)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for each carrier request")
     p.add_argument("--json", action="store_true", help="print one JSON object: sms_url, pointed, unchanged, failed")
@@ -168,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "list", "remove"):
         p = did.add_parser(action)
         _common(p)
-        p.add_argument("--app", required=True)
+        _pool_flags(p)
         if action != "list":
             p.add_argument("numbers", nargs="+", metavar="NUMBER")
         if action == "add":
@@ -369,7 +384,7 @@ async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> in
     from engine.store import admin
 
     async def go(pool: Any) -> int:
-        account = await admin.app_provider(pool, args.app)
+        account = await admin.app_provider(pool, args.app, smsc=args.smsc)
         async with aiohttp.ClientSession() as session:
             ok, detail = await _carrier(session, account, args.timeout).fetch_account()
         where = f"{account.kind} account {account.account_sid}"
@@ -379,7 +394,7 @@ async def _cmd_provider_test(settings: Settings, args: argparse.Namespace) -> in
             print(f"error: {where}: {detail}")
         base = settings.callback_base
         print(f"inbound URL (\"A message comes in\", HTTP POST): {inbound_webhook_url(base, account.id)} "
-              f"(`engine provider sync --app {args.app}` sets it on every DID)")
+              f"(`engine provider sync {_target(args)}` sets it on every DID)")
         print(f"status callback URL: {base}/webhooks/twilio/status/{account.id}/… "
               "(the engine sets it on every message, ending in the message id)")
         return 0 if ok else 1
@@ -392,9 +407,9 @@ async def _cmd_provider_sync(settings: Settings, args: argparse.Namespace) -> in
     from engine.store import admin
 
     async def go(pool: Any) -> int:
-        account = await admin.app_provider(pool, args.app)
+        account = await admin.app_provider(pool, args.app, smsc=args.smsc)
         base = _public_base(settings, account.kind)
-        numbers = [row["number"] for row in await admin.list_dids(pool, args.app)]
+        numbers = [row["number"] for row in await admin.list_dids(pool, args.app, smsc=args.smsc)]
         report = await _point_dids(base, account, numbers, args.timeout)
         if args.json:
             _print_json(report.as_json())
@@ -427,14 +442,15 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(pool: Any) -> int:
         pid = await admin.add_provider(
-            pool, args.app, kind=args.kind, account_sid=sid, auth_token=token,
+            pool, args.app, smsc=args.smsc, kind=args.kind, account_sid=sid, auth_token=token,
             messaging_service_sid=args.messaging_service_sid, base_url=base, single_sms=args.single_sms,
-            max_per_second=args.max_per_second,
+            max_per_second=args.max_per_second, carrier_handles_optout=args.carrier_handles_optout,
         )
         single = ", single SMS only" if args.single_sms else ""
-        print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {args.app}")
-        if await admin.list_dids(pool, args.app):
-            print(f"its inbound URL is new: run `engine provider sync --app {args.app}` to point the app's DIDs at it")
+        target = _target(args)
+        print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {target}")
+        if await admin.list_dids(pool, args.app, smsc=args.smsc):
+            print(f"its inbound URL is new: run `engine provider sync {target}` to point the DIDs at it")
         return 0
 
     return await _with_db(settings, go)
@@ -499,16 +515,17 @@ async def _did_add(settings: Settings, args: argparse.Namespace, pool: Any) -> i
     from engine.store import admin
 
     try:
-        account: ProviderAccount | None = await admin.app_provider(pool, args.app)
+        account: ProviderAccount | None = await admin.app_provider(pool, args.app, smsc=args.smsc)
     except NotFound:
-        await admin.get_app(pool, args.app)  # no such app: that error, not the one below
+        await admin.list_dids(pool, args.app, smsc=args.smsc)  # no such app or SMSC: that error, not the one below
         account = None
     base = _public_base(settings, account.kind) if account is not None else ""
-    added = await admin.add_dids(pool, args.app, args.numbers, limit_per_min=args.limit_per_min, burst=args.burst)
+    added = await admin.add_dids(pool, args.app, args.numbers, limit_per_min=args.limit_per_min, burst=args.burst,
+                                 smsc=args.smsc)
     print("added " + ", ".join(added))
     if account is None:
-        print(f"note: {args.app} has no carrier account yet, so no SmsUrl was set: after `engine provider add`, "
-              f"run `engine provider sync --app {args.app}`", file=sys.stderr)
+        print(f"note: {_target(args)} has no carrier account yet, so no SmsUrl was set: after `engine provider add`, "
+              f"run `engine provider sync {_target(args)}`", file=sys.stderr)
         return 0
     report = await _point_dids(base, account, added, settings.request_timeout)
     done = len(report.pointed) + len(report.unchanged)
@@ -517,7 +534,7 @@ async def _did_add(settings: Settings, args: argparse.Namespace, pool: Any) -> i
         return 0
     _print_failures(report)
     print(f"the numbers are added but cannot receive texts yet: fix the cause, then run "
-          f"`engine provider sync --app {args.app}`", file=sys.stderr)
+          f"`engine provider sync {_target(args)}`", file=sys.stderr)
     return 1
 
 
@@ -529,10 +546,10 @@ async def _cmd_did(settings: Settings, args: argparse.Namespace) -> int:
             return await _did_add(settings, args, pool)
         if args.action == "remove":
             for n in args.numbers:
-                await admin.remove_did(pool, args.app, n)
+                await admin.remove_did(pool, args.app, n, smsc=args.smsc)
             print("removed " + ", ".join(args.numbers))
         else:
-            rows = await admin.list_dids(pool, args.app)
+            rows = await admin.list_dids(pool, args.app, smsc=args.smsc)
             if args.json:
                 _print_json(rows)
             for r in rows if not args.json else []:

@@ -174,9 +174,21 @@ async def test_shared_smsc_and_inbound_settings(db_dsn: str, pool: asyncpg.Pool)
     rc, _, err = await engine(db_dsn, "app", "create", "--name", "museum", "--smsc", "nosuch")
     assert rc == 2 and "nosuch" in err
     assert await pool.fetchval("SELECT count(*) FROM engine_app WHERE name = 'museum'") == 0  # nothing half-made
+    rc, out, err = await engine(db_dsn, "provider", "add", "--smsc", "county", "--kind", "fake",
+                                "--carrier-handles-optout")
+    assert rc == 0 and "attached to --smsc county" in out, err
+    assert await pool.fetchval("SELECT carrier_handles_optout AND app_id IS NULL FROM engine_provider") is True
+    rc, out, err = await engine(db_dsn, "did", "add", "--smsc", "county", "+16462000001", "+16462000002")
+    # Stored (all or nothing) even though no carrier listens to point them at the engine: exit 1, sync later.
+    assert rc == 1 and "added +16462000001, +16462000002" in out and "provider sync --smsc county" in err, err
+    rc, out, err = await engine(db_dsn, "did", "list", "--smsc", "county", "--json")
+    assert [d["number"] for d in json.loads(out)] == ["+16462000001", "+16462000002"]
+    rc, _, err = await engine(db_dsn, "did", "list", "--app", "library", "--smsc", "county")
+    assert rc == 2 and "not allowed with" in err
     rc, out, err = await engine(db_dsn, "smsc", "list", "--json")
     county = next(r for r in json.loads(out) if r["name"] == "county")
-    assert (county["apps"], county["limit_per_min"], county["owner"]) == (["library", "parks"], 600, None)
+    assert (county["apps"], county["limit_per_min"], county["owner"], county["dids"]) == (
+        ["library", "parks"], 600, None, 2)
 
     rc, _, err = await engine(db_dsn, "app", "create", "--name", "museum")
     assert rc == 0, err

@@ -88,10 +88,26 @@ async def set_dedup_window(pool: asyncpg.Pool, app: str, seconds: float) -> None
     await pool.execute(q.SET_APP_DEDUP_WINDOW, row.id, float(seconds))
 
 
+async def _pool_of(
+    conn: asyncpg.Pool | asyncpg.Connection, app: str | None, smsc: str | None
+) -> tuple[int, int | None]:
+    """The SMSC an admin command acts on — the app's (*app*) or a shared one by name (*smsc*) — and its owner app."""
+    if (app is None) == (smsc is None):
+        raise InvalidInput("--app", "give the application (--app NAME) or a shared SMSC (--smsc NAME), one of them")
+    if smsc is not None:
+        return await _smsc_id(conn, smsc), None
+    assert app is not None
+    row = await get_app(conn, app)
+    if row.smsc_id is None:
+        raise NotFound(f"application {app!r} has no SMSC")
+    return row.smsc_id, row.id
+
+
 async def add_provider(
     pool: asyncpg.Pool,
-    app: str,
+    app: str | None = None,
     *,
+    smsc: str | None = None,
     kind: str,
     account_sid: str,
     auth_token: str,
@@ -99,12 +115,15 @@ async def add_provider(
     base_url: str | None = None,
     single_sms: bool = False,
     max_per_second: int | None = None,
+    carrier_handles_optout: bool = False,
 ) -> int:
-    """Attach a carrier account to the app's SMSC (replacing the previous one).
+    """Attach a carrier account to the app's SMSC, or to the shared SMSC *smsc* (replacing the previous one).
 
     *single_sms*: the carrier takes single SMS only (long bodies are split into "(i/n) " parts).
     *max_per_second*: the account's cap in segments per second (e.g. Twilio account MPS), shared by
     every app and worker sending through the same account.
+    *carrier_handles_optout*: the account answers STOP itself (Twilio Advanced Opt-Out): the engine records and
+    obeys every opt-out but sends no confirmation of its own (never two).
     """
     if kind not in ("twilio", "fake"):
         raise InvalidInput("kind", "must be 'twilio' or 'fake'")
@@ -119,12 +138,12 @@ async def add_provider(
     if max_per_second is not None and max_per_second < 1:
         raise InvalidInput("max_per_second", "must be >= 1")
     async with pool.acquire() as conn, conn.transaction():
-        row = await get_app(conn, app)
+        smsc_id, owner = await _pool_of(conn, app, smsc)
         provider_id: int = await conn.fetchval(
-            q.CREATE_PROVIDER, row.id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
-            max_per_second,
+            q.CREATE_PROVIDER, owner, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
+            max_per_second, carrier_handles_optout,
         )
-        await conn.execute(q.SET_SMSC_PROVIDER, row.smsc_id, provider_id)
+        await conn.execute(q.SET_SMSC_PROVIDER, smsc_id, provider_id)
     return provider_id
 
 
@@ -146,12 +165,13 @@ class ProviderAccount:
         )
 
 
-async def app_provider(pool: asyncpg.Pool, app: str) -> ProviderAccount:
-    """The carrier account *app* sends through, or NotFound."""
-    row = await get_app(pool, app)
-    rec = await pool.fetchrow(q.APP_PROVIDER, row.id)
+async def app_provider(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> ProviderAccount:
+    """The carrier account *app* (or the shared SMSC *smsc*) sends through, or NotFound."""
+    smsc_id, _owner = await _pool_of(pool, app, smsc)
+    rec = await pool.fetchrow(q.APP_PROVIDER, smsc_id)
     if rec is None:
-        raise NotFound(f"application {app!r} has no provider; add one with `engine provider add --app {app}`")
+        target = f"--app {app}" if app is not None else f"--smsc {smsc}"
+        raise NotFound(f"{target} has no provider; add one with `engine provider add {target}`")
     return ProviderAccount(**dict(rec))
 
 
@@ -186,7 +206,7 @@ async def update_app(pool: asyncpg.Pool, app: str, changes: AppChanges) -> None:
                 raise InvalidInput("--smsc", taken) from None
 
 
-async def _smsc_id(conn: asyncpg.Connection, name: str) -> int:
+async def _smsc_id(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> int:
     smsc_id = await conn.fetchval(q.SMSC_BY_NAME, name)
     if smsc_id is None:
         raise NotFound(f"no SMSC named {name!r} (engine smsc create NAME)")
@@ -238,32 +258,33 @@ def _did_number(number: str) -> str:
 
 
 async def add_dids(
-    pool: asyncpg.Pool, app: str, numbers: list[str], *, limit_per_min: int = 60, burst: int = 1
+    pool: asyncpg.Pool, app: str | None, numbers: list[str], *, limit_per_min: int = 60, burst: int = 1,
+    smsc: str | None = None,
 ) -> list[str]:
-    """Add DIDs to the app's SMSC (re-adding one updates its limit). All or nothing."""
+    """Add DIDs to the app's SMSC, or the shared SMSC *smsc* (re-adding one updates its limit). All or nothing."""
     if limit_per_min < 1:
         raise InvalidInput("limit_per_min", "must be >= 1")
     if burst < 1:
         raise InvalidInput("burst", "must be >= 1")
     e164s = [_did_number(n) for n in numbers]
     async with pool.acquire() as conn, conn.transaction():
-        row = await get_app(conn, app)
-        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, e164s, row.smsc_id)
+        smsc_id, _owner = await _pool_of(conn, app, smsc)
+        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, e164s, smsc_id)
         if taken:
             raise InvalidInput("number", f"{taken[0]['number']} belongs to another SMSC")
-        await conn.execute(q.ADD_DIDS, row.smsc_id, e164s, limit_per_min, burst)
+        await conn.execute(q.ADD_DIDS, smsc_id, e164s, limit_per_min, burst)
     return e164s
 
 
-async def list_dids(pool: asyncpg.Pool, app: str) -> list[dict[str, Any]]:
-    row = await get_app(pool, app)
-    return [dict(r) for r in await pool.fetch(q.LIST_DIDS, row.smsc_id)]
+async def list_dids(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> list[dict[str, Any]]:
+    smsc_id, _owner = await _pool_of(pool, app, smsc)
+    return [dict(r) for r in await pool.fetch(q.LIST_DIDS, smsc_id)]
 
 
-async def remove_did(pool: asyncpg.Pool, app: str, number: str) -> None:
-    row = await get_app(pool, app)
-    if await pool.fetchval(q.REMOVE_DID, row.smsc_id, _did_number(number)) is None:
-        raise NotFound(f"{number} is not a DID of {app}")
+async def remove_did(pool: asyncpg.Pool, app: str | None, number: str, *, smsc: str | None = None) -> None:
+    smsc_id, _owner = await _pool_of(pool, app, smsc)
+    if await pool.fetchval(q.REMOVE_DID, smsc_id, _did_number(number)) is None:
+        raise NotFound(f"{number} is not a DID of {app or smsc}")
 
 
 async def remove_tag(pool: asyncpg.Pool, app: str, recipient: str, tag: str) -> bool:

@@ -44,14 +44,14 @@ DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
 INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
-                             max_per_second)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+                             max_per_second, carrier_handles_optout)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id
 """
 # The carrier account an application sends through (via its SMSC), for `engine provider test`.
 APP_PROVIDER: Final = """
 SELECT p.id, p.kind, p.account_sid, p.auth_token, p.messaging_service_sid, p.base_url, p.single_sms
-FROM engine_app a JOIN engine_smsc s ON s.id = a.smsc_id JOIN engine_provider p ON p.id = s.provider_id
-WHERE a.id = $1
+FROM engine_smsc s JOIN engine_provider p ON p.id = s.provider_id
+WHERE s.id = $1
 """
 # `engine app set`: one statement per setting, all run in one transaction ($1 = app id).
 APP_SETTERS: Final[dict[str, str]] = {
