@@ -1,8 +1,12 @@
-"""`engine demo`: a library calendar's bulk notification job through a pool of DIDs, end to end.
+"""`engine demo`: a library calendar's bulk notification job through a pool of DIDs, end to end — and the
+people it texts texting back.
 
 Embedded PostgreSQL (or ENGINE_DSN), a fake carrier in its own process on a free loopback port,
-the engine (worker + webhooks) in this process; a live progress bar; a summary whose per-DID
-maximum comes from the carrier's own record of what it accepted.
+the engine (worker + webhooks) in this process, and the library's own gateway (a tiny web app here that
+answers questions); a live progress bar; a summary whose per-DID maximum comes from the carrier's own
+record of what it accepted. While the job runs, a few phones text the engine through the carrier: one
+asks a question (the app answers), one texts HELP, one texts STOP (it gets one confirmation and nothing
+else from then on) and later START.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
+from engine.providers.factory import carrier_client
+from engine.providers.twilio import inbound_webhook_url
 from engine.store import admin, outbound
+from engine.store import inbound as inbound_store
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
@@ -87,6 +95,63 @@ async def _start_carrier(failure_rate: float) -> tuple[asyncio.subprocess.Proces
     return proc, text.rsplit(" ", 1)[1]
 
 
+class _Library:
+    """The library's gateway: answers each incoming_message (the reply goes back through the engine)."""
+
+    def __init__(self) -> None:
+        self.heard: list[dict[str, str]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/sms", self._callback)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/sms"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.heard.append(form)
+        if form.get("type") != "incoming_message":
+            return web.Response(text="")
+        return web.Response(text="Storytime is every Saturday at 10 at Main Library. See you there!")
+
+
+# Phones of the job's registrants texting back: (phone index, body), in order per phone.
+_MOS = [(0, "When is storytime?"), (1, "HELP"), (2, "STOP"), (2, "START")]
+
+
+async def _text_back(carrier_url: str, dids: list[str], job: list[Outgoing]) -> list[str]:
+    """Some registrants text the engine through the carrier (as phones do); returns their numbers."""
+    phones = list(dict.fromkeys(m.recipient for m in job if not m.recipient.startswith("+1555")))[:3]
+    async with aiohttp.ClientSession() as session:
+        for index, body in _MOS:
+            form = {"From": phones[index], "To": dids[index % len(dids)], "Body": body}
+            async with session.post(f"{carrier_url}/_fake/inbound", data=form) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"the fake carrier could not deliver an MO: {await resp.text()}")
+            await asyncio.sleep(0.3)  # people do not text all at once
+    return phones
+
+
+async def _point_dids(carrier_url: str, base_url: str, provider_id: int, numbers: list[str]) -> None:
+    """Buy the demo's DIDs on the carrier with their SmsUrl at the engine (what `engine did add` does)."""
+    sms_url = inbound_webhook_url(base_url, provider_id)
+    async with aiohttp.ClientSession() as session:
+        client = carrier_client(session, kind="fake", account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN,
+                                base_url=carrier_url)
+        await asyncio.gather(*(client.buy_number(n, sms_url=sms_url) for n in numbers))
+
+
 def _bar(counts: dict[str, int], total: int, started: float, capacity_per_s: float, tty: bool) -> None:
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     sent = done + counts.get("sent", 0)
@@ -112,30 +177,35 @@ async def run_demo(
         return 2
     db = await Database.open(settings, max_size=12)
     carrier, carrier_url = await _start_carrier(failure_rate)
+    library = _Library()
     stop = asyncio.Event()
     engine_task: asyncio.Task[None] | None = None
     try:
         await admin.delete_app(db.pool, DEMO_APP)  # a fresh demo app each run
-        app = await admin.create_app(db.pool, DEMO_APP)
-        await admin.add_provider(db.pool, DEMO_APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
-                                 auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
+        app = await admin.create_app(db.pool, DEMO_APP, await library.start())
+        provider_id = await admin.add_provider(db.pool, DEMO_APP, kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
+                                               auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
         rng = random.Random(3)
         numbers = sorted({_number(rng, "646") for _ in range(dids * 3)})[:dids]
         await admin.add_dids(db.pool, DEMO_APP, numbers, limit_per_min=limit_per_min)
         job, planted = build_job(messages)
 
         ready = asyncio.Event()
+        runtimes: list[Runtime] = []
 
-        def on_ready(_: Runtime) -> None:
+        def on_ready(runtime: Runtime) -> None:
+            runtimes.append(runtime)
             ready.set()
 
         engine_task = asyncio.create_task(
             run_engine(settings.override(port=0), stop, db=db, on_ready=on_ready)
         )
         await asyncio.wait_for(ready.wait(), 30)
+        await _point_dids(carrier_url, runtimes[0].base_url or "", provider_id, numbers)
         started = time.monotonic()
         for i in range(0, len(job), 5000):
             await submit_many(db.pool, DEMO_APP, job[i : i + 5000])
+        texting = asyncio.create_task(_text_back(carrier_url, numbers, job))
         capacity = dids * limit_per_min / 60.0
         tty = sys.stderr.isatty()
         last_print = 0.0
@@ -146,7 +216,7 @@ async def run_demo(
             if now - last_print >= (0.5 if tty else 5.0) or done >= messages:
                 _bar(counts, messages, started, capacity, tty)
                 last_print = now
-            if done >= messages:
+            if done >= messages and texting.done() and await inbound_store.inbound_settled(db.pool):
                 break
             if engine_task.done():
                 engine_task.result()
@@ -155,16 +225,21 @@ async def run_demo(
         elapsed = time.monotonic() - started
         if tty:
             sys.stderr.write("\n")
+        phones = texting.result()
         async with aiohttp.ClientSession() as session, session.get(f"{carrier_url}/_fake/messages") as resp:
             records = orjson.loads(await resp.read())
+        inbound = await inbound_store.inbound_summary(db.pool, app.app_id)
     finally:
         stop.set()
         if engine_task is not None:
             await asyncio.gather(engine_task, return_exceptions=True)
         carrier.terminate()
         await carrier.wait()
+        await library.stop()
         await db.close()
     summary = _summary(counts, records, messages, planted, elapsed)
+    summary["inbound"] = {**inbound, "app_heard": sum(1 for f in library.heard if f.get("type") == "incoming_message"),
+                          "texts_to_the_phone_that_said_stop": [r["body"] for r in records if r["to"] == phones[2]]}
     if as_json:
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
     else:
@@ -202,3 +277,11 @@ def _print_summary(s: dict[str, Any]) -> None:
                 "elapsed_s", "messages_per_s", "dids_used", "max_per_did_60s"):
         print(f"  {key:<24} {s[key]}")
     print(f"  {'by_state':<24} {s['by_state']}")
+    inbound = s["inbound"]
+    print("\nPeople texting back (through the carrier's /_fake/inbound)")
+    for key in ("mos", "opt_outs", "opt_ins", "help_answers", "routed_to_app", "app_heard", "app_replies",
+                "confirmations"):
+        print(f"  {key:<24} {inbound[key]}")
+    print("  the phone that texted STOP then START received, in its conversation:")
+    for body in inbound["texts_to_the_phone_that_said_stop"]:
+        print(f"    - {body}")

@@ -372,3 +372,14 @@ async def review(pool: Pool, ids: Sequence[int], *, opt_out: bool) -> list[int]:
             await conn.execute(iq.OPERATOR_OPT_OUTS, [r["app_id"] for r in targets], [r["phone"] for r in targets],
                                [r["did_id"] for r in targets], [r["message_sid"] for r in targets])
     return sorted(r["id"] for r in rows)
+
+
+async def inbound_settled(pool: Pool) -> bool:
+    """True when every MO and gateway answer is handled and every message is final (the demo waits for it)."""
+    return bool(await pool.fetchval(iq.INBOUND_SETTLED))
+
+
+async def inbound_summary(pool: Pool, app_id: int) -> dict[str, int]:
+    """What came in for the app and what went back: MOs by outcome, app replies, STOP/HELP answers."""
+    row = await pool.fetchrow(iq.INBOUND_SUMMARY, app_id)
+    return dict(row)

@@ -199,3 +199,18 @@ WITH u AS (
 INSERT INTO engine_outbox (app_id, type, payload)
 SELECT app_id, 'phone_blacklisted', jsonb_build_object('phone_number', phone) FROM added
 """
+# Nothing of the inbound path left to do: every MO handled, every gateway answer handled, every message final.
+INBOUND_SETTLED: Final = """
+SELECT NOT EXISTS (SELECT 1 FROM engine_inbound WHERE state <> 'done')
+   AND NOT EXISTS (SELECT 1 FROM engine_app_answer WHERE state = 'pending')
+   AND NOT EXISTS (SELECT 1 FROM engine_outbound WHERE state IN ('queued', 'claimed', 'sending', 'sent'))
+"""
+INBOUND_SUMMARY: Final = """
+SELECT (SELECT count(*) FROM engine_inbound WHERE app_id = $1)::int AS mos,
+       (SELECT count(*) FROM engine_inbound WHERE app_id = $1 AND outcome = 'opt_out')::int AS opt_outs,
+       (SELECT count(*) FROM engine_inbound WHERE app_id = $1 AND outcome = 'opt_in')::int AS opt_ins,
+       (SELECT count(*) FROM engine_inbound WHERE app_id = $1 AND outcome = 'help')::int AS help_answers,
+       (SELECT count(*) FROM engine_inbound WHERE app_id = $1 AND outcome = 'routed')::int AS routed_to_app,
+       (SELECT count(*) FROM engine_outbound WHERE app_id = $1 AND kind = 'reply')::int AS app_replies,
+       (SELECT count(*) FROM engine_outbound WHERE app_id = $1 AND kind = 'compliance')::int AS confirmations
+"""
