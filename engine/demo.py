@@ -210,7 +210,7 @@ async def run_demo(
         tty = sys.stderr.isatty()
         last_print = 0.0
         while True:
-            counts = await outbound.count_by_state(db.pool, app.app_id)
+            counts = await outbound.count_by_state(db.pool, app.app_id, "message")  # the job
             done = sum(counts.get(s, 0) for s in FINAL_STATES)
             now = time.monotonic()
             if now - last_print >= (0.5 if tty else 5.0) or done >= messages:

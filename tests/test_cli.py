@@ -67,6 +67,14 @@ def test_demo_json_summary_small(db_dsn: str) -> None:
     assert summary["submitted"] == 120
     assert summary["delivered"] + summary["failed"] + summary["suppressed_duplicates"] == 120
     assert 0 < summary["max_per_did_60s"] <= 600
+    # People texted back: one question the library's gateway answered, HELP, STOP, then START.
+    inbound = summary["inbound"]
+    assert {k: inbound[k] for k in ("mos", "opt_outs", "opt_ins", "help_answers", "routed_to_app", "app_heard",
+                                    "app_replies", "confirmations")} == {
+        "mos": 4, "opt_outs": 1, "opt_ins": 1, "help_answers": 1, "routed_to_app": 1, "app_heard": 1,
+        "app_replies": 1, "confirmations": 2}
+    stop_phone = inbound["texts_to_the_phone_that_said_stop"]
+    assert sum("unsubscribed" in body for body in stop_phone) == 1
 
 
 def test_settings_from_env_and_flags() -> None:

@@ -288,9 +288,12 @@ async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list
     return [r["id"] for r in records]
 
 
-async def count_by_state(conn: Pool | asyncpg.Connection, app_id: int) -> dict[str, int]:
-    """How many of the application's messages are in each state (states with none are left out)."""
-    return {r["state"]: r["n"] for r in await conn.fetch(q.COUNT_BY_STATE, app_id)}
+async def count_by_state(conn: Pool | asyncpg.Connection, app_id: int, kind: str | None = None) -> dict[str, int]:
+    """How many of the application's messages (of *kind*, if given) are in each state (states with none are left
+    out)."""
+    rows = await (conn.fetch(q.COUNT_BY_STATE, app_id) if kind is None else
+                  conn.fetch(q.COUNT_BY_STATE_OF_KIND, app_id, kind))
+    return {r["state"]: r["n"] for r in rows}
 
 
 async def queue_depth(pool: Pool) -> dict[str, int]:

@@ -375,6 +375,10 @@ WITH u AS (
 ){_DELIVERY_REPORTS}"""
 
 # ---- reporting -------------------------------------------------------------------------------
+# The same, for messages of one kind only (the demo's job: 'message', not the replies and confirmations).
+COUNT_BY_STATE_OF_KIND: Final = """
+SELECT state, count(*)::int AS n FROM engine_outbound WHERE app_id = $1 AND kind = $2 GROUP BY state
+"""
 COUNT_BY_STATE: Final = """
 SELECT state, count(*)::int AS n FROM engine_outbound WHERE app_id = $1 GROUP BY state
 """
