@@ -858,7 +858,9 @@ def check_writes(
                                                     engine.issued))
         engine.issued.extend(new)
     assert after["outbound"] == before["outbound"] + len(new)
-    if request.kind == "api" and request.call in SEND_CALLS and reply.body:
+    if request.kind == "api" and request.call == "opt_in_request" and reply.body:
+        assert [int(reply.json()["message_id"])] == new, (request, reply)  # the texted verification code
+    elif request.kind == "api" and request.call in SEND_CALLS and reply.body:
         ids = [int(i) for i in reply.json()["message_ids"].split(",")]
         assert all(i in (-1, -2, -3) for i in ids if i <= 0), ids
         assert sorted(i for i in ids if i > 0) == new, (request, reply)

@@ -13,8 +13,8 @@ from typing import Final
 
 from aiohttp import web
 
-from engine.httpserver.forms import UnreadableBody, read_form
-from engine.providers.twilio import INBOUND_WEBHOOK_PATH, validate_twilio_signature
+from engine.inbound.signed import SignedForms
+from engine.providers.twilio import INBOUND_WEBHOOK_PATH
 from engine.store import inbound as store
 from engine.store.database import Pool
 
@@ -34,40 +34,29 @@ class MoIntake:
 
     def __init__(self, pool: Pool, public_base: str, *, read_timeout: float = 30.0) -> None:
         self.pool = pool
-        self.read_timeout = read_timeout
-        self.public_base = public_base.rstrip("/")
-        self.tokens: dict[int, str] = {}
+        self.forms = SignedForms(pool, public_base, read_timeout=read_timeout)
         self.stored = 0
         self.duplicates = 0
-        self.rejected = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(INBOUND_WEBHOOK_PATH, self.handle)]
 
-    async def _token(self, provider_id: int) -> str | None:
-        token = self.tokens.get(provider_id)
-        if token is None:
-            token = await store.auth_token(self.pool, provider_id)
-            if token is not None:
-                self.tokens[provider_id] = token
-        return token
+    @property
+    def public_base(self) -> str:
+        return self.forms.public_base
+
+    @public_base.setter
+    def public_base(self, value: str) -> None:
+        self.forms.public_base = value.rstrip("/")
 
     async def handle(self, request: web.Request) -> web.Response:
         raw_id = request.match_info["provider_id"]
         if not _ID.fullmatch(raw_id):
             raise web.HTTPNotFound()
         provider_id = int(raw_id)
-        try:
-            params = await read_form(request, timeout=self.read_timeout)
-        except UnreadableBody as exc:
-            reply = web.Response(status=exc.status, text=exc.message)
-            reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
-            return reply
-        token = await self._token(provider_id)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if token is None or not validate_twilio_signature(token, self.public_base + request.path_qs, params, signature):
-            self.rejected += 1
-            raise web.HTTPForbidden(text="invalid signature")
+        params = await self.forms.read(request, provider_id)
+        if isinstance(params, web.Response):
+            return params
         sid, sender, to = params.get("MessageSid", ""), params.get("From", ""), params.get("To", "")
         body = params.get("Body", "")
         if not _SID.fullmatch(sid) or not _PHONE.fullmatch(sender) or not _PHONE.fullmatch(to):

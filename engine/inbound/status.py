@@ -12,19 +12,15 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from engine import statuses as st
-from engine.httpserver.forms import UnreadableBody, read_form
+from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
-from engine.providers.twilio import validate_twilio_signature
 from engine.runtime.batcher import Batcher
 from engine.store import queries as q
-
-if TYPE_CHECKING:
-    import asyncpg  # the pool's type only (to become engine.store.database.Pool when this module moves)
+from engine.store.database import Pool
 
 log = logging.getLogger(__name__)
 
@@ -55,44 +51,35 @@ class StatusIntake:
     """Receives status callbacks and writes them with one UPDATE … FROM unnest per batch."""
 
     def __init__(
-        self, pool: asyncpg.Pool, public_base: str, metrics: Metrics | None = None, *, read_timeout: float = 30.0
+        self, pool: Pool, public_base: str, metrics: Metrics | None = None, *, read_timeout: float = 30.0
     ) -> None:
         self.pool = pool
-        self.read_timeout = read_timeout  # seconds a callback's body may take to arrive
+        self.forms = SignedForms(pool, public_base, read_timeout=read_timeout)
         self.metrics = metrics or Metrics()
         self._accepted = self.metrics.status_callbacks.labels("accepted")  # resolved once: hot path
-        self.public_base = public_base.rstrip("/")
-        self.tokens: dict[int, str] = {}
         self.writer = Batcher[StatusUpdate](self._write, name="statuses", max_size=2000, max_delay=0.005)
         self.received = 0
-        self.rejected = 0
 
-    async def _token(self, provider_id: int) -> str | None:
-        token = self.tokens.get(provider_id)
-        if token is None:
-            row = await self.pool.fetchrow(q.PROVIDER_TOKEN, provider_id)
-            if row is None:
-                return None
-            token = row["auth_token"]
-            self.tokens[provider_id] = token
-        return token
+    @property
+    def public_base(self) -> str:
+        return self.forms.public_base
+
+    @public_base.setter
+    def public_base(self, value: str) -> None:
+        self.forms.public_base = value.rstrip("/")
+
+    @property
+    def rejected(self) -> int:
+        return self.forms.rejected
 
     async def handle_status(self, request: web.Request) -> web.Response:
         provider_id = _path_id(request.match_info["provider_id"])
         message_id = _path_id(request.match_info["message_id"])
-        try:
-            params = await read_form(request, timeout=self.read_timeout)
-        except UnreadableBody as exc:
-            reply = web.Response(status=exc.status, text=exc.message)
-            reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
-            return reply
-        token = await self._token(provider_id)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        url = self.public_base + request.path_qs
-        if token is None or not validate_twilio_signature(token, url, params, signature):
-            self.rejected += 1
-            self.metrics.status_callbacks.labels("bad_signature").inc()
-            raise web.HTTPForbidden(text="invalid signature")
+        params = await self.forms.read(request, provider_id)
+        if isinstance(params, web.Response):
+            if params.status == 403:
+                self.metrics.status_callbacks.labels("bad_signature").inc()
+            return params
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""
         change = st.from_twilio(status)
         if change is None:
