@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -19,8 +18,8 @@ from engine import statuses as st
 from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
 from engine.runtime.batcher import Batcher
-from engine.store import queries as q
 from engine.store.database import Pool
+from engine.store.outbound import CarrierStatus, apply_statuses
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,6 @@ def _path_id(text: str) -> int:
     return int(text)
 
 
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    message_id: int
-    provider_status: str
-    change: st.StatusChange
-    error_code: int | None
-    sid: str | None
-
-
 class StatusIntake:
     """Receives status callbacks and writes them with one UPDATE … FROM unnest per batch."""
 
@@ -57,7 +47,7 @@ class StatusIntake:
         self.forms = SignedForms(pool, public_base, read_timeout=read_timeout)
         self.metrics = metrics or Metrics()
         self._accepted = self.metrics.status_callbacks.labels("accepted")  # resolved once: hot path
-        self.writer = Batcher[StatusUpdate](self._write, name="statuses", max_size=2000, max_delay=0.005)
+        self.writer = Batcher[CarrierStatus](self._write, name="statuses", max_size=2000, max_delay=0.005)
         self.received = 0
 
     @property
@@ -93,7 +83,7 @@ class StatusIntake:
             sid = None
         self.received += 1
         self._accepted.inc()
-        update = StatusUpdate(message_id, status.strip().lower(), change, code, sid)
+        update = CarrierStatus(message_id, status.strip().lower(), change, code, sid)
         try:
             async with asyncio.timeout(ACK_TIMEOUT):  # no extra task per callback, unlike wait_for
                 await self.writer.put(update)
@@ -101,24 +91,8 @@ class StatusIntake:
             raise web.HTTPServiceUnavailable(text="status not yet written; retry") from None
         return web.Response(status=204)
 
-    async def _write(self, batch: list[StatusUpdate]) -> None:
-        # One row per message per statement: keep the highest-ranked update of the batch.
-        best: dict[int, StatusUpdate] = {}
-        for u in batch:
-            cur = best.get(u.message_id)
-            if cur is None or u.change.rank > cur.change.rank:
-                best[u.message_id] = u
-        rows = list(best.values())
-        await self.pool.execute(
-            q.APPLY_STATUSES,
-            [u.message_id for u in rows],
-            [u.provider_status for u in rows],
-            [u.change.status for u in rows],
-            [u.change.rank for u in rows],
-            [u.change.state for u in rows],
-            [u.error_code for u in rows],
-            [u.sid for u in rows],
-        )
+    async def _write(self, batch: list[CarrierStatus]) -> None:
+        await apply_statuses(self.pool, batch)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/webhooks/twilio/status/{provider_id}/{message_id}", self.handle_status)]

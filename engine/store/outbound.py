@@ -20,6 +20,7 @@ from engine.store.outbox import NewEvent, enqueue_events
 
 __all__ = [
     "Accepted",
+    "CarrierStatus",
     "Claimed",
     "FactsRequest",
     "NewMessage",
@@ -28,6 +29,7 @@ __all__ = [
     "SendMark",
     "TagKey",
     "admission_facts",
+    "apply_statuses",
     "blacklisted_claims",
     "claim",
     "count_by_state",
@@ -78,6 +80,17 @@ class Accepted(NamedTuple):
     id: int
     sid: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierStatus:
+    """A status the carrier called back with, mapped to ours."""
+
+    message_id: int
+    provider_status: str
+    change: StatusChange
+    error_code: int | None
+    sid: str | None
 
 
 class Retry(NamedTuple):
@@ -220,6 +233,27 @@ async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events:
         if refused:
             await conn.execute(q.MARK_OUTCOME, *_outcome_columns(refused))
         await enqueue_events(conn, events)
+
+
+async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
+    """Carrier statuses and their delivery reports in one statement; of several for one message, the highest rank
+    (statuses never move backwards, so the others would change nothing)."""
+    best: dict[int, CarrierStatus] = {}
+    for u in batch:
+        cur = best.get(u.message_id)
+        if cur is None or u.change.rank > cur.change.rank:
+            best[u.message_id] = u
+    rows = list(best.values())
+    await pool.execute(
+        q.APPLY_STATUSES,
+        [u.message_id for u in rows],
+        [u.provider_status for u in rows],
+        [u.change.status for u in rows],
+        [u.change.rank for u in rows],
+        [u.change.state for u in rows],
+        [u.error_code for u in rows],
+        [u.sid for u in rows],
+    )
 
 
 async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds: float) -> None:
