@@ -10,21 +10,16 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
+from tests.helpers.database import with_database
 
 TEMPLATE = "engine_test_template"
 _counter = itertools.count()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +47,7 @@ async def template_db(server_dsn: str) -> str:
         await conn.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
         await conn.close()
-    tconn = await asyncpg.connect(_with_database(server_dsn, TEMPLATE))
+    tconn = await asyncpg.connect(with_database(server_dsn, TEMPLATE))
     try:
         await migrate(tconn)
     finally:
@@ -69,7 +64,7 @@ async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
     finally:
         await conn.close()
-    yield _with_database(server_dsn, name)
+    yield with_database(server_dsn, name)
     conn = await asyncpg.connect(server_dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

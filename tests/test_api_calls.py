@@ -24,8 +24,8 @@ from engine.api.carousel import CarouselApi
 from engine.api.openapi import CALLS
 from engine.config import Settings
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, available_numbers
-from engine.store import admin
-from tests.harness import carrier, engine_running, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import add_fake_app, carrier, engine_running
 
 DID = "+16462000001"
 
@@ -70,20 +70,10 @@ class Api:
         return n
 
 
-async def make_app(pool: asyncpg.Pool, name: str, base_url: str, dids: list[str]) -> admin.NewApp:
-    new = await admin.create_app(pool, name)
-    await admin.add_provider(
-        pool, name, kind="fake", account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, base_url=base_url
-    )
-    if dids:
-        await admin.add_dids(pool, name, dids)
-    return new
-
-
 @pytest.fixture
 async def api(pool: asyncpg.Pool) -> AsyncIterator[Api]:
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID])
         handlers = CarouselApi(pool, Settings(request_timeout=5.0), cache_seconds=0)
         app = web.Application()
         app.add_routes(handlers.routes())
@@ -278,7 +268,7 @@ async def test_send_messages_parameter_errors(api: Api) -> None:
 async def test_send_messages_large_post_within_the_body_limit(pool: asyncpg.Pool, db_dsn: str) -> None:
     # 1,000 recipients with substitutions exceed aiohttp's default 64 KiB; the engine server takes 1 MiB.
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID])
         async with engine_running(db_dsn) as running:
             recipients = {f"+1212555{i:04d}": {"name": "x" * 60} for i in range(1000)}
             async with aiohttp.ClientSession() as session:
@@ -296,7 +286,7 @@ async def test_send_messages_large_post_within_the_body_limit(pool: asyncpg.Pool
 async def test_cancel_messages_only_queued_ones_of_this_app(api: Api) -> None:
     ids = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101,2125550102", body="later",
                               on="2099-01-01"))
-    other = await make_app(api.pool, "other", api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name="other")
     other_id = await api.pool.fetchval("INSERT INTO engine_outbound (app_id, recipient, body) "
                                        "VALUES ($1, '+12125550109', 'x') RETURNING id", other.app_id)
     await api.pool.execute("UPDATE engine_outbound SET state = 'claimed' WHERE id = $1", ids[2])
@@ -353,7 +343,7 @@ async def test_flood_limit_holds_under_concurrent_calls(api: Api) -> None:
 async def test_delivery_status_reports_only_own_messages(api: Api) -> None:
     ids = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101", body="hi"))
     await api.pool.execute("UPDATE engine_outbound SET status = 1, state = 'delivered' WHERE id = $1", ids[1])
-    other = await make_app(api.pool, "other", api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name="other")
     other_id = await api.pool.fetchval("INSERT INTO engine_outbound (app_id, recipient, body) "
                                        "VALUES ($1, '+12125550109', 'x') RETURNING id", other.app_id)
     body = await api.ok("delivery_status", message_ids=f"{ids[0]}, {ids[1]},{other_id},424242", method="GET")
@@ -468,7 +458,7 @@ async def test_blacklist_unblacklist_status(api: Api) -> None:
 
 async def shared_app(api: Api, name: str) -> str:
     """Another application on the same (shared) SMSC; returns its API key."""
-    other = await make_app(api.pool, name, api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name=name)
     await api.pool.execute("UPDATE engine_app SET smsc_id = (SELECT smsc_id FROM engine_app WHERE id = $1) "
                            "WHERE id = $2", api.app_id, other.app_id)
     return other.api_key
@@ -535,7 +525,7 @@ def test_fake_carrier_offers_valid_numbers_matching_the_pattern() -> None:
 
 async def test_end_to_end_send_through_the_api_then_delivered(pool: asyncpg.Pool, db_dsn: str) -> None:
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID, "+16462000002"])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID, "+16462000002"])
         async with engine_running(db_dsn) as running, aiohttp.ClientSession() as session:
             base = running.runtime.base_url
             resp = await session.post(f"{base}/api/send_message",

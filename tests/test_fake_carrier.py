@@ -23,6 +23,7 @@ from engine.providers.fake import (
     run_fake_carrier,
 )
 from engine.providers.twilio import TwilioClient, basic_authorization, validate_twilio_signature
+from tests.helpers.polling import wait_until
 
 DID = "+15557650001"
 TO = "+15551230001"
@@ -357,9 +358,7 @@ async def test_hang_makes_send_ambiguous(
     result = await client.send(_request())
     assert not result.ok and result.retryable and result.ambiguous
     # The carrier still accepts it after the hang: exactly why a timeout must not be blindly retried.
-    async with asyncio.timeout(2):
-        while not carrier.records:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: carrier.records, timeout=5, what="the carrier to accept the message after its hang")
 
 
 async def test_stop_cuts_a_hang_short(make_carrier: CarrierFactory, session: aiohttp.ClientSession) -> None:
@@ -388,12 +387,14 @@ async def test_context_manager_and_repr(session: aiohttp.ClientSession) -> None:
 async def test_run_fake_carrier_prints_url(capsys: pytest.CaptureFixture[str]) -> None:
     task = asyncio.create_task(run_fake_carrier("127.0.0.1", 0, latency=0.0))
     try:
-        line = ""
-        async with asyncio.timeout(5):
-            while "listening" not in line:
-                await asyncio.sleep(0.01)
-                line += capsys.readouterr().out
-        assert line.startswith("fake carrier listening on http://127.0.0.1:")
+        out: list[str] = []
+
+        def listening() -> bool:
+            out.append(capsys.readouterr().out)
+            return "listening" in "".join(out)
+
+        await wait_until(listening, timeout=5, interval=0.01, what="the fake carrier to print its URL")
+        assert "".join(out).startswith("fake carrier listening on http://127.0.0.1:")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

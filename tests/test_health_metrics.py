@@ -7,7 +7,8 @@ import asyncpg
 import pytest
 
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 async def test_healthz_and_prometheus_metrics(pool: asyncpg.Pool, db_dsn: str) -> None:

@@ -14,7 +14,7 @@ from engine.app_settings import AppChanges
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running
+from tests.helpers.engine import carrier, engine_running
 
 
 def _max_in_window(times: list[float], window: float) -> int:

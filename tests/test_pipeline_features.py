@@ -15,7 +15,9 @@ from engine.providers.fake import DEFAULT_AUTH_TOKEN
 from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.submit import Outgoing, submit, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
+from tests.helpers.polling import wait_until
 
 
 async def test_tag_sticks_to_one_did_until_removed(pool: asyncpg.Pool, db_dsn: str) -> None:
@@ -105,6 +107,10 @@ async def test_429_with_retry_after_is_honoured_then_delivered(pool: asyncpg.Poo
         assert len(fake.records) == 1
 
 
+async def _state_is(pool: asyncpg.Pool, mid: int, state: str) -> bool:
+    return bool(await pool.fetchval("SELECT state = $2 FROM engine_outbound WHERE id = $1", mid, state))
+
+
 async def _post_status(base: str, provider_id: int, message_id: int, params: dict[str, str], token: str) -> int:
     url = f"{base}/webhooks/twilio/status/{provider_id}/{message_id}"
     headers = {"X-Twilio-Signature": twilio_signature(token, url, params)}
@@ -117,10 +123,7 @@ async def test_status_callbacks_signature_and_order(pool: asyncpg.Pool, db_dsn: 
         await setup_app(pool, fake.base_url or "", dids=1, limit_per_min=6000)
         mid = await submit(pool, "lib", "+13472643707", "statuses")
         async with engine_running(db_dsn) as run:
-            for _ in range(200):
-                if await pool.fetchval("SELECT state FROM engine_outbound WHERE id = $1", mid) == "sent":
-                    break
-                await asyncio.sleep(0.02)
+            await wait_until(lambda: _state_is(pool, mid, "sent"), what="the message sent")
             base = run.runtime.base_url or ""
             pid = await pool.fetchval("SELECT id FROM engine_provider")
             sid = await pool.fetchval("SELECT provider_message_id FROM engine_outbound WHERE id = $1", mid)

@@ -14,7 +14,8 @@ import pytest
 from db.migrate import load_migrations, migrate
 from engine.store import queries as q
 from engine.submit import Outgoing, submit, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final, with_database
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 @pytest.mark.wallclock
@@ -151,9 +152,7 @@ async def test_concurrent_migrations_serialise(server_dsn: str) -> None:
         await admin.execute("CREATE DATABASE engine_mig_race")
     finally:
         await admin.close()
-    from tests.conftest import _with_database
-
-    dsn = _with_database(server_dsn, "engine_mig_race")
+    dsn = with_database(server_dsn, "engine_mig_race")
     conns = [await asyncpg.connect(dsn) for _ in range(4)]
     try:
         results = await asyncio.gather(*(migrate(c) for c in conns))

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter, defaultdict
 
 import asyncpg
 import pytest
 
-from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from tests.system import carrier_records, free_port, processes, start_carrier, start_server
+from tests.helpers.database import wait_final
+from tests.helpers.engine import setup_app
+from tests.helpers.processes import carrier_records, free_port, processes, start_carrier, start_server
 
 pytestmark = pytest.mark.system
 
 
 async def _setup(pool: asyncpg.Pool, carrier_url: str, dids: int, limit: int) -> list[str]:
-    await admin.create_app(pool, "lib")
-    await admin.add_provider(pool, "lib", kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
-                             auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
-    numbers = [f"+1646200{i:04d}" for i in range(dids)]
-    await admin.add_dids(pool, "lib", numbers, limit_per_min=limit)
-    return numbers
-
-
-async def _wait_final(pool: asyncpg.Pool, n: int, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = await pool.fetch("SELECT state, count(*)::int AS n FROM engine_outbound GROUP BY state")
-        counts = {r["state"]: r["n"] for r in rows}
-        if counts.get("delivered", 0) + counts.get("failed", 0) + counts.get("unknown", 0) >= n:
-            return counts
-        assert time.monotonic() < deadline, f"not final in {timeout}s: {counts}"
-        await asyncio.sleep(0.25)
+    return await setup_app(pool, carrier_url, dids=dids, limit_per_min=limit)
 
 
 @pytest.mark.parametrize("workers", [2, 3])
@@ -51,7 +33,7 @@ async def test_workers_share_the_queue_exactly_once_and_within_limits(
         await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"n{i}") for i in range(n)])
         for _ in range(workers):
             await procs.worker()
-        counts = await _wait_final(pool, n, timeout=240)
+        counts = await wait_final(pool, n, timeout=240, interval=0.25)
         records = await carrier_records(carrier_url)
         senders = await pool.fetch("SELECT sent_by, count(*)::int AS n FROM engine_outbound GROUP BY sent_by")
         for p in procs.procs[2:]:
@@ -92,7 +74,7 @@ async def test_worker_processes_flag_runs_and_drains_supervised_children(pool: a
         await start_server(procs, port)
         await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"n{i}") for i in range(n)])
         supervisor = await procs.worker("--processes", "2")
-        counts = await _wait_final(pool, n, timeout=120)
+        counts = await wait_final(pool, n, timeout=120, interval=0.25)
         senders = await pool.fetch("SELECT DISTINCT sent_by FROM engine_outbound")
         assert await procs.stop(supervisor) == 0  # SIGTERM is forwarded; both children drain
         records = await carrier_records(carrier_url)

@@ -1,4 +1,4 @@
-"""Real-process helpers for system tests: a fake carrier, a webhook server and workers as subprocesses."""
+"""The engine's commands as real processes (system tests): a fake carrier, a webhook server, workers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from tests.helpers.polling import wait_until
 
 
 def free_port() -> int:
@@ -74,16 +76,16 @@ async def start_carrier(procs: Procs, *args: str) -> str:
 async def start_server(procs: Procs, port: int) -> None:
     """Start `engine serve` (webhooks) and wait until /healthz answers."""
     await procs.spawn("serve", "--port", str(port))
+
+    async def healthy() -> bool:
+        try:
+            async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
     async with aiohttp.ClientSession() as s:
-        for _ in range(300):
-            try:
-                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("engine serve did not come up")
+        await wait_until(healthy, timeout=30, interval=0.1, what="engine serve to answer /healthz")
 
 
 async def carrier_records(base_url: str) -> list[dict[str, Any]]:
