@@ -24,8 +24,10 @@ from engine.api.carousel import CarouselApi
 from engine.api.openapi import CALLS
 from engine.config import Settings
 from engine.providers.fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, available_numbers
+from engine.store import queries as q
 from tests.helpers.database import wait_final
 from tests.helpers.engine import add_fake_app, carrier, engine_running
+from tests.helpers.polling import wait_until
 
 DID = "+16462000001"
 
@@ -303,22 +305,28 @@ async def test_cancel_messages_only_queued_ones_of_this_app(api: Api) -> None:
     await api.bad("cancel_messages", "message_ids", message_ids="1,abc")
 
 
-CLAIM_ALL = """
-UPDATE engine_outbound SET state = 'claimed', claimed_by = 'w1'
-WHERE id IN (SELECT id FROM engine_outbound WHERE state = 'queued' FOR UPDATE SKIP LOCKED)
-RETURNING id
-"""
+async def _claim(conn: asyncpg.Connection | asyncpg.Pool, app_id: int) -> list[int]:
+    """What a worker claims of *app_id*'s queue: the engine's own claim statement."""
+    return [r["id"] for r in await conn.fetch(q.CLAIM, "w1", 10, 30.0, [app_id])]
+
+
+async def _blocked_by(pool: asyncpg.Pool, pid: int) -> bool:
+    """Some session is waiting for a lock that backend *pid* holds."""
+    return bool(await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                                    pid))
 
 
 async def test_cancel_and_a_worker_claim_never_both_win(api: Api) -> None:
     first, second = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101", body="x"))
-    # A worker claims first (its transaction still open): the cancel waits, then finds nothing queued.
+    # A worker claims first (its transaction still open): the cancel waits for the claimed rows' locks, then
+    # finds nothing queued.
     async with api.pool.acquire() as worker:
         tx = worker.transaction()
         await tx.start()
-        claimed = [r["id"] for r in await worker.fetch(CLAIM_ALL)]
+        claimed = await _claim(worker, api.app_id)
         cancel = asyncio.create_task(api.call("cancel_messages", message_ids=f"{first},{second}"))
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: _blocked_by(api.pool, worker.get_server_pid()),
+                         what="the cancel to wait for the claim's row locks")
         assert not cancel.done()
         await tx.commit()
     assert sorted(claimed) == [first, second]
@@ -326,7 +334,7 @@ async def test_cancel_and_a_worker_claim_never_both_win(api: Api) -> None:
     # A cancel that commits first: the claim's SKIP LOCKED / state check leaves the row alone.
     (third,) = ids_of(await api.ok("send_message", phone_number="2125550102", body="y"))
     assert await api.ok("cancel_messages", message_ids=str(third)) == {"canceled_count": 1}
-    assert await api.pool.fetch(CLAIM_ALL) == []
+    assert await _claim(api.pool, api.app_id) == []
     assert await api.pool.fetchval("SELECT state FROM engine_outbound WHERE id = $1", third) == "canceled"
 
 

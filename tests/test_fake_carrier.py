@@ -233,9 +233,11 @@ async def test_callbacks_none_posts_nothing(
 ) -> None:
     carrier, base = await make_carrier(callbacks="none")
     assert (await _client(session, base).send(_request(callback=sink.url))).ok
+    # A callback is scheduled (or not) before the send is answered, and drain() waits until every scheduled one
+    # has been posted: after it, a callback that was going to come has come.
     await carrier.drain()
-    await asyncio.sleep(0.02)
     assert sink.received.empty()
+    assert (carrier.callbacks_sent, carrier.callbacks_failed) == (0, 0)
     assert carrier.records[0].status_callback == sink.url
 
 
@@ -364,13 +366,19 @@ async def test_hang_makes_send_ambiguous(
 async def test_stop_cuts_a_hang_short(make_carrier: CarrierFactory, session: aiohttp.ClientSession) -> None:
     carrier, base = await make_carrier()
     carrier.hang(1, 30.0)
-    task = asyncio.create_task(_client(session, base, timeout=5.0).send(_request()))
-    await asyncio.sleep(0.05)
+    client = _client(session, base, timeout=5.0)
+    sends = {body: asyncio.create_task(client.send(_request(body=body))) for body in ("one", "two")}
+    # One hang for two requests: the first to arrive takes it, so once one is answered the other is known to
+    # be at the carrier, hanging.
+    done, _ = await asyncio.wait(sends.values(), return_when=asyncio.FIRST_COMPLETED)
+    [answered] = [body for body, task in sends.items() if task in done]
+    [hung] = [body for body in sends if body != answered]
+    assert sends[answered].result().ok
     async with asyncio.timeout(3):
         await carrier.stop()
-        result = await task
+        result = await sends[hung]
     assert not result.ok and result.retryable
-    assert carrier.records == []
+    assert [r.body for r in carrier.records] == [answered]
 
 
 # ---- lifecycle ----------------------------------------------------------------------------------------

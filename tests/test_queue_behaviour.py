@@ -88,20 +88,18 @@ async def test_sql_submit_function_and_plain_insert(pool: asyncpg.Pool) -> None:
 
 
 async def _notifications(db_dsn: str, channel: str, act: Callable[[], Awaitable[object]]) -> list[str]:
-    """The notifications *channel* got while *act* ran (waiting up to 1 s for the first, then 50 ms more)."""
-    got: list[str] = []
+    """The notifications *channel* got for what *act* committed. A marker sent after *act* arrives after them
+    (PostgreSQL delivers notifications in commit order), so once the marker is in, all of them are."""
+    got: list[tuple[str, str]] = []
     conn = await asyncpg.connect(db_dsn)
     try:
-        await conn.add_listener(channel, lambda *a: got.append(a[2]))
+        await conn.add_listener(channel, lambda *a: got.append((a[2], a[3])))
         await act()
-        for _ in range(100):
-            if got:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await conn.execute("SELECT pg_notify($1, 'test-marker')", channel)
+        await wait_until(lambda: (channel, "test-marker") in got, what="the marker notification")
     finally:
         await conn.close()
-    return got
+    return [name for name, _ in got[: got.index((channel, "test-marker"))]]
 
 
 async def test_insert_notifies_listeners_once_per_statement(pool: asyncpg.Pool, db_dsn: str) -> None:
