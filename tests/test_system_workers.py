@@ -120,6 +120,7 @@ async def test_a_starting_worker_takes_only_its_share_of_the_expected_workers(po
 
 def test_supervisor_tells_children_how_many_siblings_to_expect(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.config import Settings
+    from engine.errors import ConfigError
     from engine.supervisor import child_env
 
     assert child_env(2, {"PATH": "/bin"}) == {"PATH": "/bin", "ENGINE_EXPECTED_WORKERS": "2"}
@@ -130,5 +131,5 @@ def test_supervisor_tells_children_how_many_siblings_to_expect(monkeypatch: pyte
     monkeypatch.setenv("ENGINE_EXPECTED_WORKERS", "3")
     assert Settings.from_env().expected_workers == 3
     monkeypatch.setenv("ENGINE_EXPECTED_WORKERS", "0")
-    with pytest.raises(Exception, match="expected_workers"):
+    with pytest.raises(ConfigError, match="expected_workers"):
         Settings.from_env()

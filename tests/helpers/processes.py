@@ -10,12 +10,39 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
 
 from tests.helpers.polling import wait_until
+
+
+class Completed(NamedTuple):
+    """What a finished command left: its exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_command(dsn: str, *args: str, timeout: float = 120) -> Completed:
+    """Run `engine ARGS…` against *dsn* to completion without blocking the event loop (which may be serving a
+    fake carrier the command talks to); killed if it outlives *timeout*."""
+    env = {**os.environ, "ENGINE_DSN": dsn}
+    env.pop("ENGINE_PUBLIC_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(), err.decode())
 
 
 def free_port() -> int:
