@@ -1,10 +1,12 @@
 """Shared fixtures: one real PostgreSQL per session (embedded pgserver, or ENGINE_TEST_DSN / ENGINE_DSN),
-a migrated template database, and a fresh database per test cloned from it.
+a migrated template database, and a fresh database per test cloned from it; every test fails on an exception
+its event loop was left to report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import tempfile
@@ -13,13 +15,41 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 from tests.helpers.database import with_database
+from tests.helpers.loops import LoopExceptions
 
 TEMPLATE = "engine_test_template"
 _counter = itertools.count()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection built (modules, Hypothesis strategies) out of the cyclic collector's sight, so the
+    full collection after each async test scans only what tests made."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+async def fail_on_unhandled_loop_exceptions(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail the test (at teardown) on an exception its event loop was left to report: a task or future that
+    failed with nobody to see it, a callback that raised, a client session never closed. A test that provokes
+    one on purpose says so with @pytest.mark.loop_exceptions("why")."""
+    loop = asyncio.get_running_loop()
+    recorder = LoopExceptions()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(recorder)
+    try:
+        yield
+        if pytest_asyncio.is_async_test(request.node):
+            gc.collect()  # a failed task nobody awaited is reported when it is collected: now, not in a later test
+    finally:
+        loop.set_exception_handler(previous)
+    if recorder.contexts and request.node.get_closest_marker("loop_exceptions") is None:
+        pytest.fail(f"unhandled exceptions on the event loop:\n{recorder.describe()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
