@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections import Counter, defaultdict
@@ -73,8 +72,11 @@ async def test_duplicate_window_zero_sends_both(pool: asyncpg.Pool, db_dsn: str)
     async with carrier() as fake:
         await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
         await admin.set_dedup_window(pool, "lib", 0)
-        await submit(pool, "lib", "+13472643707", "same")
-        await asyncio.sleep(0.01)  # created_at differs: a zero window admits the second
+        first = await submit(pool, "lib", "+13472643707", "same")
+        # A zero window admits the second only if its created_at (its transaction's start) is later: wait until
+        # the database clock has moved past the first's.
+        await wait_until(lambda: pool.fetchval(
+            "SELECT clock_timestamp() > created_at FROM engine_outbound WHERE id = $1", first), interval=0.001)
         await submit(pool, "lib", "+13472643707", "same")
         async with engine_running(db_dsn):
             counts = await wait_final(pool, 2)
