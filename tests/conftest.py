@@ -1,6 +1,6 @@
 """Shared fixtures: one real PostgreSQL per session (embedded pgserver, or ENGINE_TEST_DSN / ENGINE_DSN),
 a migrated template database, and a fresh database per test cloned from it; every test fails on an exception
-its event loop was left to report.
+its event loop was left to report; ENGINE_TEST_LOOP=uvloop runs the suite on uvloop.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import gc
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -20,10 +20,33 @@ import pytest_asyncio
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 from tests.helpers.database import with_database
-from tests.helpers.loops import LoopExceptions
+from tests.helpers.loops import LoopExceptions, loop_factory, loop_name
 
 TEMPLATE = "engine_test_template"
 _counter = itertools.count()
+
+
+if loop_name() == "uvloop":
+    _LOOP = loop_factory()
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+        """pytest-asyncio's hook (1.x): the event loop every async test and fixture runs on."""
+        return {"uvloop": _LOOP}
+
+    def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+        """pytest-asyncio parametrizes only async tests with the hook's factory; a synchronous test using async
+        fixtures (the autouse one below, the databases) would ask for the session loop without it, and pytest
+        would tear that loop down with every session fixture on it. So every test names the same factory."""
+        if "_asyncio_loop_factory" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("_asyncio_loop_factory")
+            metafunc.parametrize("_asyncio_loop_factory", [_LOOP], indirect=True, scope="session",
+                                 ids=[pytest.HIDDEN_PARAM])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"event loop: {loop_name()} (ENGINE_TEST_LOOP)"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
