@@ -16,7 +16,14 @@ from engine.submit import Outgoing, submit_many
 from tests.helpers.database import state_counts, wait_final
 from tests.helpers.engine import setup_app
 from tests.helpers.polling import wait_until
-from tests.helpers.processes import carrier_records, free_port, processes, start_carrier, start_server
+from tests.helpers.processes import (
+    carrier_records,
+    free_port,
+    processes,
+    start_carrier,
+    start_server,
+    wait_callbacks_posted,
+)
 
 pytestmark = pytest.mark.system
 
@@ -48,8 +55,10 @@ async def test_sigkill_at_random_points_loses_nothing(pool: asyncpg.Pool, db_dsn
             killed_at = time.monotonic()
             await victim.wait()
             victim = await procs.worker()
-        counts = await wait_final(pool, n, timeout=240, interval=0.25)
+        await wait_final(pool, n, timeout=240, interval=0.25)
         settled_after_kill = time.monotonic() - killed_at
+        await wait_callbacks_posted(carrier_url)
+        counts = await state_counts(pool)
         records = await carrier_records(carrier_url)
         await procs.stop(victim)
         await procs.stop(steady)
@@ -95,7 +104,9 @@ async def test_sigterm_drains_within_deadline_and_releases(pool: asyncpg.Pool, d
         assert await pool.fetchval("SELECT count(*) FROM engine_worker") == 0
         # A new worker picks up the rest at once (no lease to wait out) and finishes the job.
         await procs.worker()
-        final = await wait_final(pool, n, timeout=120, interval=0.25)
+        await wait_final(pool, n, timeout=120, interval=0.25)
+        await wait_callbacks_posted(carrier_url)
+        final = await state_counts(pool)
         records = await carrier_records(carrier_url)
     assert drained_in < 15
     assert final == {"delivered": n}

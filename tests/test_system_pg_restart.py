@@ -15,7 +15,14 @@ from engine.submit import Outgoing, submit_many
 from tests.helpers.database import state_counts, wait_final
 from tests.helpers.engine import setup_app
 from tests.helpers.polling import wait_until
-from tests.helpers.processes import carrier_records, free_port, processes, start_carrier, start_server
+from tests.helpers.processes import (
+    carrier_records,
+    free_port,
+    processes,
+    start_carrier,
+    start_server,
+    wait_callbacks_posted,
+)
 
 pytestmark = pytest.mark.system
 
@@ -48,7 +55,9 @@ async def test_workers_survive_a_postgres_restart() -> None:
             await asyncio.sleep(1.5)
             server = EmbeddedPostgres(data)
             await asyncio.to_thread(server.start)
-            counts = await wait_final(dsn, n, timeout=180, interval=0.25)
+            await wait_final(dsn, n, timeout=180, interval=0.25)
+            await wait_callbacks_posted(carrier_url)
+            counts = await state_counts(dsn)
             records = await carrier_records(carrier_url)
             for p in procs.procs[2:]:
                 assert await procs.stop(p) == 0

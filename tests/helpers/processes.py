@@ -115,6 +115,28 @@ async def start_server(procs: Procs, port: int) -> None:
         await wait_until(healthy, timeout=30, interval=0.1, what="engine serve to answer /healthz")
 
 
+async def carrier_stats(base_url: str) -> dict[str, int]:
+    async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/stats") as r:
+        stats: dict[str, int] = orjson.loads(await r.read())
+        return stats
+
+
+async def wait_callbacks_posted(base_url: str, timeout: float = 180.0) -> dict[str, int]:
+    """Wait until a carrier started with ``--callbacks final`` has posted (or given up on) the one status
+    callback it owes for each message it accepted. The engine answers a callback after its status is
+    committed, so then the database shows every reconciliation: a send that timed out (at most once: 'unknown')
+    becomes 'delivered' if the carrier had it."""
+    last: dict[str, int] = {}
+
+    async def posted() -> bool:
+        nonlocal last
+        last = await carrier_stats(base_url)
+        return last["callbacks_sent"] + last["callbacks_failed"] >= last["accepted"]
+
+    await wait_until(posted, timeout=timeout, interval=0.25, what=lambda: f"the carrier's callbacks ({last})")
+    return last
+
+
 async def carrier_records(base_url: str) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/messages") as r:
         records: list[dict[str, Any]] = orjson.loads(await r.read())
