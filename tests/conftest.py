@@ -1,30 +1,78 @@
 """Shared fixtures: one real PostgreSQL per session (embedded pgserver, or ENGINE_TEST_DSN / ENGINE_DSN),
-a migrated template database, and a fresh database per test cloned from it.
+a migrated template database, and a fresh database per test cloned from it; every test fails on an exception
+its event loop was left to report; ENGINE_TEST_LOOP=uvloop runs the suite on uvloop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
+from tests.helpers.database import with_database
+from tests.helpers.loops import LoopExceptions, loop_factory, loop_name
 
 TEMPLATE = "engine_test_template"
 _counter = itertools.count()
 
 
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+if loop_name() == "uvloop":
+    _LOOP = loop_factory()
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+        """pytest-asyncio's hook (1.x): the event loop every async test and fixture runs on."""
+        return {"uvloop": _LOOP}
+
+    def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+        """pytest-asyncio parametrizes only async tests with the hook's factory; a synchronous test using async
+        fixtures (the autouse one below, the databases) would ask for the session loop without it, and pytest
+        would tear that loop down with every session fixture on it. So every test names the same factory."""
+        if "_asyncio_loop_factory" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("_asyncio_loop_factory")
+            metafunc.parametrize("_asyncio_loop_factory", [_LOOP], indirect=True, scope="session",
+                                 ids=[pytest.HIDDEN_PARAM])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"event loop: {loop_name()} (ENGINE_TEST_LOOP)"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection built (modules, Hypothesis strategies) out of the cyclic collector's sight, so the
+    full collection after each async test scans only what tests made."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+async def fail_on_unhandled_loop_exceptions(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail the test (at teardown) on an exception its event loop was left to report: a task or future that
+    failed with nobody to see it, a callback that raised, a client session never closed. A test that provokes
+    one on purpose says so with @pytest.mark.loop_exceptions("why")."""
+    loop = asyncio.get_running_loop()
+    recorder = LoopExceptions()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(recorder)
+    try:
+        yield
+        if pytest_asyncio.is_async_test(request.node):
+            gc.collect()  # a failed task nobody awaited is reported when it is collected: now, not in a later test
+    finally:
+        loop.set_exception_handler(previous)
+    if recorder.contexts and request.node.get_closest_marker("loop_exceptions") is None:
+        pytest.fail(f"unhandled exceptions on the event loop:\n{recorder.describe()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +100,7 @@ async def template_db(server_dsn: str) -> str:
         await conn.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
         await conn.close()
-    tconn = await asyncpg.connect(_with_database(server_dsn, TEMPLATE))
+    tconn = await asyncpg.connect(with_database(server_dsn, TEMPLATE))
     try:
         await migrate(tconn)
     finally:
@@ -69,7 +117,7 @@ async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
     finally:
         await conn.close()
-    yield _with_database(server_dsn, name)
+    yield with_database(server_dsn, name)
     conn = await asyncpg.connect(server_dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -24,7 +24,8 @@ from engine.store import admin
 from engine.store import carousel as api_store
 from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
-from tests.harness import carrier, engine_running, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running
 
 APP = "lib"
 DOORS = ("http", "engine_submit", "insert", "submit_many")

@@ -23,9 +23,11 @@ from openapi_spec_validator import validate as validate_openapi
 from engine.api.carousel import CarouselApi
 from engine.api.openapi import CALLS
 from engine.config import Settings
-from engine.store import admin
+from engine.store import queries as q
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, available_numbers
-from tests.harness import carrier, engine_running, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import add_fake_app, carrier, engine_running
+from tests.helpers.polling import wait_until
 
 DID = "+16462000001"
 
@@ -70,20 +72,10 @@ class Api:
         return n
 
 
-async def make_app(pool: asyncpg.Pool, name: str, base_url: str, dids: list[str]) -> admin.NewApp:
-    new = await admin.create_app(pool, name)
-    await admin.add_provider(
-        pool, name, kind="fake", account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, base_url=base_url
-    )
-    if dids:
-        await admin.add_dids(pool, name, dids)
-    return new
-
-
 @pytest.fixture
 async def api(pool: asyncpg.Pool) -> AsyncIterator[Api]:
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID])
         handlers = CarouselApi(pool, Settings(request_timeout=5.0), cache_seconds=0)
         app = web.Application()
         app.add_routes(handlers.routes())
@@ -279,7 +271,7 @@ async def test_send_messages_parameter_errors(api: Api) -> None:
 async def test_send_messages_large_post_within_the_body_limit(pool: asyncpg.Pool, db_dsn: str) -> None:
     # 1,000 recipients with substitutions exceed aiohttp's default 64 KiB; the engine server takes 1 MiB.
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID])
         async with engine_running(db_dsn) as running:
             recipients = {f"+1212555{i:04d}": {"name": "x" * 60} for i in range(1000)}
             async with aiohttp.ClientSession() as session:
@@ -297,7 +289,7 @@ async def test_send_messages_large_post_within_the_body_limit(pool: asyncpg.Pool
 async def test_cancel_messages_only_queued_ones_of_this_app(api: Api) -> None:
     ids = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101,2125550102", body="later",
                               on="2099-01-01"))
-    other = await make_app(api.pool, "other", api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name="other")
     other_id = await api.pool.fetchval("INSERT INTO engine_outbound (app_id, recipient, body) "
                                        "VALUES ($1, '+12125550109', 'x') RETURNING id", other.app_id)
     await api.pool.execute("UPDATE engine_outbound SET state = 'claimed' WHERE id = $1", ids[2])
@@ -314,22 +306,28 @@ async def test_cancel_messages_only_queued_ones_of_this_app(api: Api) -> None:
     await api.bad("cancel_messages", "message_ids", message_ids="1,abc")
 
 
-CLAIM_ALL = """
-UPDATE engine_outbound SET state = 'claimed', claimed_by = 'w1'
-WHERE id IN (SELECT id FROM engine_outbound WHERE state = 'queued' FOR UPDATE SKIP LOCKED)
-RETURNING id
-"""
+async def _claim(conn: asyncpg.Connection | asyncpg.Pool, app_id: int) -> list[int]:
+    """What a worker claims of *app_id*'s queue: the engine's own claim statement."""
+    return [r["id"] for r in await conn.fetch(q.CLAIM, "w1", 10, 30.0, [app_id])]
+
+
+async def _blocked_by(pool: asyncpg.Pool, pid: int) -> bool:
+    """Some session is waiting for a lock that backend *pid* holds."""
+    return bool(await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                                    pid))
 
 
 async def test_cancel_and_a_worker_claim_never_both_win(api: Api) -> None:
     first, second = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101", body="x"))
-    # A worker claims first (its transaction still open): the cancel waits, then finds nothing queued.
+    # A worker claims first (its transaction still open): the cancel waits for the claimed rows' locks, then
+    # finds nothing queued.
     async with api.pool.acquire() as worker:
         tx = worker.transaction()
         await tx.start()
-        claimed = [r["id"] for r in await worker.fetch(CLAIM_ALL)]
+        claimed = await _claim(worker, api.app_id)
         cancel = asyncio.create_task(api.call("cancel_messages", message_ids=f"{first},{second}"))
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: _blocked_by(api.pool, worker.get_server_pid()),
+                         what="the cancel to wait for the claim's row locks")
         assert not cancel.done()
         await tx.commit()
     assert sorted(claimed) == [first, second]
@@ -337,7 +335,7 @@ async def test_cancel_and_a_worker_claim_never_both_win(api: Api) -> None:
     # A cancel that commits first: the claim's SKIP LOCKED / state check leaves the row alone.
     (third,) = ids_of(await api.ok("send_message", phone_number="2125550102", body="y"))
     assert await api.ok("cancel_messages", message_ids=str(third)) == {"canceled_count": 1}
-    assert await api.pool.fetch(CLAIM_ALL) == []
+    assert await _claim(api.pool, api.app_id) == []
     assert await api.pool.fetchval("SELECT state FROM engine_outbound WHERE id = $1", third) == "canceled"
 
 
@@ -354,7 +352,7 @@ async def test_flood_limit_holds_under_concurrent_calls(api: Api) -> None:
 async def test_delivery_status_reports_only_own_messages(api: Api) -> None:
     ids = ids_of(await api.ok("send_message", phone_numbers="2125550100,2125550101", body="hi"))
     await api.pool.execute("UPDATE engine_outbound SET status = 1, state = 'delivered' WHERE id = $1", ids[1])
-    other = await make_app(api.pool, "other", api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name="other")
     other_id = await api.pool.fetchval("INSERT INTO engine_outbound (app_id, recipient, body) "
                                        "VALUES ($1, '+12125550109', 'x') RETURNING id", other.app_id)
     body = await api.ok("delivery_status", message_ids=f"{ids[0]}, {ids[1]},{other_id},424242", method="GET")
@@ -474,7 +472,7 @@ async def test_blacklist_unblacklist_status(api: Api) -> None:
 
 async def shared_app(api: Api, name: str) -> str:
     """Another application on the same (shared) SMSC; returns its API key."""
-    other = await make_app(api.pool, name, api.fake.base_url or "", [])
+    other = await add_fake_app(api.pool, api.fake.base_url or "", name=name)
     await api.pool.execute("UPDATE engine_app SET smsc_id = (SELECT smsc_id FROM engine_app WHERE id = $1) "
                            "WHERE id = $2", api.app_id, other.app_id)
     return other.api_key
@@ -541,7 +539,7 @@ def test_fake_carrier_offers_valid_numbers_matching_the_pattern() -> None:
 
 async def test_end_to_end_send_through_the_api_then_delivered(pool: asyncpg.Pool, db_dsn: str) -> None:
     async with carrier() as fake:
-        new = await make_app(pool, "lib", fake.base_url or "", [DID, "+16462000002"])
+        new = await add_fake_app(pool, fake.base_url or "", name="lib", numbers=[DID, "+16462000002"])
         async with engine_running(db_dsn) as running, aiohttp.ClientSession() as session:
             base = running.runtime.base_url
             resp = await session.post(f"{base}/api/send_message",

@@ -14,7 +14,7 @@ import pytest
 
 from engine.store import admin
 from engine.store import carousel as api_store
-from tests.harness import carrier, engine_running, setup_app
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 PHONE = "+13472643707"
 

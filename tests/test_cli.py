@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import asyncpg
 import pytest
 
 from engine.config import Settings
 from engine.errors import ConfigError
-
-
-def engine(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENGINE_DSN": dsn}
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
+from tests.helpers.processes import run_command as engine
 
 
 @pytest.mark.system
 async def test_admin_commands_create_app_provider_and_dids(db_dsn: str, pool: asyncpg.Pool) -> None:
-    out = engine(db_dsn, "app", "create", "--name", "library", "--json")
+    out = await engine(db_dsn, "app", "create", "--name", "library", "--json")
     assert out.returncode == 0, out.stderr
     created = json.loads(out.stdout)
     assert set(created) == {"app_id", "api_key", "callback_secret"}
@@ -32,33 +23,34 @@ async def test_admin_commands_create_app_provider_and_dids(db_dsn: str, pool: as
     assert stored and created["api_key"] not in stored
 
     # DIDs before the carrier account: stored, with a note that no SmsUrl could be set yet.
-    out = engine(db_dsn, "did", "add", "--app", "library", "+1(646)200-0001", "6462000002", "--limit-per-min", "30")
+    out = await engine(db_dsn, "did", "add", "--app", "library", "+1(646)200-0001", "6462000002",
+                       "--limit-per-min", "30")
     assert out.returncode == 0, out.stderr
     assert "engine provider sync --app library" in out.stderr
 
-    out = engine(db_dsn, "provider", "add", "--app", "library", "--kind", "twilio",
-                 "--account-sid", "AC" + "1" * 32, "--auth-token", "s3cr3t-token-value")
+    out = await engine(db_dsn, "provider", "add", "--app", "library", "--kind", "twilio",
+                       "--account-sid", "AC" + "1" * 32, "--auth-token", "s3cr3t-token-value")
     assert out.returncode == 0, out.stderr
     assert "s3cr3t-token-value" not in out.stdout + out.stderr
     assert "engine provider sync --app library" in out.stdout  # the DIDs must be pointed at the new account
-    out = engine(db_dsn, "did", "list", "--app", "library", "--json")
+    out = await engine(db_dsn, "did", "list", "--app", "library", "--json")
     assert [(d["number"], d["limit_per_min"]) for d in json.loads(out.stdout)] == [
         ("+16462000001", 30), ("+16462000002", 30)]
 
     # Bad input: clear error, non-zero exit, nothing changed.
-    out = engine(db_dsn, "did", "add", "--app", "library", "+16462000003", "not-a-number")
+    out = await engine(db_dsn, "did", "add", "--app", "library", "+16462000003", "not-a-number")
     assert out.returncode == 2 and "not-a-number" in out.stderr
     assert await pool.fetchval("SELECT count(*) FROM engine_did") == 2
-    out = engine(db_dsn, "app", "create", "--name", "library")
+    out = await engine(db_dsn, "app", "create", "--name", "library")
     assert out.returncode == 2 and "already exists" in out.stderr
-    out = engine(db_dsn, "did", "remove", "--app", "library", "+16462000002")
+    out = await engine(db_dsn, "did", "remove", "--app", "library", "+16462000002")
     assert out.returncode == 0
     assert await pool.fetchval("SELECT count(*) FROM engine_did") == 1
 
 
 @pytest.mark.system
-def test_demo_json_summary_small(db_dsn: str) -> None:
-    out = engine(db_dsn, "demo", "--messages", "120", "--dids", "20", "--limit-per-min", "600", "--json")
+async def test_demo_json_summary_small(db_dsn: str) -> None:
+    out = await engine(db_dsn, "demo", "--messages", "120", "--dids", "20", "--limit-per-min", "600", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("submitted", "delivered", "failed", "suppressed_duplicates", "test_numbers", "elapsed_s",

@@ -6,10 +6,7 @@ command runs as an asyncio subprocess while this event loop keeps serving the ca
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 
 import asyncpg
 import pytest
@@ -17,20 +14,9 @@ import pytest
 from engine.events import PHONE_BLACKLISTED, phone_event
 from engine.store.outbox import NewEvent, enqueue_events
 from engine.testing import DEFAULT_ACCOUNT_SID, FakeCarrier
+from tests.helpers.processes import run_command as engine
 
 pytestmark = pytest.mark.system
-
-
-async def engine(dsn: str, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-    env = {**os.environ, "ENGINE_DSN": dsn}
-    env.pop("ENGINE_PUBLIC_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def _settings(pool: asyncpg.Pool, name: str) -> dict[str, object]:

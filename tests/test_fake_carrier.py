@@ -23,6 +23,7 @@ from engine.testing import (
     max_per_sender_in_window,
     run_fake_carrier,
 )
+from tests.helpers.polling import wait_until
 
 DID = "+15557650001"
 TO = "+15551230001"
@@ -232,9 +233,11 @@ async def test_callbacks_none_posts_nothing(
 ) -> None:
     carrier, base = await make_carrier(callbacks="none")
     assert (await _client(session, base).send(_request(callback=sink.url))).ok
+    # A callback is scheduled (or not) before the send is answered, and drain() waits until every scheduled one
+    # has been posted: after it, a callback that was going to come has come.
     await carrier.drain()
-    await asyncio.sleep(0.02)
     assert sink.received.empty()
+    assert (carrier.callbacks_sent, carrier.callbacks_failed) == (0, 0)
     assert carrier.records[0].status_callback == sink.url
 
 
@@ -422,21 +425,25 @@ async def test_hang_makes_send_ambiguous(
     result = await client.send(_request())
     assert not result.ok and result.retryable and result.ambiguous
     # The carrier still accepts it after the hang: exactly why a timeout must not be blindly retried.
-    async with asyncio.timeout(2):
-        while not carrier.records:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: carrier.records, timeout=5, what="the carrier to accept the message after its hang")
 
 
 async def test_stop_cuts_a_hang_short(make_carrier: CarrierFactory, session: aiohttp.ClientSession) -> None:
     carrier, base = await make_carrier()
     carrier.hang(1, 30.0)
-    task = asyncio.create_task(_client(session, base, timeout=5.0).send(_request()))
-    await asyncio.sleep(0.05)
+    client = _client(session, base, timeout=5.0)
+    sends = {body: asyncio.create_task(client.send(_request(body=body))) for body in ("one", "two")}
+    # One hang for two requests: the first to arrive takes it, so once one is answered the other is known to
+    # be at the carrier, hanging.
+    done, _ = await asyncio.wait(sends.values(), return_when=asyncio.FIRST_COMPLETED)
+    [answered] = [body for body, task in sends.items() if task in done]
+    [hung] = [body for body in sends if body != answered]
+    assert sends[answered].result().ok
     async with asyncio.timeout(3):
         await carrier.stop()
-        result = await task
+        result = await sends[hung]
     assert not result.ok and result.retryable
-    assert carrier.records == []
+    assert [r.body for r in carrier.records] == [answered]
 
 
 # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -453,12 +460,14 @@ async def test_context_manager_and_repr(session: aiohttp.ClientSession) -> None:
 async def test_run_fake_carrier_prints_url(capsys: pytest.CaptureFixture[str]) -> None:
     task = asyncio.create_task(run_fake_carrier("127.0.0.1", 0, latency=0.0))
     try:
-        line = ""
-        async with asyncio.timeout(5):
-            while "listening" not in line:
-                await asyncio.sleep(0.01)
-                line += capsys.readouterr().out
-        assert line.startswith("fake carrier listening on http://127.0.0.1:")
+        out: list[str] = []
+
+        def listening() -> bool:
+            out.append(capsys.readouterr().out)
+            return "listening" in "".join(out)
+
+        await wait_until(listening, timeout=5, interval=0.01, what="the fake carrier to print its URL")
+        assert "".join(out).startswith("fake carrier listening on http://127.0.0.1:")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

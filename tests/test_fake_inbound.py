@@ -21,7 +21,7 @@ from engine.providers.factory import carrier_client
 from engine.providers.numbers import point_numbers
 from engine.providers.twilio import TwilioClient, basic_authorization, inbound_webhook_url, validate_twilio_signature
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier, NoSmsUrl
-from tests.harness import carrier
+from tests.helpers.engine import carrier
 
 DID = "+16462000001"
 PHONE = "+13472643707"

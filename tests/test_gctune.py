@@ -13,10 +13,15 @@ from engine import gctune
 
 @pytest.fixture
 def restore_gc() -> Iterator[None]:
+    """Start with nothing frozen (tests/conftest.py freezes what collection built), end as before."""
     before = gc.get_threshold()
+    was_frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
     yield
     gc.unfreeze()
     gc.set_threshold(*before)
+    if was_frozen:
+        gc.freeze()
 
 
 @pytest.mark.usefixtures("restore_gc")

@@ -7,7 +7,8 @@ import asyncpg
 import pytest
 
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 async def test_healthz_and_prometheus_metrics(pool: asyncpg.Pool, db_dsn: str) -> None:
@@ -32,11 +33,9 @@ async def test_healthz_and_prometheus_metrics(pool: asyncpg.Pool, db_dsn: str) -
     assert "engine_callback_backlog" in lines
 
 
-def test_loop_metrics_expose_what_prometheus_counters_and_histograms_would() -> None:
+async def test_loop_metrics_expose_what_prometheus_counters_and_histograms_would() -> None:
     """LoopCounter / LoopHistogram (no lock per update): `le` buckets are inclusive and cumulative, +Inf counts
     everything, labels are kept apart; the exposition parses with prometheus_client's own parser."""
-    import asyncio
-
     from prometheus_client.parser import text_string_to_metric_families
 
     from engine.metrics import Metrics
@@ -50,7 +49,7 @@ def test_loop_metrics_expose_what_prometheus_counters_and_histograms_would() -> 
         m.provider_latency.observe(v)
     with pytest.raises(ValueError):
         m.sends.labels("a", "b")
-    text = asyncio.run(m.render(None)).decode()
+    text = (await m.render(None)).decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

@@ -24,7 +24,7 @@ from yarl import URL
 from engine.httpserver.bad_requests import MAX_PEERS, BadRequestLog
 from engine.metrics import Metrics
 from engine.store import admin
-from tests.harness import engine_running
+from tests.helpers.engine import engine_running
 
 API = "/api/dids"
 WEBHOOK = "/webhooks/twilio/status/1/1"

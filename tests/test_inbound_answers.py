@@ -14,7 +14,8 @@ from aiohttp import web
 from engine.app_settings import AppChanges
 from engine.callbacks.answer import ParsedAnswer, parse_answer
 from engine.store import admin
-from tests.harness import carrier, engine_running, provider_of, send_mo, setup_app, until
+from tests.helpers.database import fetch_until
+from tests.helpers.engine import carrier, engine_running, provider_of, send_mo, setup_app
 
 PHONE = "+13472643707"
 
@@ -60,7 +61,7 @@ async def test_a_plain_text_answer_is_sent_as_the_reply_from_the_did_texted(pool
         provider = await provider_of(pool)
         async with engine_running(db_dsn) as running:
             await send_mo(running.runtime.base_url or "", provider, PHONE, dids[2], "When is storytime?")
-            await until(pool, "SELECT count(*) FROM engine_outbound WHERE state = 'delivered'")
+            await fetch_until(pool, "SELECT count(*) FROM engine_outbound WHERE state = 'delivered'")
         assert [(r.from_, r.to, r.body) for r in fake.records] == [(dids[2], PHONE, "Got 'When is storytime?'")]
         incoming = [f for f in got if f.get("type") == "incoming_message"]
         assert incoming[0]["phone_number"] == PHONE and incoming[0]["auto_responded"] == "false"
@@ -82,8 +83,8 @@ async def test_close_session_and_reprocess_hand_the_phone_to_another_app(pool: a
         provider = await provider_of(pool)
         async with engine_running(db_dsn) as running:
             await send_mo(running.runtime.base_url or "", provider, PHONE, dids[0], "BOOKS")
-            await until(pool, "SELECT count(*) FROM engine_inbound WHERE depth = 1 AND state = 'done'")
-            await until(pool, "SELECT count(*) FROM engine_outbound WHERE state = 'delivered'")
+            await fetch_until(pool, "SELECT count(*) FROM engine_inbound WHERE depth = 1 AND state = 'done'")
+            await fetch_until(pool, "SELECT count(*) FROM engine_outbound WHERE state = 'delivered'")
         mos = [(r["body"], r["app_id"], r["depth"]) for r in
                await pool.fetch("SELECT body, app_id, depth FROM engine_inbound ORDER BY id")]
         assert mos == [("BOOKS", lib.id, 0), ("DEALS", crm.app_id, 1)]
@@ -110,7 +111,7 @@ async def test_an_auto_replying_gateway_meeting_an_auto_replying_phone_stops(poo
                     answered += 1
                     await send_mo(base, provider, PHONE, dids[0], f"I am away until Monday ({answered + 1})")
                 await asyncio.sleep(0.1)
-            await until(pool, "SELECT count(*) FROM engine_outbox WHERE type = 'auto_reply_loop'")
+            await fetch_until(pool, "SELECT count(*) FROM engine_outbox WHERE type = 'auto_reply_loop'")
         assert len([r for r in fake.records if r.to == PHONE]) == 4  # then silence for the cool-down
         assert await pool.fetchval("SELECT count(*) FROM engine_outbox WHERE type = 'auto_reply_loop'") == 1
         assert await pool.fetchval("SELECT count(*) FROM engine_inbound") == 5  # every MO still reached the app

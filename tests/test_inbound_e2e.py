@@ -13,13 +13,14 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, provider_of, send_mo, setup_app, until, wait_final
+from tests.helpers.database import fetch_until, wait_final
+from tests.helpers.engine import carrier, engine_running, provider_of, send_mo, setup_app
 
 PHONE = "+13472643707"
 
 
 async def _handled(pool: asyncpg.Pool, count: int) -> None:
-    await until(pool, "SELECT count(*) >= $1 FROM engine_inbound WHERE state = 'done'", count)
+    await fetch_until(pool, "SELECT count(*) >= $1 FROM engine_inbound WHERE state = 'done'", count)
 
 
 async def test_stop_as_a_first_message_opts_out_records_and_confirms_once(pool: asyncpg.Pool, db_dsn: str) -> None:
@@ -112,7 +113,7 @@ async def test_a_send_the_carrier_refuses_as_unsubscribed_blacklists_the_phone(
         await submit_many(pool, "lib", [Outgoing(unsubscribed, "hello")])
         async with engine_running(db_dsn):
             await wait_final(pool, 1)
-            await until(pool, "SELECT count(*) FROM engine_blacklist WHERE phone = $1", unsubscribed)
+            await fetch_until(pool, "SELECT count(*) FROM engine_blacklist WHERE phone = $1", unsubscribed)
         assert await pool.fetchval("SELECT reason FROM engine_blacklist") == "carrier"
         assert await pool.fetchval("SELECT source FROM engine_consent_event") == "carrier"
         assert await pool.fetchval("SELECT error_code FROM engine_outbound") == 21610

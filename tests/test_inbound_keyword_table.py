@@ -13,7 +13,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.harness import carrier, engine_running, setup_app
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 pytestmark = pytest.mark.system
 

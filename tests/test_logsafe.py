@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
+
 from engine.logsafe import RedactSecrets, redact
 
 
@@ -14,13 +16,13 @@ def test_redact_masks_values_of_secret_parameters() -> None:
     assert redact("nothing to hide") == "nothing to hide"
 
 
-def test_filter_rewrites_records_from_any_logger() -> None:
+def test_filter_rewrites_records_from_any_logger(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactSecrets())
     log = logging.getLogger("aiohttp.server.test")
+    monkeypatch.setattr(log, "propagate", False)  # only our handler sees it; restored after the test
     log.addHandler(handler)
-    log.propagate = False
     try:
         log.error("Bad request line: %s", "/api/x?api_key=SECRETKEY")
     finally:

@@ -8,7 +8,8 @@ import asyncpg
 
 from engine.submit import Outgoing, submit, submit_many
 from engine.testing import max_per_sender_by_sender
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 async def test_small_run_every_message_final_and_delivered(pool: asyncpg.Pool, db_dsn: str) -> None:

@@ -7,7 +7,8 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 async def test_smart_encoding_sends_gsm_and_reports_invalid_characters(pool: asyncpg.Pool, db_dsn: str) -> None:

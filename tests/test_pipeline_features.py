@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
 import aiohttp
 import asyncpg
@@ -14,8 +14,10 @@ import pytest
 from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.submit import Outgoing, submit, submit_many
-from engine.testing import DEFAULT_AUTH_TOKEN
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from engine.testing import DEFAULT_AUTH_TOKEN, AcceptedRecord
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
+from tests.helpers.polling import wait_until
 
 
 async def test_tag_sticks_to_one_did_until_removed(pool: asyncpg.Pool, db_dsn: str) -> None:
@@ -70,8 +72,11 @@ async def test_duplicate_window_zero_sends_both(pool: asyncpg.Pool, db_dsn: str)
     async with carrier() as fake:
         await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
         await admin.set_dedup_window(pool, "lib", 0)
-        await submit(pool, "lib", "+13472643707", "same")
-        await asyncio.sleep(0.01)  # created_at differs: a zero window admits the second
+        first = await submit(pool, "lib", "+13472643707", "same")
+        # A zero window admits the second only if its created_at (its transaction's start) is later: wait until
+        # the database clock has moved past the first's.
+        await wait_until(lambda: pool.fetchval(
+            "SELECT clock_timestamp() > created_at FROM engine_outbound WHERE id = $1", first), interval=0.001)
         await submit(pool, "lib", "+13472643707", "same")
         async with engine_running(db_dsn):
             counts = await wait_final(pool, 2)
@@ -101,8 +106,13 @@ async def test_429_with_retry_after_is_honoured_then_delivered(pool: asyncpg.Poo
         elapsed = time.monotonic() - started
         row = await pool.fetchrow("SELECT state, attempts FROM engine_outbound WHERE id = $1", mid)
         assert dict(row) == {"state": "delivered", "attempts": 3}
-        assert elapsed >= 0.8  # two waits of Retry-After 0.4 s
+        # Two waits of Retry-After 0.4 s. A lower bound on a wait: a busy machine only makes it longer.
+        assert elapsed >= 0.8
         assert len(fake.records) == 1
+
+
+async def _state_is(pool: asyncpg.Pool, mid: int, state: str) -> bool:
+    return bool(await pool.fetchval("SELECT state = $2 FROM engine_outbound WHERE id = $1", mid, state))
 
 
 async def _post_status(base: str, provider_id: int, message_id: int, params: dict[str, str], token: str) -> int:
@@ -117,10 +127,7 @@ async def test_status_callbacks_signature_and_order(pool: asyncpg.Pool, db_dsn: 
         await setup_app(pool, fake.base_url or "", dids=1, limit_per_min=6000)
         mid = await submit(pool, "lib", "+13472643707", "statuses")
         async with engine_running(db_dsn) as run:
-            for _ in range(200):
-                if await pool.fetchval("SELECT state FROM engine_outbound WHERE id = $1", mid) == "sent":
-                    break
-                await asyncio.sleep(0.02)
+            await wait_until(lambda: _state_is(pool, mid, "sent"), what="the message sent")
             base = run.runtime.base_url or ""
             pid = await pool.fetchval("SELECT id FROM engine_provider")
             sid = await pool.fetchval("SELECT provider_message_id FROM engine_outbound WHERE id = $1", mid)
@@ -138,27 +145,37 @@ async def test_status_callbacks_signature_and_order(pool: asyncpg.Pool, db_dsn: 
         assert dict(row) == {"state": "delivered", "status": 1, "provider_status": "delivered", "error_code": None}
 
 
-@pytest.mark.wallclock
-async def test_real_pacing_on_the_wall_clock(pool: asyncpg.Pool, db_dsn: str) -> None:
-    """10 DIDs at 60/min for ~5 s: ≤ 6 per DID, ≥ 95 % of capacity (carrier's own timestamps)."""
+async def _paced(pool: asyncpg.Pool, db_dsn: str, enough: Callable[[list[AcceptedRecord]], bool]) -> list[
+    AcceptedRecord
+]:
+    """10 DIDs at 60/min (burst 1) with a backlog, until *enough* was sent; the carrier's own records."""
     async with carrier() as fake:
         await setup_app(pool, fake.base_url or "", dids=10, limit_per_min=60)
         await submit_many(pool, "lib", [Outgoing(f"+1718200{i:04d}", f"paced {i}") for i in range(200)])
         async with engine_running(db_dsn):
-            while not fake.records:
-                await asyncio.sleep(0.01)
-            t0 = fake.records[0].t
-            await asyncio.sleep(max(0.0, t0 + 5.3 - time.time()))
-        in_five = [r for r in fake.records if r.t < t0 + 5.0]
-        per_did = Counter(r.from_ for r in fake.records)
-        assert max(per_did.values()) <= 6
-        assert len(in_five) >= 0.95 * 10 * 5
-        # Burst 1: consecutive sends of one DID are at least ~1 s apart.
-        by_did: dict[str | None, list[float]] = defaultdict(list)
-        for r in fake.records:
-            by_did[r.from_].append(r.t)
-        gaps = [b - a for ts in by_did.values() for a, b in itertools.pairwise(ts)]
-        assert min(gaps) > 0.95
+            await wait_until(lambda: enough(fake.records), timeout=60, what="the paced sends")
+        return list(fake.records)
+
+
+async def test_real_pacing_on_the_wall_clock(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """Burst 1 at 60/min: consecutive sends of one DID at least ~1 s apart (carrier's own timestamps). What pacing
+    forbids, so a busy machine cannot make it fail; how much of the capacity is used is the wallclock test below."""
+    records = await _paced(pool, db_dsn, lambda records: len(records) >= 30)
+    by_did: dict[str | None, list[float]] = defaultdict(list)
+    for r in records:
+        by_did[r.from_].append(r.t)
+    gaps = [b - a for ts in by_did.values() for a, b in itertools.pairwise(ts)]
+    assert gaps and min(gaps) > 0.95
+
+
+@pytest.mark.wallclock
+async def test_real_pacing_uses_the_capacity(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """10 DIDs at 60/min for 5 s: >= 95 % of the capacity, <= 6 per DID (carrier's own timestamps)."""
+    records = await _paced(pool, db_dsn, lambda records: bool(records) and records[-1].t >= records[0].t + 5.0)
+    t0 = records[0].t
+    in_five = [r for r in records if r.t < t0 + 5.0]
+    assert max(Counter(r.from_ for r in records).values()) <= 6
+    assert len(in_five) >= 0.95 * 10 * 5
 
 
 async def test_oversized_body_from_the_sql_door_is_refused_with_a_reason(pool: asyncpg.Pool, db_dsn: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from engine.errors import ConfigError
 from engine.providers.factory import DEFAULT_BASE_URLS, PROVIDER_KINDS, carrier_client
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from tests.harness import carrier
+from tests.helpers.engine import carrier
 
 
 @pytest.mark.parametrize(("kind", "url"), [("twilio", "https://api.twilio.com"), ("fake", "http://127.0.0.1:8099")])

@@ -7,7 +7,8 @@ from collections import Counter
 import asyncpg
 
 from engine.submit import Outgoing, submit_many
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 
 async def test_503_burst_429_and_hangs_recover_without_loss(pool: asyncpg.Pool, db_dsn: str) -> None:

@@ -22,7 +22,8 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.store import admin
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
-from tests.harness import carrier, engine_running, setup_app, wait_final
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 
 PHONE = "+13472643707"
 PUBLIC = "https://engine.example.com"

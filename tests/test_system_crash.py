@@ -12,36 +12,29 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from engine.store import admin
 from engine.submit import Outgoing, submit_many
-from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from tests.system import carrier_records, free_port, processes, start_carrier, start_server
+from tests.helpers.database import state_counts, wait_final
+from tests.helpers.engine import setup_app
+from tests.helpers.polling import wait_until
+from tests.helpers.processes import (
+    carrier_records,
+    free_port,
+    processes,
+    start_carrier,
+    start_server,
+    wait_callbacks_posted,
+)
 
 pytestmark = pytest.mark.system
 
 
 async def _setup(pool: asyncpg.Pool, carrier_url: str, dids: int, limit: int, n: int) -> None:
-    await admin.create_app(pool, "lib")
-    await admin.add_provider(pool, "lib", kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
-                             auth_token=DEFAULT_AUTH_TOKEN, base_url=carrier_url)
-    await admin.add_dids(pool, "lib", [f"+1646200{i:04d}" for i in range(dids)], limit_per_min=limit)
+    await setup_app(pool, carrier_url, dids=dids, limit_per_min=limit)
     await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"n{i}") for i in range(n)])
 
 
-async def _counts(pool: asyncpg.Pool) -> dict[str, int]:
-    rows = await pool.fetch("SELECT state, count(*)::int AS n FROM engine_outbound GROUP BY state")
-    return {r["state"]: r["n"] for r in rows}
-
-
-async def _settle(pool: asyncpg.Pool, n: int, timeout: float) -> dict[str, int]:
-    """Wait until nothing is queued, claimed, sending or awaiting a callback."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = await _counts(pool)
-        if sum(counts.get(s, 0) for s in ("delivered", "failed", "undelivered", "unknown")) >= n:
-            return counts
-        assert time.monotonic() < deadline, f"not settled in {timeout}s: {counts}"
-        await asyncio.sleep(0.25)
+async def _delivered_at_least(pool: asyncpg.Pool, n: int) -> bool:
+    return (await state_counts(pool)).get("delivered", 0) >= n
 
 
 @pytest.mark.parametrize("delivery", ["at-most-once", "at-least-once"])
@@ -62,8 +55,10 @@ async def test_sigkill_at_random_points_loses_nothing(pool: asyncpg.Pool, db_dsn
             killed_at = time.monotonic()
             await victim.wait()
             victim = await procs.worker()
-        counts = await _settle(pool, n, timeout=240)
+        await wait_final(pool, n, timeout=240, interval=0.25)
         settled_after_kill = time.monotonic() - killed_at
+        await wait_callbacks_posted(carrier_url)
+        counts = await state_counts(pool)
         records = await carrier_records(carrier_url)
         await procs.stop(victim)
         await procs.stop(steady)
@@ -98,19 +93,20 @@ async def test_sigterm_drains_within_deadline_and_releases(pool: asyncpg.Pool, d
         await _setup(pool, carrier_url, dids=10, limit=600, n=n)  # 100/s: still busy when stopped
         await start_server(procs, port)
         worker = await procs.worker()
-        while (await _counts(pool)).get("delivered", 0) < 200:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: _delivered_at_least(pool, 200), what="200 delivered")
         started = time.monotonic()
         assert await procs.stop(worker, signal.SIGTERM, timeout=20) == 0
         drained_in = time.monotonic() - started
-        counts = await _counts(pool)
+        counts = await state_counts(pool)
         # Nothing left claimed or mid-send by the stopped worker; its DIDs and registration are gone.
         assert counts.get("claimed", 0) == 0 and counts.get("sending", 0) == 0 and counts.get("unknown", 0) == 0
         assert await pool.fetchval("SELECT count(*) FROM engine_did_lease") == 0
         assert await pool.fetchval("SELECT count(*) FROM engine_worker") == 0
         # A new worker picks up the rest at once (no lease to wait out) and finishes the job.
         await procs.worker()
-        final = await _settle(pool, n, timeout=120)
+        await wait_final(pool, n, timeout=120, interval=0.25)
+        await wait_callbacks_posted(carrier_url)
+        final = await state_counts(pool)
         records = await carrier_records(carrier_url)
     assert drained_in < 15
     assert final == {"delivered": n}

@@ -2,7 +2,8 @@
 limits enforced together by one Scheduler; exactly-once and FIFO per DID; throughput under a binding gate;
 fairness across parked DIDs; runtime changes of gates; and a 10,000-DID scale run without churn.
 
-Driven like tests/test_throttle_scheduler.py: time only moves forward, pop_due() is called at next_due().
+Driven by tests/helpers/sim.py like tests/test_throttle_scheduler.py: time only moves forward, pop_due() is called at
+next_due().
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.throttle import ACCOUNT_GUARD, ACCOUNT_WINDOW, DEFAULT_GUARD, DEFAULT_WINDOW, Gate, Scheduler
-from tests.test_throttle_limiter import max_window_load
-from tests.test_throttle_scheduler import Sim
+from tests.helpers.sim import Sim
+from tests.helpers.windows import max_window_load
 
 PROPS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 POOL_BASE = 100

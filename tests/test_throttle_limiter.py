@@ -7,9 +7,7 @@ time *x* iff ``s + window > x``; the window starting at a send *s* is ``[s, s + 
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -18,29 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, DidLimiter
+from tests.helpers.windows import Send, max_window_load
 
 PROPS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 CARRIER_WINDOW = DEFAULT_WINDOW  # the carrier's rule: at most `limit` segments in any 60 s window
 GUARDS = (0.0, DEFAULT_GUARD)
-
-Send = tuple[float, int]  # (time, segments)
-
-
-def max_window_load(sends: Sequence[Send], window: float) -> int:
-    """Largest segment sum over the windows [s, s + window) starting at each send time (send order irrelevant).
-
-    Any set of sends that fits in some window [a, a + window) also fits in the one starting at its earliest send,
-    so this is the maximum over *all* windows.
-    """
-    ordered = sorted(sends)
-    times = [t for t, _ in ordered]
-    prefix = [0, *itertools.accumulate(cost for _, cost in ordered)]
-    best = 0
-    for start in times:
-        lo = bisect.bisect_left(times, start)
-        hi = bisect.bisect_left(times, start + window)
-        best = max(best, prefix[hi] - prefix[lo])
-    return best
 
 
 def brute_window_load(sends: Sequence[Send], window: float) -> int:

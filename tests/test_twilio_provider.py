@@ -22,7 +22,6 @@ from yarl import URL
 
 from engine.providers import OutboundRequest, SendResult
 from engine.providers.twilio import (
-    TWILIO_FINAL_STATUSES,
     TwilioClient,
     basic_authorization,
     classify_create_response,
@@ -31,6 +30,7 @@ from engine.providers.twilio import (
     twilio_signature,
     validate_twilio_signature,
 )
+from engine.statuses import from_twilio
 
 SID = "AC" + "1" * 32
 TOKEN = "s3cret-token-value"
@@ -427,10 +427,21 @@ async def test_close_leaves_callers_session_open(
     assert not session.closed
 
 
-def test_final_statuses() -> None:
-    assert {"delivered", "undelivered", "failed", "canceled", "read"} == TWILIO_FINAL_STATUSES
-    assert is_final_status("delivered") and is_final_status("undelivered")
-    assert not is_final_status("sent") and not is_final_status("queued")
+# Every MessageStatus Twilio documents for an outbound message.
+TWILIO_OUTBOUND_STATUSES = ("accepted", "scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed",
+                            "read", "canceled", "partially_delivered")
+
+
+@pytest.mark.parametrize("status", TWILIO_OUTBOUND_STATUSES)
+def test_a_status_is_final_for_the_client_exactly_when_it_makes_the_message_final(status: str) -> None:
+    """The client expects no further callback exactly for the statuses after which the engine's status writer
+    takes none either (a final status never changes)."""
+    change = from_twilio(status)
+    if change is None:  # a status the engine does not track: it changes nothing, so it cannot end the message
+        assert not is_final_status(status)
+    else:
+        assert is_final_status(status) == change.final
+    assert is_final_status("delivered") and not is_final_status("sent")
 
 
 @given(st.text())

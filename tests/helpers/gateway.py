@@ -28,12 +28,14 @@ class Gateway:
 
     fail_first: answer 500 to the first N requests of each event_id;
     hang: sleep this long before answering (every request);
+    hold: answer nothing until :meth:`release` (then answer as usual), so a test can observe requests in flight;
     secret: verify X-Engine-Signature with it; reject_unsigned: answer 401 when verification fails.
     """
 
     secret: str = ""
     fail_first: int = 0
     hang: float = 0.0
+    hold: bool = False
     always_fail: bool = False
     reject_unsigned: bool = False
     received: list[Received] = field(default_factory=list)
@@ -42,6 +44,7 @@ class Gateway:
     url: str = ""
     _seen: Counter[str] = field(default_factory=Counter)
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> str:
         app = web.Application()
@@ -58,6 +61,10 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def release(self) -> None:
+        """Let every held request (and every later one) be answered."""
+        self._released.set()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -79,6 +86,8 @@ class Gateway:
         try:
             if self.hang:
                 await asyncio.sleep(self.hang)
+            if self.hold:
+                await self._released.wait()
             event_id = form.get("event_id", "")
             self._seen[event_id] += 1
             if self.reject_unsigned and not verified:

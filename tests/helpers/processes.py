@@ -1,4 +1,4 @@
-"""Real-process helpers for system tests: a fake carrier, a webhook server and workers as subprocesses."""
+"""The engine's commands as real processes (system tests): a fake carrier, a webhook server, workers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,39 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
+
+from tests.helpers.polling import wait_until
+
+
+class Completed(NamedTuple):
+    """What a finished command left: its exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_command(dsn: str, *args: str, timeout: float = 120) -> Completed:
+    """Run `engine ARGS…` against *dsn* to completion without blocking the event loop (which may be serving a
+    fake carrier the command talks to); killed if it outlives *timeout*."""
+    env = {**os.environ, "ENGINE_DSN": dsn}
+    env.pop("ENGINE_PUBLIC_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(), err.decode())
 
 
 def free_port() -> int:
@@ -74,16 +103,38 @@ async def start_carrier(procs: Procs, *args: str) -> str:
 async def start_server(procs: Procs, port: int) -> None:
     """Start `engine serve` (webhooks) and wait until /healthz answers."""
     await procs.spawn("serve", "--port", str(port))
+
+    async def healthy() -> bool:
+        try:
+            async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
     async with aiohttp.ClientSession() as s:
-        for _ in range(300):
-            try:
-                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("engine serve did not come up")
+        await wait_until(healthy, timeout=30, interval=0.1, what="engine serve to answer /healthz")
+
+
+async def carrier_stats(base_url: str) -> dict[str, int]:
+    async with aiohttp.ClientSession() as s, s.get(f"{base_url}/_fake/stats") as r:
+        stats: dict[str, int] = orjson.loads(await r.read())
+        return stats
+
+
+async def wait_callbacks_posted(base_url: str, timeout: float = 180.0) -> dict[str, int]:
+    """Wait until a carrier started with ``--callbacks final`` has posted (or given up on) the one status
+    callback it owes for each message it accepted. The engine answers a callback after its status is
+    committed, so then the database shows every reconciliation: a send that timed out (at most once: 'unknown')
+    becomes 'delivered' if the carrier had it."""
+    last: dict[str, int] = {}
+
+    async def posted() -> bool:
+        nonlocal last
+        last = await carrier_stats(base_url)
+        return last["callbacks_sent"] + last["callbacks_failed"] >= last["accepted"]
+
+    await wait_until(posted, timeout=timeout, interval=0.25, what=lambda: f"the carrier's callbacks ({last})")
+    return last
 
 
 async def carrier_records(base_url: str) -> list[dict[str, Any]]:
