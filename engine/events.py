@@ -27,13 +27,6 @@ EVENT_TYPES: Final = frozenset({
 
 # ---- payload builders (what each event carries; see README "Callbacks") -------------------------
 
-def delivery_report(message_id: int, status: int, final: bool, error_code: int | None = None) -> dict[str, str]:
-    payload = {"message_id": str(message_id), "status": str(status), "final": "true" if final else "false"}
-    if error_code is not None and status == 2:
-        payload["error_code"] = str(error_code)
-    return payload
-
-
 def incoming_message(
     phone_number: str, body: str, sent_at: str, *, tag: str | None = None,
     auto_subscribe: bool = False, auto_responded: bool = False,

@@ -17,6 +17,7 @@ from engine.api.dates import DateParseError, parse_when
 from engine.errors import InvalidInput
 from engine.policy.admission import BodyLimits, body_problem
 from engine.segment import analyze
+from engine.store.database import MAX_ID
 
 __all__ = [
     "FALSE_WORDS",
@@ -56,7 +57,7 @@ MAX_BODY_CHARS: Final = 1600  # Twilio's limit for one (concatenated) message
 MAX_RECIPIENTS: Final = 1000  # phone numbers per call
 MAX_IDS: Final = 10_000  # message ids per cancel_messages / delivery_status call
 MAX_TAG_CHARS: Final = 255
-MAX_MESSAGE_ID: Final = 2**63 - 1  # engine_outbound.id is a bigint
+MAX_MESSAGE_ID: Final = MAX_ID  # engine_outbound.id is a bigint
 
 # Handled by the opt-out / opt-in / help modules before any keyword routing, so never an app's keyword.
 OPT_OUT_KEYWORDS: Final = frozenset(

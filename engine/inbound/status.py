@@ -18,13 +18,12 @@ from engine import statuses as st
 from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
 from engine.runtime.batcher import Batcher
-from engine.store.database import Pool
+from engine.store.database import MAX_ID, Pool
 from engine.store.outbound import CarrierStatus, apply_statuses
 
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 10.0  # seconds a callback waits for its batch to commit before we answer 503
-MAX_ID = 2**63 - 1  # provider and message ids are bigints
 _ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _ERROR_CODE = re.compile(r"[0-9]{1,9}", re.ASCII)  # engine_outbound.error_code is an integer
 _SID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)  # Twilio SIDs: two letters and 32 hex digits

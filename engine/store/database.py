@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Pool: TypeAlias = asyncpg.Pool
 # A lost connection, a server that went away or refused a statement: what a loop retries after.
+MAX_ID: Final = 2**63 - 1  # ids are bigints: nothing beyond this can name a row
 DB_ERRORS: Final[tuple[type[Exception], ...]] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
