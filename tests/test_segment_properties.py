@@ -156,21 +156,17 @@ def test_segment_count_is_monotone_in_length(body: str) -> None:
 
 
 @PROPERTY_SETTINGS
-@given(st.text(alphabet=st.sampled_from("ab ’“”–—…•\u00a0\u2009😀中{€"), max_size=300))
-def test_smart_encoding_is_all_or_nothing(body: str) -> None:
+@given(st.text(alphabet=st.sampled_from("ab ’“”–—…•\u00a0\u2009\t😀中{€\u200b\u0302"), max_size=300))
+def test_smart_encoding_replaces_then_chooses(body: str) -> None:
     info = analyze(body, smart=True)
     rewritten, pairs = smart_replace(body)
+    assert rewritten == "".join(SMART_MAP.get(char, char) for char in body)  # per code point, one pass
+    assert (info.body, info.replacements) == (rewritten, pairs)
+    assert {original for original, _ in pairs} == {char for char in body if char in SMART_MAP}
+    assert (info.encoding, info.per_segment) == reference_layout(rewritten)
+    assert has_unicode(body, smart=True) == (info.encoding == "UCS-2")
     if all(char in CHARSET for char in body):
         assert (info.body, info.replacements) == (body, ())
-    elif all(char in CHARSET for char in rewritten):
-        assert info.encoding == "GSM-7"
-        assert info.body == rewritten
-        assert info.replacements == pairs
-        assert {original for original, _ in pairs} == {char for char in body if char in SMART_MAP}
-        assert info.per_segment == reference_layout(rewritten)[1]
-    else:
-        assert (info.encoding, info.body, info.replacements) == ("UCS-2", body, ())
-    assert info.segments <= analyze(body).segments
 
 
 # --- split_message -------------------------------------------------------------------------------------

@@ -43,18 +43,19 @@ class SegmentInfo:
 
 
 def analyze(body: str, *, smart: bool = False) -> SegmentInfo:
-    """Pick the encoding and count segments; with `smart`, swap look-alikes if that keeps GSM-7.
+    """Pick the encoding and count segments; with `smart`, apply Twilio's look-alike table first.
 
-    An empty body is one segment, as carriers bill it.  Smart encoding is all or nothing: when the
-    rewritten body would still need UCS-2 the original is sent unchanged and nothing is reported.
+    An empty body is one segment, as carriers bill it.  As in Twilio's calculator the table is
+    applied before the encoding is chosen, so a body that still needs UCS-2 keeps its replacements.
     """
-    if is_gsm7(body):
+    if is_gsm7(body):  # the common case; no GSM character is in the smart table
         return _gsm7_info(body, ())
+    replacements: tuple[Replacement, ...] = ()
     if smart:
-        rewritten, replacements = smart_replace(body)
-        if replacements and is_gsm7(rewritten):
-            return _gsm7_info(rewritten, replacements)
-    return _ucs2_info(body)
+        body, replacements = smart_replace(body)
+        if is_gsm7(body):
+            return _gsm7_info(body, replacements)
+    return _ucs2_info(body, replacements)
 
 
 def has_unicode(body: str, *, smart: bool = False) -> bool:
@@ -65,10 +66,7 @@ def has_unicode(body: str, *, smart: bool = False) -> bool:
     """
     if is_gsm7(body):
         return False
-    if smart:
-        rewritten, replacements = smart_replace(body)
-        return not (replacements and is_gsm7(rewritten))
-    return True
+    return not (smart and is_gsm7(smart_replace(body)[0]))
 
 
 def _gsm7_info(body: str, replacements: tuple[Replacement, ...]) -> SegmentInfo:
@@ -89,13 +87,13 @@ def _gsm7_info(body: str, replacements: tuple[Replacement, ...]) -> SegmentInfo:
     return SegmentInfo(GSM7, len(per_segment), total, per_segment, body, replacements)
 
 
-def _ucs2_info(body: str) -> SegmentInfo:
+def _ucs2_info(body: str, replacements: tuple[Replacement, ...]) -> SegmentInfo:
     """UTF-16 layout: a surrogate pair (emoji and other astral characters) is never split."""
     # surrogatepass: a lone surrogate in a Python str still counts as the one code unit it is.
     data = body.encode("utf-16-le", "surrogatepass")
     total = len(data) >> 1
     if total <= UCS2_SINGLE:
-        return SegmentInfo(UCS2, 1, total, [total], body)
+        return SegmentInfo(UCS2, 1, total, [total], body, replacements)
     per_segment: list[int] = []
     start = 0
     while total - start > UCS2_CONCAT:
@@ -107,4 +105,4 @@ def _ucs2_info(body: str) -> SegmentInfo:
         per_segment.append(end - start)
         start = end
     per_segment.append(total - start)
-    return SegmentInfo(UCS2, len(per_segment), total, per_segment, body)
+    return SegmentInfo(UCS2, len(per_segment), total, per_segment, body, replacements)
