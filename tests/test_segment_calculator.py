@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.segment import SMART_MAP, analyze, has_unicode
+from engine.segment import SMART_MAP, analyze, has_unicode, split_message
 from engine.segment.graphemes import clusters
 
 FILL = "ж"  # one UTF-16 unit, not GSM, never joins a neighbour: positions are unit offsets
@@ -302,3 +302,9 @@ DIVERGENCES = [
 )
 def test_known_divergences_from_the_calculator(body: str, calculator: list[int], ours: list[int]) -> None:
     assert analyze(body).per_segment == ours != calculator
+
+
+def test_split_never_cuts_a_cluster() -> None:
+    body = FILL * 62 + CLUSTERS["family"] + FILL * 20  # a part holds 64 units after "(1/2) "
+    parts = split_message(body)
+    assert parts == ["(1/2) " + FILL * 62, "(2/2) " + CLUSTERS["family"] + FILL * 20]

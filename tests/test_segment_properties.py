@@ -117,11 +117,11 @@ def locate(body: str, contents: list[str]) -> list[int]:
     position = 0
     for index, content in enumerate(contents):
         assert content or len(contents) == 1, "empty part"
-        if index > 0:
-            assert not content[0].isspace(), "a later part starts with whitespace"
+        if index > 0:  # (a space that carries a combining mark is a character of its own)
+            assert not clusters(content)[0].isspace(), "a later part starts with whitespace"
         if not body.startswith(content, position):
-            while position < len(body) and body[position].isspace():
-                position += 1
+            while position < len(body) and (skipped := clusters(body[position : position + 16])[0]).isspace():
+                position += len(skipped)
         assert body.startswith(content, position), (index, content, body[position : position + 40])
         starts.append(position)
         position += len(content)
@@ -223,8 +223,10 @@ def test_character_mode_parts_are_full(body: str) -> None:
     encoding = analyze(body).encoding
     starts = locate(body, contents)
     for index in range(len(parts) - 1):
-        # the part could not have taken text up to and including the next part's first char
-        through_next = body[starts[index] : starts[index + 1] + 1]
+        # the part could not have taken text up to and including the next part's first character
+        # (a grapheme cluster in UCS-2)
+        first = contents[index + 1][0] if encoding == "GSM-7" else clusters(contents[index + 1])[0]
+        through_next = body[starts[index] : starts[index + 1]] + first
         assert prefix_lengths[index] + units(through_next, encoding) > (160 if encoding == "GSM-7" else 70)
 
 
@@ -236,14 +238,15 @@ def test_words_broken_only_when_part_would_be_over_half_empty(body: str, mode: s
     encoding = analyze(body).encoding
     limit = 160 if encoding == "GSM-7" else 70
     starts = locate(body, contents)
+    atoms = list if encoding == "GSM-7" else clusters  # a space carrying a mark is no word break
     for index in range(len(parts) - 1):
         end = starts[index] + len(contents[index])
-        if starts[index + 1] != end or body[end - 1].isspace() or body[end].isspace():
+        content = atoms(contents[index])
+        if starts[index + 1] != end or content[-1].isspace() or atoms(body[end:])[0].isspace():
             continue  # cut between words
-        content = contents[index]
-        last_space = max((i for i, char in enumerate(content) if char.isspace()), default=-1)
+        last_space = max((i for i, atom in enumerate(content) if atom.isspace()), default=-1)
         if last_space <= 0:
             continue  # one long word: it had to be broken
-        word_cut = content[:last_space].rstrip()
+        word_cut = "".join(content[:last_space]).rstrip()
         capacity = limit - prefix_lengths[index]
         assert 2 * units(word_cut, encoding) < capacity, (content, word_cut)
