@@ -294,6 +294,10 @@ DIVERGENCES = [
     ("newer emoji with a skin tone", FILL * 65 + "\U0001faf6\U0001f3fd" + FILL * 10, [67, 12], [65, 14]),
     ("newer ZWJ sequence", FILL * 64 + "\U0001f469\u200d\U0001f9b0" + FILL * 10, [67, 12], [64, 15]),
     ("stray ZWJ before an emoji base", FILL * 64 + "x\u200d\U0001f468" + FILL * 10, [64, 14], [66, 12]),
+    ("ZWJ before an emoji not in Glue_After_Zwj", FILL * 63 + "\U0001f600\u200d" + CLUSTERS["pride_flag"] + FILL * 10,
+     [66, 16], [63, 19]),
+    # grapheme-splitter's look-ahead for regional indicators cuts a flag's second mark off
+    ("flag followed by two marks", FILL * 62 + CLUSTERS["flag"] + "\u0301\u0301" + FILL * 10, [67, 11], [62, 16]),
 ]
 
 

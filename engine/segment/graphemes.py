@@ -12,9 +12,11 @@ differences applied on top:
 * no Indic conjunct rule: `grapheme-splitter` implements UAX #29 of Unicode 10, before rule GB9c
   (Unicode 15.1) joined consonant + virama + consonant, so क्ष is क् + ष there and here.
 
-What remains different is what Unicode 10's tables cannot express with today's properties (see
-the module tests): emoji sequences newer than 2017 (🫶🏽, 👩‍🦰, ❤️‍🔥 are two or three clusters in the
-calculator), a skin tone after a non-emoji, and characters whose break property changed since.
+What remains different (pinned in tests/test_segment_calculator.py, DIVERGENCES) is what Unicode
+10's emoji tables (E_Base, Glue_After_Zwj: gone from Unicode since) cannot be rebuilt from, and a
+grapheme-splitter quirk: emoji sequences newer than 2017 (🫶🏽, 👩‍🦰, ❤️‍🔥 are two or three clusters
+in the calculator), a skin tone after a non-emoji, a ZWJ before an emoji outside Glue_After_Zwj,
+a second combining mark after a flag, and characters whose break property changed since.
 
 `Ucs2Boundaries` answers the two questions the segment layout asks, "the last cluster boundary at
 or before this unit" and "where does the cluster starting here end", by looking only around the
