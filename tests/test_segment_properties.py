@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.segment import SMART_MAP, SPLIT_MODES, analyze, has_unicode, smart_replace, split_message
-from engine.segment.graphemes import clusters
+from engine.segment.analyze import layout
+from engine.segment.graphemes import Ucs2Boundaries, clusters
 
 # Independent of engine/segment/gsm.py on purpose (3GPP TS 23.038 default alphabet + extension).
 BASIC = (
@@ -166,6 +167,16 @@ def test_segments_fit_their_limit(body: str) -> None:
             assert all(0 < units_ <= concat for units_ in info.per_segment)
         # greedy: each segment is full but for what an unsplittable cluster held back
         assert all(units_ >= concat - (largest - 1) for units_ in info.per_segment[:-1])
+
+
+@PROPERTY_SETTINGS
+@given(bodies)
+def test_plain_67_unit_shortcut_is_what_the_layout_finds(body: str) -> None:
+    info = analyze(body)
+    data = body.encode("utf-16-le", "surrogatepass")
+    if info.encoding == "UCS-2" and info.units > 70:
+        bounds = Ucs2Boundaries(data)
+        assert layout(info.units, 70, 67, bounds.floor, bounds.after) == info.per_segment
 
 
 @settings(max_examples=40, deadline=None, database=None)

@@ -99,14 +99,18 @@ def layout(
     overflow = floor(single)  # the first character that did not fit a single SMS starts here
     start = floor(concat)  # the first segment, trimmed to the concatenated limit
     per_segment = [start]
-    forced_end = after(overflow)  # the trimmed characters and the one that did not fit, unchecked
+    # The second segment takes the trimmed characters and the one that did not fit, unchecked, and
+    # every later segment its first character: whatever else fits, it ends at or after that
+    # character's end (which is the next boundary, so only asked for when nothing else fits).
+    taken = overflow
     while True:
-        end = max(forced_end, floor(start + concat))
+        end = floor(start + concat)
+        if end <= taken:
+            end = after(taken)
         per_segment.append(end - start)
         if end >= total:
             return per_segment
-        start = end
-        forced_end = after(start)  # a new segment always takes its first character
+        start = taken = end
 
 
 def _gsm7_info(body: str, replacements: tuple[Replacement, ...]) -> SegmentInfo:
@@ -136,5 +140,10 @@ def _ucs2_info(body: str, replacements: tuple[Replacement, ...]) -> SegmentInfo:
     if total <= UCS2_SINGLE:
         return SegmentInfo(UCS2, 1, total, [total], body, replacements)
     bounds = Ucs2Boundaries(data)
-    per_segment = layout(total, UCS2_SINGLE, UCS2_CONCAT, bounds.floor, bounds.after)
+    full = (total - 1) // UCS2_CONCAT
+    if bounds.all_free(range(UCS2_CONCAT, total, UCS2_CONCAT)):
+        # Every 67th unit falls between two characters that join nothing: what `layout` would find.
+        per_segment = [UCS2_CONCAT] * full + [total - UCS2_CONCAT * full]
+    else:
+        per_segment = layout(total, UCS2_SINGLE, UCS2_CONCAT, bounds.floor, bounds.after)
     return SegmentInfo(UCS2, len(per_segment), total, per_segment, body, replacements)

@@ -27,6 +27,7 @@ over the stretch of joinable characters around a segment end.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Final
 
@@ -44,6 +45,25 @@ _JOINABLE: Final = regex.compile(
 # GB9c: in today's rules a consonant joins the cluster of a preceding virama; not in Unicode 10.
 _CONSONANT: Final = regex.compile(r"\p{InCB=Consonant}")
 _PREPEND: Final = regex.compile(r"\p{GCB=Prepend}")
+
+# Answers per character, remembered: a dict lookup is several times cheaper than a regex call.
+_CACHE_LIMIT: Final = 1 << 16
+_caches: dict[regex.Pattern[str], dict[str, bool]] = {_JOINABLE: {}, _CONSONANT: {}, _PREPEND: {}}
+
+
+def _is(pattern: regex.Pattern[str], char: str) -> bool:
+    cache = _caches[pattern]
+    known = cache.get(char)
+    if known is None:
+        known = pattern.match(char) is not None
+        if len(cache) < _CACHE_LIMIT:
+            cache[char] = known
+    return known
+
+
+def _joinable(char: str) -> bool:
+    """Whether `char` may join a neighbour into a cluster (see _JOINABLE)."""
+    return _is(_JOINABLE, char)
 
 
 def utf16_text(body: str) -> str:
@@ -70,7 +90,7 @@ def cluster_bounds(text: str, start: int = 0, end: int | None = None) -> list[in
                 bounds.extend(
                     index
                     for index in range(first + 1, last)
-                    if _CONSONANT.match(text, index) is not None and _PREPEND.match(text, index - 1) is None
+                    if _is(_CONSONANT, text[index]) and not _is(_PREPEND, text[index - 1])
                 )
         bounds.append(last)
     return bounds
@@ -103,6 +123,25 @@ class Ucs2Boundaries:
         self._cursor_k = 0  # ...and its code point index
         self._region: tuple[int, int, list[int]] = (0, 0, [0])
 
+    def all_free(self, offsets: Iterable[int]) -> bool:
+        """Whether each unit offset (0 < x < total) falls between two characters that join nothing.
+
+        Such an offset is a cluster boundary whatever the context, so if all of a message's
+        67-unit marks are, its layout is plain 67-unit segments.
+        """
+        data = self._data
+        for x in offsets:
+            if self._astral:
+                # the units on either side, two each when a low / high surrogate says so
+                first = 2 * x - (4 if x >= 2 and 0xDC <= data[2 * x - 1] <= 0xDF else 2)
+                last = 2 * x + (4 if 0xD8 <= data[2 * x + 1] <= 0xDB else 2)
+                pair = data[first:last].decode("utf-16-le", "surrogatepass")
+                if len(pair) != 2 or _joinable(pair[0]) or _joinable(pair[1]):
+                    return False  # (a surrogate pair straddling x decodes to fewer characters)
+            elif _joinable(self._text[x - 1]) or _joinable(self._text[x]):
+                return False
+        return True
+
     def floor(self, x: int) -> int:
         """The last cluster boundary at or before unit offset `x` (0 if the first cluster is longer)."""
         if x >= self.total:
@@ -129,20 +168,21 @@ class Ucs2Boundaries:
         text = self._text
         if k <= 0 or k >= len(text):
             return True
-        return _JOINABLE.match(text, k - 1) is None and _JOINABLE.match(text, k) is None
+        return not (_joinable(text[k - 1]) or _joinable(text[k]))
 
     def _bounds_around(self, k: int) -> list[int]:
-        """The cluster boundaries of the joinable stretch containing code point index k."""
+        """The cluster boundaries of the joinable stretch containing code point index k (0 < k < n)."""
         first, last, bounds = self._region
         if first <= k <= last:
             return bounds
-        first = k
-        while not self._forced(first):
+        text, joinable = self._text, _joinable
+        first = last = k  # widen both ways to the nearest position where neither side can join
+        while first > 0 and (joinable(text[first - 1]) or joinable(text[first])):
             first -= 1
-        last = k
-        while not self._forced(last):
+        end = len(text)
+        while last < end and (joinable(text[last - 1]) or joinable(text[last])):
             last += 1
-        bounds = cluster_bounds(self._text, first, last)
+        bounds = cluster_bounds(text, first, last)
         self._region = (first, last, bounds)
         return bounds
 

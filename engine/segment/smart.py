@@ -293,7 +293,6 @@ SMART_MAP: Final[dict[str, str]] = {
     "\ufeff": "",  # ZERO WIDTH NO-BREAK SPACE
     "\u2022": "-",  # BULLET
 }
-_SMART_TABLE: Final = str.maketrans(SMART_MAP)
 # A regex character class scans a str in C: most bodies contain none of the table's characters.
 _SMART_RE: Final = re.compile("[" + re.escape("".join(SMART_MAP)) + "]")
 
@@ -306,6 +305,13 @@ def smart_replace(body: str) -> tuple[str, tuple[Replacement, ...]]:
     """
     if _SMART_RE.search(body) is None:
         return body, ()
-    rewritten = body.translate(_SMART_TABLE)
-    pairs = tuple((char, SMART_MAP[char]) for char in dict.fromkeys(_SMART_RE.findall(body)))
-    return rewritten, pairs
+    used: dict[str, str] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        char = match.group()
+        replacement = used[char] = SMART_MAP[char]
+        return replacement
+
+    # Only the matches cost Python calls (str.translate would look up every character).
+    rewritten = _SMART_RE.sub(replace, body)
+    return rewritten, tuple(used.items())
