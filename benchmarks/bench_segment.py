@@ -2,8 +2,13 @@
 
 Targets: a 160-character GSM body under 10 µs and a 1,000-character mixed body under 50 µs.
 "Mixed" is the slow GSM-7 path: ASCII with non-ASCII GSM letters (Ä, Ω, é…) and plenty of
-extension characters ({ } [ ] | ~ ^ € \\), 1,100 septets over eight segments.  Run it with
-`python -m benchmarks.bench_segment`; it prints one JSON object.
+extension characters ({ } [ ] | ~ ^ € \\), 1,100 septets over eight segments.  For information
+(no target) it also times a 1,000-character UCS-2 body dense with grapheme clusters (accents,
+skin tones, flags, a ZWJ family, Devanagari), where segment ends must be found between clusters.
+Each is reported against a per-character baseline in the same run: the straightforward way, in
+the shape of Twilio's calculator (cut into characters or clusters, then fill segments one at a
+time), with the same rules.  Run it with `python -m benchmarks.bench_segment`; it prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -12,25 +17,28 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from engine.segment import GSM7_BASIC, GSM7_EXTENSION, analyze
+from engine.segment.graphemes import clusters
 
 _GSM_160 = ("Hi Sam, your appointment is confirmed for Tue 14 May at 10:30. Reply C to cancel. " * 2)[:160]
 _MIXED_1000 = (
     "Grüße {name}: order [#42] costs €9.99 | ÄÖÜ ~ Ωmega ^_^ \\o/ ok. Ça va? é è ù ì ò Δ Φ Γ Λ Π Ψ Σ Θ Ξ. " * 12
 )[:1000]
+_UCS2_1000 = ("Привет, Zoë! Café crème 👍🏽 at 9, 🇫🇷 vs 🇮🇹 — 👨\u200d👩\u200d👧 नमस्ते e\u0301 ok. " * 20)[:1000]
 
 _WARMUP = 2_000
 _RUNS = 30_000
 
 
-def _median_us(call: Callable[[], object]) -> float:
+def _median_us(call: Callable[[], object], runs: int = _RUNS) -> float:
     """Median wall time of one call, in microseconds, over many individually timed runs."""
     for _ in range(_WARMUP):
         call()
     clock = time.perf_counter_ns
     samples = []
-    for _ in range(_RUNS):
+    for _ in range(runs):
         began = clock()
         call()
         samples.append(clock() - began)
@@ -38,7 +46,7 @@ def _median_us(call: Callable[[], object]) -> float:
 
 
 def naive_segments(body: str) -> tuple[str, int]:
-    """Baseline: the straightforward per-character way (the shape of Twilio's calculator), same rules."""
+    """Baseline: the calculator's way, one character (GSM-7) or grapheme cluster (UCS-2) at a time."""
     units: list[int] = []
     gsm = True
     for ch in body:
@@ -50,39 +58,44 @@ def naive_segments(body: str) -> tuple[str, int]:
             gsm = False
             break
     if not gsm:
-        units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+        units = [len(cluster.encode("utf-16-le", "surrogatepass")) // 2 for cluster in clusters(body)]
     single, concat = (160, 153) if gsm else (70, 67)
-    total = sum(units)
-    if total <= single:
-        return ("GSM-7" if gsm else "UCS-2"), 1
-    segments, used = 1, 0
+    first: list[int] = []  # what the first segment holds, until it gets its header
+    used = [0]  # units per segment
     for u in units:
-        if used + u > concat:
-            segments, used = segments + 1, 0
-        used += u
-    return ("GSM-7" if gsm else "UCS-2"), segments
+        if (single if len(used) == 1 else concat) - used[-1] < u:
+            moved = 0
+            if len(used) == 1:  # the first segment gets its header: give back what no longer fits
+                while used[0] > concat:
+                    given = first.pop()
+                    used[0] -= given
+                    moved += given
+            used.append(moved)
+        elif len(used) == 1:
+            first.append(u)
+        used[-1] += u
+    return ("GSM-7" if gsm else "UCS-2"), len(used)
 
 
 def run() -> dict[str, float]:
-    """Measure both targets (and the per-character baseline in the same run); medians in µs."""
-    for body, size in ((_GSM_160, 160), (_MIXED_1000, 1000)):
+    """Measure the targets and the UCS-2 figure, each with its baseline in the same run; medians in µs."""
+    bodies = {"160_gsm": (_GSM_160, 160, "GSM-7"), "1000_mixed": (_MIXED_1000, 1000, "GSM-7"),
+              "1000_ucs2_clusters": (_UCS2_1000, 1000, "UCS-2")}
+    for body, size, encoding in bodies.values():
         info = analyze(body)
-        if len(body) != size or info.encoding != "GSM-7":
+        if len(body) != size or info.encoding != encoding:
             raise RuntimeError(f"benchmark body of {size} characters is not what it claims")
         if naive_segments(body) != (info.encoding, info.segments):
             raise RuntimeError("baseline disagrees with analyze(): the comparison would be meaningless")
-    ours_160 = _median_us(lambda: analyze(_GSM_160))
-    ours_1000 = _median_us(lambda: analyze(_MIXED_1000))
-    base_160 = _median_us(lambda: naive_segments(_GSM_160))
-    base_1000 = _median_us(lambda: naive_segments(_MIXED_1000))
-    return {
-        "analyze_160_gsm_us_median": ours_160,
-        "analyze_1000_mixed_us_median": ours_1000,
-        "baseline_160_gsm_us_median": base_160,
-        "baseline_1000_mixed_us_median": base_1000,
-        "speedup_160": round(base_160 / ours_160, 2),
-        "speedup_1000": round(base_1000 / ours_1000, 2),
-    }
+    result: dict[str, float] = {}
+    for name, (body, _, _) in bodies.items():
+        runs = _RUNS if name != "1000_ucs2_clusters" else _RUNS // 10
+        ours = _median_us(partial(analyze, body), runs)
+        base = _median_us(partial(naive_segments, body), runs)
+        result[f"analyze_{name}_us_median"] = ours
+        result[f"baseline_{name}_us_median"] = base
+        result[f"speedup_{name}"] = round(base / ours, 2)
+    return result
 
 
 def main() -> None:

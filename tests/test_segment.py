@@ -362,14 +362,15 @@ def test_smart_map_agrees_with_twilio(original: str, replacement: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "space", ["\u00a0", "\u2002", "\u2003", "\u2009", "\u200a", "\u202f", "\u205f", "\u3000", "\t"]
+    ("space", "replacement"),
+    [("\u00a0", "  "), ("\u2002", "  "), ("\u3000", "  "), ("\u2001", " "), ("\u2028", " "), ("\t", " " * 7)],
 )
-def test_smart_unicode_spaces_become_one_space(space: str) -> None:
-    assert analyze(f"a{space}b", smart=True).body == "a b"
+def test_smart_unicode_spaces_as_twilio_counts_them(space: str, replacement: str) -> None:
+    # Twilio's table: most Unicode spaces become two spaces, EM QUAD and the separators one, TAB seven.
+    assert analyze(f"a{space}b", smart=True).body == f"a{replacement}b"
 
 
-def test_smart_keeps_angle_quote_direction() -> None:
-    # Deliberate difference: Twilio's table maps ‹ to > and › to <.
+def test_smart_angle_quotes_keep_their_direction() -> None:
     assert analyze("\u2039a\u203a", smart=True).body == "<a>"
 
 
@@ -377,7 +378,7 @@ def test_smart_rewrites_and_reports_distinct_pairs_in_order() -> None:
     body = "It’s “great” — really… ‘yes’\u00a0• done"
     info = analyze(body, smart=True)
     assert info.encoding == "GSM-7"
-    assert info.body == "It's \"great\" - really... 'yes' - done"
+    assert info.body == "It's \"great\" - really... 'yes'  - done"
     assert info.replacements == (
         ("’", "'"),
         ("“", '"'),
@@ -385,7 +386,7 @@ def test_smart_rewrites_and_reports_distinct_pairs_in_order() -> None:
         ("—", "-"),
         ("…", "..."),
         ("‘", "'"),
-        ("\u00a0", " "),
+        ("\u00a0", "  "),
         ("•", "-"),
     )
     assert info.units == len(info.body)
@@ -404,11 +405,13 @@ def test_smart_counts_the_rewritten_body() -> None:
     assert (info.body, info.units) == ("a...{", 6)
 
 
-def test_smart_does_nothing_when_ucs2_is_needed_anyway() -> None:
-    body = "It’s “great” 😀"
+def test_smart_replaces_even_when_ucs2_is_needed_anyway() -> None:
+    # As Twilio's calculator: the table is applied first, then the encoding chosen.
+    body = "It’s “great”… 😀"
     info = analyze(body, smart=True)
-    assert (info.encoding, info.body, info.replacements) == ("UCS-2", body, ())
-    assert info.units == len(body) + 1
+    assert (info.encoding, info.body) == ("UCS-2", "It's \"great\"... 😀")
+    assert info.replacements == (("’", "'"), ("“", '"'), ("”", '"'), ("…", "..."))
+    assert info.units == len(info.body) + 1
 
 
 def test_smart_leaves_gsm_bodies_alone() -> None:

@@ -269,3 +269,19 @@ def test_split_with_smart_encoding_uses_the_rewritten_body() -> None:
     contents = assert_well_formed(analyze(body, smart=True).body, smart)
     assert all("’" not in content and "…" not in content for content in contents)
     assert split_message("It’s short", smart=True) == ["It's short"]
+
+
+def test_clusters_never_split_across_parts() -> None:
+    flag = "\U0001f1eb\U0001f1f7"
+    body = "Ж" * 62 + flag + "Ж" * 20  # the flag's 4 units would straddle the part's 64-unit room
+    assert split_message(body) == ["(1/2) " + "Ж" * 62, "(2/2) " + flag + "Ж" * 20]
+    accents = "e\u0301" * 40  # 80 units of 2-unit clusters
+    parts = split_message(accents)
+    assert parts == ["(1/2) " + "e\u0301" * 32, "(2/2) " + "e\u0301" * 8]
+
+
+def test_a_cluster_too_long_for_half_an_sms_is_cut_between_code_points() -> None:
+    body = "e" + "\u0301" * 100
+    parts = split_message(body)
+    assert "".join(part.split(") ", 1)[1] for part in parts) == body
+    assert all(len(part.encode("utf-16-le")) // 2 <= 70 for part in parts)

@@ -7,6 +7,7 @@ from itertools import accumulate
 from typing import Final, Literal
 
 from engine.segment.analyze import analyze
+from engine.segment.graphemes import clusters
 from engine.segment.gsm import GSM7, GSM7_EXTENSION, GSM7_SINGLE, UCS2_SINGLE
 
 SplitMode = Literal["character", "word", "sentence"]
@@ -21,6 +22,8 @@ def split_message(body: str, mode: str = "character", *, smart: bool = False) ->
 
     A body that fits one SMS comes back unchanged as the only part.  Otherwise parts are prefixed
     `(i/n) `; only whitespace at split points is dropped, nothing else is lost or reordered.
+    Cuts fall where segment boundaries may: never inside a GSM extension character or a grapheme
+    cluster (as `analyze` counts them), except a cluster too long for half an SMS.
     Modes: "character" (most compact), "word" (a word is broken only when the part would
     otherwise be more than half empty), "sentence" (cut after , . ! ? or at a line break when
     the part stays at least half full; else as "word").
@@ -28,16 +31,19 @@ def split_message(body: str, mode: str = "character", *, smart: bool = False) ->
     if mode not in SPLIT_MODES:
         raise ValueError(f"unknown split mode {mode!r}; expected one of {', '.join(SPLIT_MODES)}")
     info = analyze(body, smart=smart)
-    text = info.body
     if info.encoding == GSM7:
         limit = GSM7_SINGLE
+        if info.units <= limit:
+            return [info.body]
+        text = list(info.body)
         costs = [2 if char in GSM7_EXTENSION else 1 for char in text]
     else:
         limit = UCS2_SINGLE
-        costs = [2 if char > "\uffff" else 1 for char in text]
-    if info.units <= limit:
-        return [text]
-    # cumulative[k] = units of text[:k]; lets "how much fits from here" be one bisect.
+        if info.units <= limit:
+            return [info.body]
+        text = _ucs2_atoms(info.body, limit // 2)
+        costs = [_utf16_units(atom) for atom in text]
+    # cumulative[k] = units of the first k atoms; lets "how much fits from here" be one bisect.
     cumulative = [0, *accumulate(costs)]
     # The prefix width depends on the part count, which depends on the prefix width: budget for
     # `width` digits in n and widen until the count fits (widening only ever adds room).
@@ -53,18 +59,33 @@ def split_message(body: str, mode: str = "character", *, smart: bool = False) ->
     return [f"({index}/{count}) {part}" for index, part in enumerate(parts, 1)]
 
 
-def _split(text: str, cumulative: list[int], limit: int, width: int, mode: str) -> list[str]:
-    """Greedy split, each part's content capacity being `limit` minus its own `(i/n) ` prefix."""
+def _utf16_units(text: str) -> int:
+    return len(text) + sum(1 for char in text if char > "\uffff")
+
+
+def _ucs2_atoms(body: str, longest: int) -> list[str]:
+    """The grapheme clusters of `body`; one longer than `longest` units is cut into code points."""
+    atoms: list[str] = []
+    for cluster in clusters(body):
+        if len(cluster) > 1 and _utf16_units(cluster) > longest:
+            atoms.extend(cluster)
+        else:
+            atoms.append(cluster)
+    return atoms
+
+
+def _split(text: list[str], cumulative: list[int], limit: int, width: int, mode: str) -> list[str]:
+    """Greedy split of the atoms (characters or clusters), each part's capacity being `limit` less its prefix."""
     parts: list[str] = []
     length = len(text)
     start = 0
     while start < length:
         capacity = limit - (4 + len(str(len(parts) + 1)) + width)
-        # Largest end with units(text[start:end]) <= capacity; every char costs 1 or 2 and the
-        # capacity is at least 2, so end > start.
+        # Largest end with units(text[start:end]) <= capacity; an atom costs at most half an SMS
+        # and a prefix takes less than the other half, so end > start.
         end = bisect_right(cumulative, cumulative[start] + capacity) - 1
         if end >= length:
-            parts.append(text[start:])
+            parts.append("".join(text[start:]))
             break
         if mode == "sentence":
             cut = _sentence_cut(text, cumulative, start, end, capacity)
@@ -72,7 +93,7 @@ def _split(text: str, cumulative: list[int], limit: int, width: int, mode: str) 
             cut = _word_cut(text, cumulative, start, end, capacity)
         else:
             cut = end
-        part = text[start:cut].rstrip()
+        part = "".join(text[start:cut]).rstrip()
         if part:  # empty only for a body opening with a capacity's worth of whitespace
             parts.append(part)
         start = cut
@@ -81,14 +102,14 @@ def _split(text: str, cumulative: list[int], limit: int, width: int, mode: str) 
     return parts
 
 
-def _half_full(text: str, cumulative: list[int], start: int, cut: int, capacity: int) -> bool:
+def _half_full(text: list[str], cumulative: list[int], start: int, cut: int, capacity: int) -> bool:
     """Whether text[start:cut], less trailing whitespace, fills at least half the capacity."""
     while cut > start and text[cut - 1].isspace():
         cut -= 1
     return 2 * (cumulative[cut] - cumulative[start]) >= capacity
 
 
-def _word_cut(text: str, cumulative: list[int], start: int, end: int, capacity: int) -> int:
+def _word_cut(text: list[str], cumulative: list[int], start: int, end: int, capacity: int) -> int:
     """Cut at the last whitespace that fits; fill with characters if that leaves it over half empty."""
     if text[end].isspace() or text[end - 1].isspace():
         return end  # the character cut already falls between words
@@ -100,7 +121,7 @@ def _word_cut(text: str, cumulative: list[int], start: int, end: int, capacity: 
     return end
 
 
-def _sentence_cut(text: str, cumulative: list[int], start: int, end: int, capacity: int) -> int:
+def _sentence_cut(text: list[str], cumulative: list[int], start: int, end: int, capacity: int) -> int:
     """Cut at the last `, . ! ?` + whitespace or line break that fits; else fall back to words.
 
     A cut point is a whitespace character (dropped with the split) preceded by one of `, . ! ?`,
