@@ -1,8 +1,8 @@
 """SQL of the message queue, administration and metrics, by name. Nothing outside engine/store builds SQL.
 
 Its siblings hold the rest, by aggregate: `carousel_queries` (the HTTP API), `lease_queries` (workers and
-DID leases), `outbox_queries` (callback events), `inbound_queries` (MOs, consent, sessions, loops). Values always travel as parameters; batches travel as
-arrays and are UNNESTed.
+DID leases), `outbox_queries` (callback events), `inbound_queries` (MOs, consent, sessions, loops). Values
+always travel as parameters; batches travel as arrays and are UNNESTed.
 """
 
 from __future__ import annotations
