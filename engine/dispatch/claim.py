@@ -68,6 +68,7 @@ class Claimer:
         self.servable = servable
         self.wake = asyncio.Event()  # new rows may be due
         self.stopping = False
+        self.unfinished: list[int] = []  # claimed ids of batches that failed half-way
 
     def stop(self) -> None:
         self.stopping = True
@@ -85,6 +86,7 @@ class Claimer:
                 continue
             self.wake.clear()
             apps, saturated = self.servable()
+            rows: list[Claimed] = []
             try:
                 rows = await outbound.claim(
                     self.pool, self.worker_id, settings.batch_size, settings.lease_seconds, apps
@@ -92,6 +94,10 @@ class Claimer:
                 if rows:
                     await self.handle(rows)
             except DB_ERRORS as exc:
+                # A batch that failed half-way must not stay claimed (our heartbeat would keep it so forever):
+                # its rows go back to the queue once the database answers again. Any of them already placed in
+                # memory can no longer be marked 'sending' (that needs the claim), so none is sent twice.
+                self.unfinished.extend(r.id for r in rows)
                 log.warning("claim failed (%s); retrying", exc)
                 await asyncio.sleep(settings.poll_seconds)
                 continue
@@ -103,7 +109,12 @@ class Claimer:
                     await self._sleep_or_wake(await self._idle_wait())
 
     async def requeue_orphans(self) -> None:
-        """Claimed messages this worker can no longer send (their DIDs went elsewhere): back to the queue."""
+        """Claimed messages this worker can no longer send (their DIDs went elsewhere, or their batch failed
+        half-way): back to the queue."""
+        if self.unfinished:
+            ids = list(self.unfinished)
+            await leases.requeue_claimed(self.pool, self.worker_id, ids, 0.5)
+            del self.unfinished[: len(ids)]
         self.orphans.extend(self.scheduler.take_orphans())
         if not self.orphans:
             return

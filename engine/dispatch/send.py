@@ -136,6 +136,13 @@ class Sender:
             self._launching -= 1
 
     async def _mark_and_fire(self, decisions: list[Decision[Pending]]) -> None:
+        seen: set[int] = set()
+        unique: list[Decision[Pending]] = []
+        for d in decisions:  # one message twice in memory (re-claimed after a failed batch): one send only
+            if d.payload.id not in seen:
+                seen.add(d.payload.id)
+                unique.append(d)
+        decisions = unique
         if not decisions:
             return
         for d in decisions:  # a DID with a send between decision and reply is never handed over

@@ -55,3 +55,11 @@ SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now(),
     sending_at = CASE WHEN o.state = 'sending' THEN NULL ELSE o.sending_at END
 WHERE o.id = ANY($1::bigint[]) AND o.claimed_by = $2 AND o.state IN ('claimed', 'sending')
 """
+# Claimed messages whose batch failed half-way (the database went away mid-batch): back to the queue, but only
+# those still merely claimed — one already marked 'sending' may be on its way to the carrier and stays as it is.
+REQUEUE_CLAIMED: Final = """
+UPDATE engine_outbound o
+SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now(),
+    due_at = now() + make_interval(secs => $3)
+WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $2
+"""

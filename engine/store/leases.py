@@ -13,6 +13,7 @@ __all__ = [
     "register_worker",
     "release_leases",
     "renew",
+    "requeue_claimed",
     "requeue_unsent",
 ]
 
@@ -48,6 +49,11 @@ async def release_leases(pool: asyncpg.Pool, worker_id: str, did_ids: list[int])
 async def requeue_unsent(pool: asyncpg.Pool, worker_id: str, ids: list[int], delay: float) -> None:
     """Claimed messages we will not send after all: back to the queue, due after *delay* seconds."""
     await pool.execute(lq.REQUEUE_UNSENT, ids, worker_id, delay)
+
+
+async def requeue_claimed(pool: asyncpg.Pool, worker_id: str, ids: list[int], delay: float) -> None:
+    """Messages of a batch that failed half-way: those still only claimed go back to the queue."""
+    await pool.execute(lq.REQUEUE_CLAIMED, ids, worker_id, delay)
 
 
 async def leave(pool: asyncpg.Pool, worker_id: str) -> None:
