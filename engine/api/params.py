@@ -16,6 +16,15 @@ import orjson
 from engine.api.dates import DateParseError, parse_when
 from engine.errors import InvalidInput
 from engine.policy.admission import BodyLimits, body_problem
+from engine.policy.lifetime import (
+    CATEGORIES,
+    MAX_TYPE_CHARS,
+    Category,
+    DurationError,
+    Notification,
+    expiry,
+    parse_duration,
+)
 from engine.segment import analyze
 from engine.store.database import MAX_ID
 
@@ -37,6 +46,7 @@ __all__ = [
     "parse_country",
     "parse_int",
     "parse_message_ids",
+    "parse_notification",
     "parse_on",
     "parse_recipients",
     "parse_tags",
@@ -186,6 +196,36 @@ def parse_on(params: Params, now: datetime) -> datetime | None:
         return parse_when(value, now)
     except DateParseError as exc:
         raise InvalidInput("on", str(exc)) from None
+
+
+def parse_notification(params: Params, now: datetime, due: datetime | None) -> Notification:
+    """``type`` (a free label), ``category`` (transactional, the default, or marketing) and the lifetime:
+    ``valid_for`` (a duration from when the message is due: *due*, else *now*) and/or ``expires_at`` (a date,
+    parsed as ``on`` is); the earlier wins. An expiry already past, or before *due*, is refused."""
+    label = optional(params, "type")
+    if label is not None and len(label) > MAX_TYPE_CHARS:
+        raise InvalidInput("type", f"at most {MAX_TYPE_CHARS} characters")
+    raw_category = (optional(params, "category") or "transactional").lower()
+    if raw_category not in CATEGORIES:
+        raise InvalidInput("category", "must be transactional or marketing")
+    category: Category = "marketing" if raw_category == "marketing" else "transactional"
+    valid_for = None
+    if (text := optional(params, "valid_for")) is not None:
+        try:
+            valid_for = parse_duration(text)
+        except DurationError as exc:
+            raise InvalidInput("valid_for", str(exc)) from None
+    expires_at = None
+    if (text := optional(params, "expires_at")) is not None:
+        try:
+            expires_at = parse_when(text, now)
+        except DateParseError as exc:
+            raise InvalidInput("expires_at", str(exc)) from None
+        if expires_at <= now:
+            raise InvalidInput("expires_at", "is already past")
+        if due is not None and expires_at <= due:
+            raise InvalidInput("expires_at", "is not after the time the message is due (on)")
+    return Notification(label, category, expiry(due or now, valid_for, expires_at))
 
 
 def parse_country(params: Params) -> str:
