@@ -67,6 +67,23 @@ def parse_period(raw: str, *, name: str = "period") -> float:
     return seconds
 
 
+def format_period(seconds: float) -> str:
+    """The inverse of :func:`parse_period`: 3600 -> '1h', 90 -> '90s' (the largest unit that divides it)."""
+    whole = int(seconds)
+    for unit in ("d", "h", "m"):
+        size = int(_UNITS[unit])
+        if whole > 0 and whole % size == 0 and whole == seconds:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def format_flood_limit(limit: int | None, seconds: float | None) -> str:
+    """What `--flood-limit` takes for the stored limit: 'N/PERIOD', or 'off'."""
+    if limit is None or seconds is None:
+        return "off"
+    return f"{limit}/{format_period(seconds)}"
+
+
 def parse_flood_limit(raw: str, *, name: str = "--flood-limit") -> tuple[int, float] | None:
     """'N/PERIOD' (at most N messages to one phone per PERIOD) -> (N, seconds); 'off' or '' -> None."""
     text = raw.strip()

@@ -33,6 +33,7 @@ from engine.policy.admission import prepare
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
+from engine.store import notify
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
 
@@ -104,6 +105,7 @@ class CarouselApi:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._apps: dict[str, tuple[float, store.ApiApp]] = {}
+        self._key_generation = 0  # bumped by forget_keys: a lookup that raced a key change is not cached
         self.calls: dict[str, Handler] = {
             "send_message": self.send_message,
             "send_messages": self.send_messages,
@@ -180,14 +182,34 @@ class CarouselApi:
         cached = self._apps.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._key_generation
         app = await store.app_by_key_hash(self.pool, digest)
         if app is None:
             raise ApiError(401, "api_key is not valid")
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and generation == self._key_generation:
             if len(self._apps) >= CACHE_MAX:
                 self._apps.clear()
             self._apps[digest] = (now + self.cache_seconds, app)
         return app
+
+    def forget_keys(self) -> None:
+        """Drop every cached key: each app's next call looks its key up again."""
+        self._key_generation += 1
+        self._apps.clear()
+
+    async def watch_keys(self, dsn: str) -> None:
+        """Until cancelled: drop the cache whenever an API key changes (``engine app rotate-key``, the console), so
+        an old key stops working at once in every API server, not after the cache's few seconds."""
+        changed = asyncio.Event()
+        listening = asyncio.create_task(notify.listener(dsn, notify.API_KEYS, changed, name="api-keys").run())
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                self.forget_keys()
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
     @staticmethod
     def _smsc(app: store.ApiApp) -> int:

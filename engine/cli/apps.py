@@ -1,4 +1,4 @@
-"""`engine app create|list|set|status`: applications and their settings."""
+"""`engine app create|list|set|status|rotate-key`: applications, their settings and API keys."""
 
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--loop-cooldown", metavar="PERIOD", help="automatic replies stop this long (default 1h)")
     p.add_argument("--smsc-limit-per-min", metavar="N",
                    help="cap the app's whole DID pool at N segments/minute (e.g. a 10DLC campaign); 'off' removes it")
+    p = app.add_parser("rotate-key", help="give the application a new API key (printed once); the old one stops "
+                                          "working at once")
+    _common(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
     p = app.add_parser("status", help="queue and callback-outbox counts, recent dead-lettered callbacks")
     _common(p)
     p.add_argument("name", metavar="NAME")
@@ -101,6 +106,13 @@ async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:
         if changes is not None:
             await admin.update_app(pool, args.name, changes)
             print(f"updated {args.name}: " + "; ".join(changes.describe()))
+            return 0
+        if args.action == "rotate-key":
+            key = await admin.rotate_api_key(pool, args.name)
+            if args.json:
+                _print_json({"app": args.name, "api_key": key})
+            else:
+                print(f"api_key: {key}\n(shown only now; it is stored hashed. The old key no longer works.)")
             return 0
         if args.action == "status":
             status = await admin.app_status(pool, args.name, dead=max(0, args.dead))

@@ -22,6 +22,7 @@ from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
 from engine.store import carousel_queries as cq
 from engine.store import queries as q
+from engine.store import vault
 from engine.store.outbox import NewEvent, enqueue_events
 
 __all__ = [
@@ -129,7 +130,7 @@ async def app_by_key_hash(pool: asyncpg.Pool, key_hash: str) -> ApiApp | None:
     provider = None
     if row["provider_id"] is not None:
         provider = ProviderAccount(
-            row["provider_id"], row["kind"], row["account_sid"], row["auth_token"],
+            row["provider_id"], row["kind"], row["account_sid"], vault.reveal(row["auth_token"]),
             row["messaging_service_sid"], row["base_url"], row["single_sms"],
         )
     return ApiApp(

@@ -41,6 +41,9 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding,
 FROM engine_app a ORDER BY a.id
 """
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
+# A new API key (its hash): the old one stops working at once; API servers drop their cache on the notification.
+ROTATE_API_KEY: Final = "UPDATE engine_app SET api_key_hash = $2 WHERE name = $1 RETURNING id"
+API_KEYS_CHANGED: Final = "SELECT pg_notify('engine_api_keys', '')"
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
 INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,

@@ -8,6 +8,7 @@ import asyncpg
 
 from engine.policy.admission import AppRules
 from engine.store import queries as q
+from engine.store import vault
 
 __all__ = ["AppRow", "CapRow", "DidRow", "ProviderRow", "RecentSend", "Topology", "load_topology", "recent_sends"]
 
@@ -83,7 +84,7 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
         ],
         dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"]) for r in dids],
         providers=[
-            ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], r["auth_token"],
+            ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], vault.reveal(r["auth_token"]),
                         r["messaging_service_sid"], r["base_url"])
             for r in providers
         ],
