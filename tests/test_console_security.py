@@ -135,7 +135,9 @@ async def test_every_change_needs_the_sessions_csrf_token(pool: asyncpg.Pool) ->
                                     headers={"X-CSRF-Token": token}) as resp:
                 assert resp.status == 200 and "1 segment" in await resp.text()
             async with session.post(served.base + "/console/apps/lib/rotate-key", data={"csrf_token": token}) as resp:
-                assert resp.status == 200 and 'id="new-api-key"' in await resp.text()
+                assert resp.status == 200 and 'id="new-api-key"' in await resp.text()  # (after the redirect)
+            async with session.get(served.base + "/console/apps/lib") as resp:
+                assert 'id="new-api-key"' not in await resp.text()  # shown once
             assert await pool.fetchval("SELECT api_key_hash FROM engine_app") is not None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ __all__ = [
     "NOTICES",
     "OPERATOR",
     "Deps",
+    "OneTime",
     "cursor_time",
     "form",
     "int_param",
@@ -57,7 +59,28 @@ NOTICES: Final = {
     "bought": "Number bought, pointed at the engine and added.",
     "released": "Number released and removed.",
     "nothing": "Nothing to change.",
+    "rotated": "The API key was rotated: the old key no longer works.",
 }
+
+
+class OneTime:
+    """Secrets shown once on the page a redirect leads to (a new API key), kept in memory a few minutes at most and
+    per session: the form's answer stays a redirect (a reload cannot repeat the change) and never carries the
+    secret in a URL."""
+
+    def __init__(self, clock: Callable[[], float], ttl: float = 300.0) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self._held: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def put(self, request: web.Request, what: str, value: str) -> None:
+        now = self.clock()
+        self._held = {k: v for k, v in self._held.items() if v[0] > now}
+        self._held[request.get(CSRF, ""), what] = (now + self.ttl, value)
+
+    def take(self, request: web.Request, what: str) -> str | None:
+        held = self._held.pop((request.get(CSRF, ""), what), None)
+        return held[1] if held is not None and held[0] > self.clock() else None
 
 
 @dataclass
@@ -67,6 +90,7 @@ class Deps:
     pool: Pool
     settings: Settings
     forget_keys: Callable[[], None] = field(default=lambda: None)
+    once: OneTime = field(default_factory=lambda: OneTime(time.monotonic))
 
 
 async def render(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200,
@@ -78,6 +102,7 @@ async def render(request: web.Request, template: str, context: dict[str, Any], *
         "nav": NAV,
         "active": nav,
         "notice": NOTICES.get(request.query.get("done", "")),
+        "error": None,  # a page's own error, when it has one
     }
     return aiohttp_jinja2.render_template(template, request, frame | context, status=status)
 

@@ -24,6 +24,7 @@ from engine.app_settings import (
 )
 from engine.console.views import Deps, form, int_param, render, see_other
 from engine.errors import EngineError, InvalidInput
+from engine.inbound.chain import DEFAULT_HELP, DEFAULT_NOMATCH, DEFAULT_OPTOUT
 from engine.segment import analyze
 from engine.store import admin
 from engine.store import carousel as keywords
@@ -33,12 +34,14 @@ __all__ = ["SETTINGS", "TEXTS", "AppPages", "current_values"]
 
 DEAD_PAGE: Final = 20
 HELP_TEXT_ADVICE: Final = 160  # carriers recommend a HELP answer in one SMS
+# (setting, label, hint, what is sent when it is empty: the module chain's default, or nothing)
 TEXTS: Final = (
-    ("help_text", "HELP answer", "Sent when a phone texts HELP (or INFO)."),
-    ("welcome_text", "Welcome text", "Sent once, to a phone's first message to this app."),
-    ("optout_text", "Opt-out confirmation", "Sent on STOP (the only message an opted-out phone ever gets)."),
-    ("optin_text", "Opt-in confirmation", "Sent on START."),
-    ("nomatch_text", "No-match reply", "Sent when an MO matches no keyword."),
+    ("help_text", "HELP answer", "Sent when a phone texts HELP (or INFO).", DEFAULT_HELP),
+    ("welcome_text", "Welcome text", "Sent once, to a phone's first message to this app.", None),
+    ("optout_text", "Opt-out confirmation", "Sent on STOP (the only message an opted-out phone ever gets).",
+     DEFAULT_OPTOUT),
+    ("optin_text", "Opt-in confirmation", "Sent on START.", None),
+    ("nomatch_text", "No-match reply", "Sent when an MO matches no keyword.", DEFAULT_NOMATCH),
 )
 # (setting, label, kind, hint): kind is text, select:<choices> or yesno.
 SETTINGS: Final = (
@@ -84,8 +87,15 @@ def _typed(fields: dict[str, str]) -> dict[str, str]:
     return {name: fields[name].replace("\r\n", "\n") for name in SETTING_NAMES if name in fields}
 
 
-def segment_summary(text: str, *, smart: bool) -> dict[str, Any]:
-    """What the counter shows for *text*: encoding, segments, characters, and smart encoding's replacements."""
+def placeholder(default: str | None, app: str) -> str:
+    """What the field shows when empty: what is sent instead (the module chain's default text), or that nothing is."""
+    return "Nothing is sent while this is empty." if default is None else "Default: " + default.replace("{app}", app)
+
+
+def segment_summary(text: str, *, smart: bool, app: str) -> dict[str, Any]:
+    """What the counter shows for *text* as it goes out ({app} becomes the app's name, as the module chain does):
+    encoding, segments, characters, and smart encoding's replacements."""
+    text = text.replace("{app}", app)
     info = analyze(text, smart=smart)
     return {
         "encoding": "UCS-2" if info.is_unicode else "GSM-7", "segments": info.segments, "units": info.units,
@@ -120,19 +130,20 @@ class AppPages:
             raise web.HTTPNotFound(text=f"no application named {name!r}") from None
 
     async def detail(self, request: web.Request, *, status: int = 200, error: str | None = None,
-                     typed: dict[str, str] | None = None, new_key: str | None = None,
-                     warning: str | None = None) -> web.Response:
+                     typed: dict[str, str] | None = None, warning: str | None = None) -> web.Response:
         name = request.match_info["name"]
         detail = await self._detail(request, name)
         values = current_values(detail) | (typed or {})
         dead, cursor = await store.dead_letters(self.deps.pool, detail["id"], before=int_param(request, "dead_before"),
                                                 limit=DEAD_PAGE)
         smart = values["smart_encoding"] == "yes"
-        counters = {field: segment_summary(values[field], smart=smart) for field, *_ in TEXTS}
+        counters = {field: segment_summary(values[field], smart=smart, app=name) for field, *_ in TEXTS}
+        placeholders = {field: placeholder(default, name) for field, _, _, default in TEXTS}
         return await render(request, "app.html", {
             "app": detail, "values": values, "texts": TEXTS, "settings": SETTINGS, "split_modes": SPLIT_MODES,
-            "counters": counters, "dead": dead, "dead_cursor": cursor, "error": error, "new_key": new_key,
-            "warning": warning, "max_text": MAX_TEXT,
+            "counters": counters, "dead": dead, "dead_cursor": cursor, "error": error,
+            "new_key": self.deps.once.take(request, f"api_key:{name}"),
+            "warning": warning, "max_text": MAX_TEXT, "placeholders": placeholders,
         }, nav="apps", status=status)
 
     async def save(self, request: web.Request) -> web.StreamResponse:
@@ -155,13 +166,14 @@ class AppPages:
         return see_other(request, f"/console/apps/{quote(name)}?done=saved")
 
     async def segments(self, request: web.Request) -> web.Response:
-        """The live counter of one text field (htmx, as the operator types): ``?field=help_text``."""
+        """The live counter of one text field (htmx, as the operator types): ``?field=help_text&app=NAME``."""
         field = request.query.get("field", "")
         if field not in TEXT_FLAGS:
             raise web.HTTPBadRequest(text="field: not a module text")
         fields = form(request)
         text = fields.get(field, "").replace("\r\n", "\n")
-        summary = segment_summary(text, smart=fields.get("smart_encoding", "no") == "yes")
+        summary = segment_summary(text, smart=fields.get("smart_encoding", "no") == "yes",
+                                  app=request.query.get("app", ""))
         return await render(request, "_segments.html", {"c": summary, "max_text": MAX_TEXT})
 
     async def add_keyword(self, request: web.Request) -> web.StreamResponse:
@@ -192,13 +204,15 @@ class AppPages:
             return await self.detail(request, status=400, error="; ".join(errors))
         return see_other(request, f"/console/apps/{quote(name)}?done=keyword-removed#keywords")
 
-    async def rotate_key(self, request: web.Request) -> web.Response:
-        """A new API key, shown on this one page (never in a URL, never again); the old key stops working now."""
+    async def rotate_key(self, request: web.Request) -> web.StreamResponse:
+        """A new API key, shown once on the page this redirects to (never in a URL, never again); the old key stops
+        working now."""
         name = request.match_info["name"]
         await self._detail(request, name)
         key = await admin.rotate_api_key(self.deps.pool, name)
         self.deps.forget_keys()  # this process's API cache at once; other API servers on the NOTIFY
-        return await self.detail(request, new_key=key)
+        self.deps.once.put(request, f"api_key:{name}", key)
+        return see_other(request, f"/console/apps/{quote(name)}?done=rotated#api-key")
 
     async def retry(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

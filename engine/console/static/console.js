@@ -12,7 +12,11 @@
     function options() {
       return {
         width: el.clientWidth, height: height, legend: { show: false },
-        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(5, max * 1.15)]; } } },
+        scales: {
+          // Half a minute of room at each end, so the first and the current minute's bars are drawn whole.
+          x: { time: true, range: function (u, min, max) { return [min - 30, max + 30]; } },
+          y: { range: function (u, min, max) { return [0, Math.max(5, (max || 0) * 1.15)]; } }
+        },
         series: [
           {},
           { label: "sent", stroke: "#2563eb", fill: "rgba(37, 99, 235, 0.35)", width: 1,
@@ -31,7 +35,8 @@
         .then(function (data) {
           if (!data) { return; }
           var xs = data.minutes.map(function (m) { return m[0]; });
-          var ys = data.minutes.map(function (m) { return m[1]; });
+          var counts = data.minutes.map(function (m) { return m[1]; });
+          var ys = counts.map(function (n) { return n > 0 ? n : null; });  // no bar at all for an idle minute
           if (plot === null) {
             plot = new uPlot(options(), [xs, ys], el);
             if (window.ResizeObserver) {
@@ -40,7 +45,7 @@
           } else {
             plot.setData([xs, ys]);
           }
-          el.dataset.total = String(ys.reduce(function (a, b) { return a + b; }, 0));
+          el.dataset.total = String(counts.reduce(function (a, b) { return a + b; }, 0));
           el.dataset.loaded = "yes";
         })
         .catch(function () { /* the next refresh tries again */ });
