@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import sys
 import time
 from typing import Any
@@ -23,15 +24,18 @@ from aiohttp import web
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
+from engine.console.passwords import hash_password
+from engine.errors import InvalidInput
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import inbound_webhook_url
-from engine.store import admin, outbound
+from engine.store import admin, operators, outbound
 from engine.store import inbound as inbound_store
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
 
 DEMO_APP = "demo"
+DEMO_OPERATOR = "demo"
 FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
 
 _EVENTS = [
@@ -152,6 +156,21 @@ async def _point_dids(carrier_url: str, base_url: str, provider_id: int, numbers
         await asyncio.gather(*(client.buy_number(n, sms_url=sms_url) for n in numbers))
 
 
+async def _console_login(pool: Any, base_url: str, settings: Settings) -> None:
+    """The demo operator with a new random password (shown once), and where the console is: on stderr, so the
+    demo's own output (and --json) stays as it was."""
+    password = secrets.token_urlsafe(12)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    try:
+        await operators.create_operator(pool, DEMO_OPERATOR, password_hash)
+    except InvalidInput:  # from an earlier demo: a new password, its old sessions ended
+        await operators.set_password(pool, DEMO_OPERATOR, password_hash)
+    print(f"console: {base_url}/console/ (while the demo runs; afterwards `engine run` serves it at "
+          f"http://{settings.host}:{settings.port}/console/)\n"
+          f"  log in as {DEMO_OPERATOR} / {password}  (shown only now; `engine operator passwd {DEMO_OPERATOR}` "
+          "sets another)", file=sys.stderr, flush=True)
+
+
 def _bar(counts: dict[str, int], total: int, started: float, capacity_per_s: float, tty: bool) -> None:
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     sent = done + counts.get("sent", 0)
@@ -201,6 +220,7 @@ async def run_demo(
             run_engine(settings.override(port=0), stop, db=db, on_ready=on_ready)
         )
         await asyncio.wait_for(ready.wait(), 30)
+        await _console_login(db.pool, runtimes[0].base_url or "", settings)
         await _point_dids(carrier_url, runtimes[0].base_url or "", provider_id, numbers)
         started = time.monotonic()
         for i in range(0, len(job), 5000):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -81,7 +82,8 @@ async def test_login_sets_a_strict_httponly_cookie_whose_token_is_stored_only_ha
 
 
 @pytest.mark.parametrize(("setting", "public_url", "secure"), [
-    ("yes", None, True), ("auto", "https://sms.example.org", True), ("auto", None, False), ("no", "https://x.org", False),
+    ("yes", None, True), ("auto", "https://sms.example.org", True), ("auto", None, False),
+    ("no", "https://x.org", False),
 ])
 async def test_secure_cookie_when_configured_or_behind_https(
     pool: asyncpg.Pool, setting: str, public_url: str | None, secure: bool
@@ -145,9 +147,9 @@ async def test_logout_expiry_idleness_and_a_new_password_end_sessions(pool: asyn
     await add_operator(pool)
     async with console_server(pool) as served:
 
-        async def status(session: object) -> int:
-            async with session.get(served.base + "/console/apps", allow_redirects=False) as resp:  # type: ignore[attr-defined]
-                return int(resp.status)
+        async def status(session: aiohttp.ClientSession) -> int:
+            async with session.get(served.base + "/console/apps", allow_redirects=False) as resp:
+                return resp.status
 
         session, token = await logged_in(served.base)
         async with session:

@@ -109,7 +109,8 @@ async def render(request: web.Request, template: str, context: dict[str, Any], *
 
 def form(request: web.Request) -> dict[str, str]:
     """The POSTed form (read and CSRF-checked by the security middleware)."""
-    return request.get(FORM, {})
+    fields: dict[str, str] = request.get(FORM, {})
+    return fields
 
 
 def operator(request: web.Request) -> Operator:

@@ -60,7 +60,7 @@ class AppCounts:
 @dataclass
 class Overview:
     queue: dict[str, int]  # open messages by state, all apps
-    minutes: list[tuple[int, int]]  # (minute start, epoch s; messages handed to the carrier), the last 60 minutes
+    minutes: list[tuple[int, int]]  # (minute start, epoch s; messages handed to the carrier), the last hour
     sent_hour: int
     delivered_hour: int
     failed_hour: int
@@ -99,7 +99,8 @@ async def overview(pool: asyncpg.Pool) -> Overview:
         app.delivered_hour += r["n"] if r["state"] == DELIVERED else 0
         app.failed_hour += r["n"] if r["state"] in NOT_DELIVERED else 0
     current = int(now // 60) * 60
-    minutes = [(m, per_minute.get(m, 0)) for m in range(current - 59 * 60, current + 60, 60)]
+    # 61 minutes: the hour's first, partial minute too, so the chart adds up to the hour's count.
+    minutes = [(m, per_minute.get(m, 0)) for m in range(current - 60 * 60, current + 60, 60)]
     listed = list(apps.values())
     return Overview(
         queue=queue, minutes=minutes,
@@ -145,7 +146,11 @@ async def conversation(
 async def consent_events(
     pool: asyncpg.Pool, *, phone: str | None, before: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
-    rows = [dict(r) for r in await pool.fetch(cq.CONSENT_EVENTS, phone, before, limit)]
+    if phone is None:
+        found = await pool.fetch(cq.CONSENT_EVENTS, before, limit)
+    else:
+        found = await pool.fetch(cq.PHONE_CONSENT_EVENTS, phone, before, limit)
+    rows = [dict(r) for r in found]
     return rows, rows[-1]["id"] if len(rows) == limit else None
 
 

@@ -51,11 +51,17 @@ FROM engine_outbound o JOIN engine_app a ON a.id = o.app_id
 WHERE o.recipient = $1 AND ($2::timestamptz IS NULL OR o.created_at < $2)
 ORDER BY o.created_at DESC LIMIT $3
 """
-# $1 phone or NULL, $2 before id or NULL, $3 limit.
+# The opt-out record, newest first: everyone's (by id, before id $1) or one phone's ($1, through its index).
 CONSENT_EVENTS: Final = """
 SELECT e.id, e.phone, a.name AS app, e.action, e.source, e.keyword, e.operator, e.note, e.created_at
 FROM engine_consent_event e JOIN engine_app a ON a.id = e.app_id
-WHERE ($1::text IS NULL OR e.phone = $1) AND ($2::bigint IS NULL OR e.id < $2)
+WHERE $1::bigint IS NULL OR e.id < $1
+ORDER BY e.id DESC LIMIT $2
+"""
+PHONE_CONSENT_EVENTS: Final = """
+SELECT e.id, e.phone, a.name AS app, e.action, e.source, e.keyword, e.operator, e.note, e.created_at
+FROM engine_consent_event e JOIN engine_app a ON a.id = e.app_id
+WHERE e.phone = $1 AND ($2::bigint IS NULL OR e.id < $2)
 ORDER BY e.id DESC LIMIT $3
 """
 # Phones starting with $1 ($2 = $1 followed by ':' , the character after '9'), in order, after phone $3.
