@@ -188,7 +188,7 @@ async def test_smscs_show_the_account_with_the_token_masked(pool: asyncpg.Pool) 
 
 PLANS = {
     "OPEN_BY_APP": (cq.OPEN_BY_APP, ()),
-    "LAST_HOUR": (cq.LAST_HOUR, ()),
+    "SENT_BETWEEN": (cq.SENT_BETWEEN, (datetime.now(UTC) - timedelta(minutes=20), datetime.now(UTC))),
     "CALLBACKS_BY_APP": (cq.CALLBACKS_BY_APP, ()),
     "RECENT_MOS": (cq.RECENT_MOS, (None, 50)),
     "PHONE_MOS": (cq.PHONE_MOS, (PHONE, None, 50)),

@@ -43,6 +43,7 @@ class Console:
     def __init__(self, pool: Pool, settings: Settings, *, clock: Clock = time.monotonic,
                  forget_keys: Callable[[], None] = lambda: None) -> None:
         self.deps = Deps(pool, settings, forget_keys)
+        self.clock = clock
         self.guard = Guard(pool, settings, LoginThrottle(clock))
 
     @property
@@ -66,7 +67,8 @@ class Console:
         app.router.add_post("/login", self.guard.login, name="login-submit")
         app.router.add_post("/logout", self.guard.logout, name="logout")
         app.router.add_static("/static/", HERE / "static", name="static")
-        for pages in (OverviewPages, InboundPages, AppPages, CarrierPages):
+        app.add_routes(OverviewPages(self.deps, self.clock).routes())
+        for pages in (InboundPages, AppPages, CarrierPages):
             app.add_routes(pages(self.deps).routes())
         return app
 

@@ -16,11 +16,13 @@ SELECT app_id, state, count(*)::int AS n FROM engine_outbound
 WHERE state IN ('queued', 'claimed', 'sending', 'sent', 'unknown')
 GROUP BY app_id, state
 """
-# Messages handed to the carrier in the last hour, by app, minute (epoch seconds) and where they are now.
-LAST_HOUR: Final = """
-SELECT app_id, (floor(extract(epoch FROM sending_at) / 60) * 60)::bigint AS minute, state, count(*)::int AS n
+# Messages handed to the carrier in ($1, $2], by app, minute and where they are now: the overview reads the last
+# hour as a few such slices at once (each a range of the sending_at index). (date_trunc on the timestamp:
+# extract(epoch) is numeric arithmetic, several times slower per row.)
+SENT_BETWEEN: Final = """
+SELECT app_id, date_trunc('minute', sending_at) AS minute, state, count(*)::int AS n
 FROM engine_outbound
-WHERE sending_at > now() - interval '1 hour'
+WHERE sending_at > $1 AND sending_at <= $2
 GROUP BY 1, 2, 3
 """
 CALLBACKS_BY_APP: Final = """
@@ -29,7 +31,7 @@ SELECT a.id, a.name,
        (SELECT count(*) FROM engine_outbox b WHERE b.app_id = a.id AND b.state = 'dead')::int AS dead
 FROM engine_app a ORDER BY a.name
 """
-NOW_EPOCH: Final = "SELECT extract(epoch FROM now())::float8"
+NOW: Final = "SELECT now()"
 
 # ---- inbound: conversations, the consent record, the blacklist ---------------------------------
 # The latest MOs (before id $1 when paging back), newest first; the page groups them by phone.

@@ -5,11 +5,13 @@ The figures refresh live: the tables by htmx polling a fragment, the chart from 
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Final
 
 from aiohttp import web
 
 from engine.console.views import Deps, render
+from engine.runtime.clock import Clock
 from engine.store import console as store
 
 __all__ = ["OverviewPages", "overview_json"]
@@ -33,9 +35,31 @@ def overview_json(ov: store.Overview) -> dict[str, Any]:
     }
 
 
+FRESH_SECONDS: Final = 3.0  # every operator's page, fragment and chart share one reading this long
+
+
 class OverviewPages:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, clock: Clock) -> None:
         self.deps = deps
+        self.clock = clock
+        self._reading: tuple[float, store.Overview] | None = None
+        self._pending: asyncio.Future[store.Overview] | None = None
+
+    async def overview(self) -> store.Overview:
+        """The figures, read at most once per FRESH_SECONDS however many browsers poll (concurrent requests wait for
+        the one reading in progress)."""
+        now = self.clock()
+        if self._reading is not None and now - self._reading[0] < FRESH_SECONDS:
+            return self._reading[1]
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(store.overview(self.deps.pool))
+            pending = self._pending
+            try:
+                self._reading = (now, await asyncio.shield(pending))
+            finally:
+                self._pending = None
+            return self._reading[1]
+        return await asyncio.shield(self._pending)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -45,10 +69,10 @@ class OverviewPages:
         ]
 
     async def page(self, request: web.Request) -> web.Response:
-        return await render(request, "overview.html", {"ov": await store.overview(self.deps.pool)}, nav="overview")
+        return await render(request, "overview.html", {"ov": await self.overview()}, nav="overview")
 
     async def live(self, request: web.Request) -> web.Response:
-        return await render(request, "_overview_live.html", {"ov": await store.overview(self.deps.pool)})
+        return await render(request, "_overview_live.html", {"ov": await self.overview()})
 
     async def data(self, request: web.Request) -> web.Response:
-        return web.json_response(overview_json(await store.overview(self.deps.pool)))
+        return web.json_response(overview_json(await self.overview()))
