@@ -91,6 +91,7 @@ async def new_page(browser: Browser, site: Site) -> Page:
 
 
 async def shot(page: Page, name: str) -> None:
+    await page.evaluate("() => window.scrollTo(0, 0)")  # (a full-page capture draws the sticky header where it is)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 

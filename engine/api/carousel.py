@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE: Final = "application/json"
 CACHE_MAX: Final = 10_000
-_FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
 _CODE: Final = re.compile(r"[0-9]{6}", re.ASCII)
 OPTIN_CODE_SECONDS: Final = 600  # a web opt-in code is valid 10 minutes …
 OPTIN_MAX_TRIES: Final = 5  # … and locked after 5 wrong tries
@@ -362,9 +361,7 @@ class CarouselApi:
         return {"dids": ",".join(_did_text(n) for n in numbers)}
 
     async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        fragment = pp.optional(p, "number")
-        if fragment is not None and not _FRAGMENT.fullmatch(fragment):
-            raise InvalidInput("number", "use up to 16 digits, letters or '*'")
+        fragment = pp.parse_number_fragment(p)
         country = pp.parse_country(p)
         async with self._carrier(app) as carrier:
             numbers = await carrier.search_numbers(country, fragment)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from engine.api import params as pp
 from engine.console.views import Deps, form, phone_param, render, see_other
-from engine.errors import EngineError, InvalidInput, ProviderError
+from engine.errors import EngineError, InvalidInput
 from engine.phone import to_e164
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import TwilioClient, inbound_webhook_url
@@ -94,9 +94,7 @@ class CarrierPages:
         error = None
         try:
             country = pp.parse_country(fields)
-            contains = fields.get("contains", "").strip() or None
-            if contains is not None and (len(contains) > 16 or not all(c.isalnum() or c in "*+" for c in contains)):
-                raise InvalidInput("contains", "use up to 16 digits, letters or '*'")
+            contains = pp.parse_number_fragment(fields, "contains")  # the API's find_did rule
             async with self._client(smsc) as client:
                 found = await client.search_numbers(country, contains, limit=SEARCH_RESULTS)
         except EngineError as exc:
@@ -119,7 +117,7 @@ class CarrierPages:
                 if not await numbers.record_did(self.deps.pool, smsc.id, bought):
                     await client.release_number(bought)
                     raise InvalidInput("number", f"{bought} is in use by another SMSC")
-        except (EngineError, ProviderError) as exc:
+        except EngineError as exc:  # (a carrier's refusal, ProviderError, included)
             return await self.detail(request, status=400, error=str(exc))
         return see_other(request, f"/console/carrier/{quote(smsc.name)}?done=bought")
 
@@ -133,6 +131,6 @@ class CarrierPages:
                                                    lambda: client.release_number(number))
             if not removed:
                 raise InvalidInput("number", f"{number} is not a DID of {smsc.name}")
-        except (EngineError, ProviderError) as exc:
+        except EngineError as exc:
             return await self.detail(request, status=400, error=str(exc))
         return see_other(request, f"/console/carrier/{quote(smsc.name)}?done=released")
