@@ -73,6 +73,8 @@ async def _cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
                 _print_json([{"name": r.name, "created_at": r.created_at.isoformat(),
                               "last_login_at": r.last_login_at.isoformat() if r.last_login_at else None,
                               "sessions": r.sessions} for r in rows])
+            if not rows and not args.json:
+                print("no operators yet: engine operator add NAME")
             for r in rows if not args.json else []:
                 last = r.last_login_at.strftime("%Y-%m-%d %H:%M") if r.last_login_at else "never"
                 print(f"{r.name:<24} last login {last:<17} sessions={r.sessions}")
