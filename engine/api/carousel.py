@@ -25,9 +25,10 @@ from aiohttp import web
 
 from engine.api import openapi
 from engine.api import params as pp
+from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
 from engine.config import Settings
-from engine.errors import InvalidInput, ProviderError
-from engine.httpserver.forms import UnreadableBody, read_form
+from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
+from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
 from engine.policy.admission import prepare
 from engine.providers.factory import carrier_client
@@ -35,6 +36,7 @@ from engine.providers.twilio import TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
+from engine.store.jobs import JobSpec
 
 __all__ = ["ApiError", "CarouselApi"]
 
@@ -74,11 +76,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _read_params(request: web.Request, read_timeout: float) -> dict[str, str]:
-    """Query string, then form fields (which win); file uploads are ignored."""
-    values = dict(request.query.items())
+async def _read_params(request: web.Request, read_timeout: float, uploads: tuple[str, ...] = ()) -> Form:
+    """Query string, then form fields (which win); file uploads are ignored but for those named in *uploads*
+    (then the body may be up to MAX_UPLOAD_BYTES)."""
+    values = Form(dict(request.query.items()))
     if request.method == "POST" and request.body_exists:
-        values.update(await read_form(request, timeout=read_timeout))
+        if uploads:
+            request = request.clone(client_max_size=MAX_UPLOAD_BYTES)
+        form = await read_form(request, timeout=read_timeout, uploads=uploads)
+        values.update(form)
+        values.files.update(form.files)
     return values
 
 
@@ -125,6 +132,8 @@ class CarouselApi:
             "associate_keyword": self.associate_keyword,
             "dissociate_keyword": self.dissociate_keyword,
         }
+        self.jobs = JobsApi(pool, settings, clock)
+        self.calls.update(self.jobs.calls)
         self._document = orjson.dumps(openapi.document())
 
     def routes(self) -> list[web.RouteDef]:
@@ -146,7 +155,7 @@ class CarouselApi:
             handler = self.calls.get(call)
             if handler is None:
                 raise ApiError(404, f"unknown call {call!r}")
-            params = await _read_params(request, self.settings.read_timeout)
+            params = await _read_params(request, self.settings.read_timeout, UPLOADS.get(call, ()))
             app = await self.authenticate(params.get("api_key"))
             _check_text(params)
             return _json(await handler(app, params))
@@ -157,7 +166,12 @@ class CarouselApi:
             reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
             return reply
         except InvalidInput as exc:
-            return _json({"error": str(exc)}, 400)
+            return _json({"error": str(exc)} if exc.details is None else {"error": str(exc), "invalid": exc.details},
+                         400)
+        except NotFound as exc:  # e.g. another application's job: no different from one that does not exist
+            return _json({"error": str(exc)}, 404)
+        except Conflict as exc:
+            return _json({"error": str(exc)}, 409)
         except ProviderError as exc:
             return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
@@ -220,14 +234,20 @@ class CarouselApi:
         Admission's own split, so the parts are the ones a message from any other door would get."""
         return prepare(body, app.rules).parts
 
-    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft]) -> Reply:
+    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft], template: str | None = None
+                     ) -> Reply:
+        """Queue the drafts; with a *template* (send_messages) they are a job of their own, whose id is added."""
         tag = pp.validate_tag(p)
         on = pp.parse_on(p, self.clock())
         action_expected = pp.parse_bool(p, "action_expected")
-        results = await store.queue_messages(
-            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected
+        job = None if template is None else JobSpec("send_messages", None, template, tag, on)
+        job_id, results = await store.queue_job_messages(
+            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected, job=job
         )
-        return {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        reply: Reply = {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        if job_id is not None:
+            reply["job_id"] = str(job_id)
+        return reply
 
     async def send_message(self, app: store.ApiApp, p: pp.Params) -> Reply:
         body = p.get("body")
@@ -260,7 +280,7 @@ class CarouselApi:
             pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
                              max_segments=self.settings.max_segments, smart=app.smart_encoding)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
-        return await self._queue(app, p, drafts)
+        return await self._queue(app, p, drafts, template)
 
     async def _send_to_subscribers(self, app: store.ApiApp, p: pp.Params, body: str, tags: tuple[str, ...]) -> Reply:
         """send_message with tags=: to the app's subscribers with any of the tags (not with phone numbers too)."""

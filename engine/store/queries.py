@@ -160,8 +160,10 @@ SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs
 WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did
 """
+# A paused job's messages wait with due_at = infinity (engine.store.jobs): never due, so not counted.
 NEXT_DUE: Final = """
-SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
+SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound
+WHERE state = 'queued' AND due_at < 'infinity'
 """
 # Admission's one batched lookup per claim. Per claimed id ($1), in order (i): is the phone blacklisted for the
 # app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
