@@ -117,6 +117,7 @@ def read_csv(text: str, template: str, *, phone_column: str = "phone", param: st
     end = text.find("\n")
     first_line = text if end < 0 else text[:end]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(first_line), strict=True)
+    start = 1  # the line the record being read starts on
     try:
         header = [name.strip() for name in next(reader, [])]
         if not any(header):
@@ -148,7 +149,7 @@ def read_csv(text: str, template: str, *, phone_column: str = "phone", param: st
             problem = f"has {len(record)} fields; the header has {width}" if extra else None
             rows.append(Row(line, phone, values, problem))
     except csv.Error as exc:
-        raise InvalidInput(param, f"line {reader.line_num}: {exc}") from None
+        raise InvalidInput(param, f"line {start}: {exc}") from None
     return rows
 
 
