@@ -20,8 +20,8 @@ from engine.store.jobs import Job, JobSnapshot
 LIMITS = BodyLimits(max_chars=200, max_segments=2)
 
 
-def plan(template: str, text: str, rules: AppRules = AppRules(), **kw: str) -> rc.JobPlan:
-    return rc.plan_job(template, rc.read_csv(text, template, **kw), rules, LIMITS)
+def plan(template: str, text: str, rules: AppRules | None = None, **kw: str) -> rc.JobPlan:
+    return rc.plan_job(template, rc.read_csv(text, template, **kw), rules or AppRules(), LIMITS)
 
 
 # ---- reading -------------------------------------------------------------------------------------

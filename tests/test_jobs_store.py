@@ -12,7 +12,6 @@ from engine.errors import Conflict, NotFound
 from engine.policy.lifetime import Notification
 from engine.store import jobs, leases, outbound
 from engine.store.carousel import app_by_name
-from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.helpers.engine import add_fake_app
 
 
