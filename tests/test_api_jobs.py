@@ -46,7 +46,8 @@ class Api:
         return body
 
     async def messages(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch("SELECT * FROM engine_outbound ORDER BY id")
+        rows: list[asyncpg.Record] = await self.pool.fetch("SELECT * FROM engine_outbound ORDER BY id")
+        return rows
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def test_sniff_delimiter(header: str, delimiter: str) -> None:
 
 
 _name = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
-_cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x00"), max_size=12)
+_cell = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00"), max_size=12)
 
 
 @settings(max_examples=200, deadline=None)

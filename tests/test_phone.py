@@ -60,3 +60,12 @@ def test_examples() -> None:
     assert to_e164("1234567890") is None
     assert to_e164("+442071838750") == "+442071838750"
     assert to_e164("") is None
+
+
+def test_every_north_american_area_code_agrees_with_phonenumbers() -> None:
+    """Every +1 area code (the US, Canada, the Caribbean, toll-free, unassigned) with a spread of exchanges."""
+    for area in range(200, 1000):
+        for exchange in (200, 211, 262, 305, 411, 454, 555, 611, 700, 749, 800, 862, 911, 958, 999):
+            for line in ("0000", "1234", "9999"):
+                raw = f"+1{area}{exchange}{line}"
+                assert to_e164(raw) == reference(raw), raw

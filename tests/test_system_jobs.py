@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -178,15 +179,16 @@ async def test_pause_resume_and_cancel_a_running_job(pool: asyncpg.Pool, db_dsn:
             canceled = await run_command(db_dsn, "job", "cancel", job_id, "--json")
             assert canceled.returncode == 0 and orjson.loads(canceled.stdout)["state"] == "canceled"
 
-            async def finished() -> dict[str, object] | None:
-                shown = orjson.loads((await run_command(db_dsn, "job", "status", job_id, "--json")).stdout)
+            async def finished() -> dict[str, Any] | None:
+                shown: dict[str, Any] = orjson.loads(
+                    (await run_command(db_dsn, "job", "status", job_id, "--json")).stdout)
                 return shown if shown["finished_at"] is not None else None
 
             final = await wait_until(finished, timeout=60, interval=0.5, what="the canceled job to finish")
             table = await run_command(db_dsn, "job", "status", job_id)
             listed = await run_command(db_dsn, "job", "list", "--json")
+    assert final is not None
     counts = final["counts"]
-    assert isinstance(counts, dict)
     assert final["state"] == "canceled" and counts["canceled"] > 0
     assert counts["delivered"] + counts["canceled"] == 400  # every message either went or was canceled
     assert counts["delivered"] == of_job()  # … and what went is what the carrier got

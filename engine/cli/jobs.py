@@ -16,7 +16,7 @@ from engine.config import Settings
 if TYPE_CHECKING:
     from engine.cli.common import Handler, Subparsers
 
-POLL_SECONDS: Final = 0.5  # how often a progress bar reads the job's status
+POLL_SECONDS: Final = 1.0  # how often a progress bar reads the job's status (each read counts its messages)
 
 
 def register(sub: Subparsers) -> None:
