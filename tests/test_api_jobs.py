@@ -4,6 +4,7 @@ makes a job."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -189,3 +190,22 @@ async def test_send_messages_becomes_a_job(api: Api) -> None:
     assert status["source"] == "send_messages" and status["counts"]["queued"] == 1
     # send_message (one body) is not a job.
     assert set(await api.ok("send_message", phone_number="2125550101", body="hi")) == {"message_ids"}
+
+
+async def test_a_csv_upload_may_be_larger_than_other_calls_bodies(api: Api) -> None:
+    """Other calls' bodies stop at 1 MiB (413); send_job takes a CSV of tens of thousands of rows."""
+    lines = "".join(f"+1718{2000000 + i},Member number {i} of the library\n" for i in range(30_000))
+    data = ("phone,name\n" + lines).encode()
+    assert len(data) > 1024 * 1024
+    form = aiohttp.FormData()
+    form.add_field("api_key", api.key)
+    form.add_field("template", "Hi {{name}}")
+    form.add_field("csv", io.BytesIO(data), filename="big.csv", content_type="text/csv")
+    status, reply = await api.post("send_job", form)
+    assert status == 200, reply
+    assert reply["messages"] == 30_000
+    assert await api.pool.fetchval("SELECT count(*) FROM engine_outbound") == 30_000
+    big = io.BytesIO(f"api_key={api.key}&template=x&recipients={{{' ' * 1024 * 1024}}}".encode())
+    async with api.client.post("/api/send_messages", data=big,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+        assert resp.status == 413
