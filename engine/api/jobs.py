@@ -62,28 +62,32 @@ class JobsApi:
             "cancel_job": self.cancel_job,
         }
 
-    def _rows(self, p: pp.Params, template: str) -> tuple[list[rc.Row], str, str, str | None]:
-        """The recipients: an uploaded (or posted) CSV, or the recipients JSON. (rows, param, what, file name)"""
+    def _plan(self, app: ApiApp, p: pp.Params, template: str, skip_invalid: bool) -> tuple[rc.JobPlan, str | None]:
+        """Every recipient checked (an uploaded or posted CSV, or the recipients JSON); the plan and the uploaded
+        file's name. CPU work for large jobs: run in a thread, off the event loop."""
         upload = p.files.get("csv") if isinstance(p, Form) else None
         text = upload.data if upload is not None else p.get("csv")
         given = pp.optional(p, "recipients")
         if (text is None) == (given is None):
             raise InvalidInput("recipients", "send either recipients (JSON) or a csv file, exactly one of them")
-        if text is None:
-            rows = rc.json_rows(pp.parse_recipients(pp.required(p, "recipients"), limit=MAX_JOB_RECIPIENTS))
-            return rows, "recipients", "recipient", None
-        content = rc.decode(text, "csv") if isinstance(text, bytes) else text.removeprefix("\ufeff")
-        phone_column = pp.optional(p, "phone_column") or "phone"
-        return rc.read_csv(content, template, phone_column=phone_column), "csv", "line", \
-            upload.filename.replace("\x00", "")[:255] if upload is not None else None
+        limits = BodyLimits(max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments)
+        if given is not None:
+            rows = rc.json_rows(pp.parse_recipients(given, limit=MAX_JOB_RECIPIENTS))
+            param, what = "recipients", "recipient"
+        else:
+            content = rc.decode(text, "csv") if isinstance(text, bytes) else (text or "").removeprefix("\ufeff")
+            rows = rc.read_csv(content, template, phone_column=pp.optional(p, "phone_column") or "phone")
+            param, what = "csv", "line"
+        plan = rc.plan_job(template, rows, app.rules, limits)
+        rc.require_valid(plan, skip_invalid=skip_invalid, param=param, what=what)
+        return plan, None if upload is None else upload.filename.replace("\x00", "")[:255]
 
     async def send_job(self, app: ApiApp, p: pp.Params) -> Reply:
         """Validate every recipient, then queue the job and its messages in one transaction."""
         template = p.get("template")
         if template is None:
             raise InvalidInput("template", "is required")
-        limits = BodyLimits(max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments)
-        pp.validate_body("template", template, max_chars=limits.max_chars)
+        pp.validate_body("template", template, max_chars=self.settings.max_body_chars)
         tag = pp.validate_tag(p)
         now = self.clock()
         on = pp.parse_on(p, now)
@@ -92,9 +96,7 @@ class JobsApi:
         label = pp.optional(p, "name")
         if label is not None and len(label) > 255:
             raise InvalidInput("name", "at most 255 characters")
-        rows, param, what, filename = self._rows(p, template)
-        plan = rc.plan_job(template, rows, app.rules, limits)
-        rc.require_valid(plan, skip_invalid=skip_invalid, param=param, what=what)
+        plan, filename = await asyncio.to_thread(self._plan, app, p, template, skip_invalid)
         spec = store.JobSpec("api", label or filename, template, tag, on, notification)
         created = await store.create_job(
             self.pool, app.id, spec, [store.JobMessage(m.recipient, m.parts) for m in plan.messages])
