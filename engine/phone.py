@@ -15,6 +15,9 @@ DEFAULT_REGION = "US"
 # Already plain North American digits (+1NXXXXXXXXX, 1NXXXXXXXXX or NXXXXXXXXX, N = 2-9): the common case of a
 # bulk job's CSV, decided without phonenumbers' general parser (10x faster; the same answer, tests/test_phone.py).
 _PLAIN_NANP: Final = re.compile(r"(?:\+?1)?([2-9][0-9]{9})", re.ASCII)
+# … also written with spaces, parentheses, dashes or dots between the digits: (212) 555-0100, 1-212-555-0100.
+_PUNCTUATED: Final = re.compile(r"\+?[0-9 ().-]+", re.ASCII)
+_SEPARATORS: Final = str.maketrans("", "", " ().-")
 # The number types phonenumbers tells apart; a number is valid for a region when it is one of them there.
 _TYPES: Final = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
                  "fixed_line", "mobile")
@@ -79,8 +82,10 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str | None:
     text = raw.strip()
     if not text or len(text) > 32:
         return None
-    if region == "US" and (plain := _PLAIN_NANP.fullmatch(text)) is not None:
-        return _nanp(plain.group(1))
+    if region == "US" and _PUNCTUATED.fullmatch(text) is not None:
+        plain = _PLAIN_NANP.fullmatch(text.translate(_SEPARATORS))
+        if plain is not None:
+            return _nanp(plain.group(1))
     digits = "".join(ch for ch in text if ch.isdigit())
     if region == "US" and not text.startswith("+") and len(digits) == 11 and digits[0] == "1":
         text = "+" + digits

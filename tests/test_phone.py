@@ -46,6 +46,18 @@ def test_fast_path_agrees_with_phonenumbers(national: str, form: str) -> None:
     assert to_e164(raw) == reference(raw)
 
 
+@settings(max_examples=3000, deadline=None)
+@given(digits=st.one_of(_ten, _nanp, _nanp.map(lambda d: "1" + d), st.text(alphabet="0123456789", max_size=13)),
+       plus=st.booleans(), data=st.data())
+@example(digits="2125550100", plus=False, data=None)
+def test_punctuated_numbers_agree_with_phonenumbers(digits: str, plus: bool, data: st.DataObject | None) -> None:
+    """Spaces, parentheses, dashes and dots anywhere between (and around) the digits."""
+    separators = st.text(alphabet=" ().-", max_size=2)
+    gaps = [data.draw(separators) for _ in range(len(digits) + 1)] if data is not None else [""] * (len(digits) + 1)
+    raw = ("+" if plus else "") + "".join(g + d for g, d in zip(gaps, digits, strict=False)) + gaps[-1]
+    assert to_e164(raw) == reference(raw), raw
+
+
 @given(st.text(max_size=40))
 def test_any_text_agrees_with_phonenumbers(raw: str) -> None:
     assert to_e164(raw) == reference(raw)
@@ -53,6 +65,8 @@ def test_any_text_agrees_with_phonenumbers(raw: str) -> None:
 
 def test_examples() -> None:
     assert to_e164("+1 (347) 264-3707") == "+13472643707"
+    assert to_e164("1-347-264-3707") == "+13472643707"
+    assert to_e164("(347) 264.3707") == "+13472643707"
     assert to_e164("3472643707") == "+13472643707"
     assert to_e164("13472643707") == "+13472643707"
     assert to_e164("+13472643707") == "+13472643707"
