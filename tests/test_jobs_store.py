@@ -93,7 +93,7 @@ async def test_pause_resume_cancel_move_the_queued_rows(pool: asyncpg.Pool, db_d
     assert (job.state, paused) == ("paused", 15)
     assert await pool.fetchval("SELECT count(*) FROM engine_outbound WHERE job_id = $1 AND state = 'queued' "
                                "AND due_at = 'infinity'", created.id) == 15
-    assert await outbound.next_due(pool) is None  # nothing due: an idle worker sleeps (and does not fail)
+    assert await outbound.next_due(pool, [app_id]) is None  # nothing due: an idle worker sleeps (and does not fail)
     assert await outbound.claim(pool, "w2", 100, 30.0, [app_id]) == []  # nothing to claim
     assert (await jobs.pause_job(pool, created.id))[1] == 0  # pausing again changes nothing
 
@@ -168,7 +168,7 @@ async def test_requeued_messages_follow_their_jobs_state(pool: asyncpg.Pool) -> 
             assert (r["state"], r["status"]) == ("canceled", 2)
         else:
             assert (r["state"], r["due"]) == ("queued", True)
-    assert await outbound.next_due(pool) is not None  # the running job's are due
+    assert await outbound.next_due(pool, [app_id]) is not None  # the running job's are due
     assert {c.id for c in await outbound.claim(pool, "w2", 100, 30.0, [app_id])} == {
         i for i, j in by_job.items() if j == running.id}
 
