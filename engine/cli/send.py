@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 SHOWN: Final = 50  # invalid lines printed (--json lists every one)
 _FLAGS: Final = {"on": "--on", "tag": "--tag", "type": "--type", "category": "--category", "valid_for": "--valid-for",
-                 "expires_at": "--valid-for", "template": "--template"}
+                 "template": "--template"}
 
 
 def register(sub: Subparsers) -> None:
@@ -106,8 +106,9 @@ async def _cmd_send(settings: Settings, args: argparse.Namespace) -> int:
                                                              for m in plan.messages])
         print(f"job {created.id}: {created.messages:,} messages queued for {app.name} from {path.name}"
               + (f"; {len(plan.skipped):,} invalid lines skipped" if plan.skipped else ""), file=sys.stderr)
-        for s in plan.skipped[:SHOWN] if not args.json else ():
-            print(f"  skipped line {s.line}: {s.problem}", file=sys.stderr)
+        if not args.json:  # --json lists them all at the end
+            for s in plan.skipped[:SHOWN]:
+                print(f"  skipped line {s.line}: {s.problem}", file=sys.stderr)
         if args.detach:
             report = job_report(await jobs.job_snapshot(pool, created.id))
         else:
