@@ -8,13 +8,22 @@ a pipe) it prints one plain line every few seconds and a last one at the end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 __all__ = ["JobProgress", "ProgressLine", "format_eta"]
 
@@ -53,6 +62,18 @@ def _fields(line: ProgressLine) -> dict[str, Any]:
             "state": "" if line.state == "running" else f" [{line.state}]"}
 
 
+class _TwoLines(Progress):
+    """The bar, the count, rate and ETA on one line, what the messages are doing on the next (fits 80 columns)."""
+
+    def __init__(self, *columns: ProgressColumn, console: Console, refresh_per_second: float) -> None:
+        self.counts = Text()  # before the Live display (started with Progress) first asks for it
+        super().__init__(*columns, console=console, refresh_per_second=refresh_per_second)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.counts
+
+
 class JobProgress:
     """``with JobProgress(total, "job 12") as bar: bar.update(line)`` draws the bar until the block ends."""
 
@@ -66,17 +87,15 @@ class JobProgress:
         self.last: ProgressLine | None = None
         self._printed_at: float | None = None
         self._printed: ProgressLine | None = None
-        self._progress: Progress | None = None
+        self._progress: _TwoLines | None = None
         self._task: TaskID | None = None
 
     def __enter__(self) -> JobProgress:
         if self.console.is_terminal:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}{task.fields[state]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("queued {task.fields[queued]} · sent {task.fields[sent]} · "
-                           "[green]delivered {task.fields[delivered]}[/] · [red]failed {task.fields[failed]}[/]"),
-                TextColumn("{task.fields[rate]} msg/s · ETA {task.fields[eta]}"), TimeElapsedColumn(),
-                console=self.console, refresh_per_second=4,
+            self._progress = _TwoLines(
+                TextColumn("[bold]{task.description}{task.fields[state]}"), BarColumn(bar_width=24),
+                MofNCompleteColumn(), TextColumn("final · {task.fields[rate]} msg/s · ETA {task.fields[eta]}"),
+                TimeElapsedColumn(), console=self.console, refresh_per_second=4,
             )
             self._progress.start()
             empty = ProgressLine(0, self.total, 0, 0, 0, 0.0, None)
@@ -86,7 +105,11 @@ class JobProgress:
     def update(self, line: ProgressLine) -> None:
         self.last = line
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=line.final, **_fields(line))
+            f = _fields(line)
+            self._progress.counts = Text.from_markup(
+                f"  queued {f['queued']} · sent {f['sent']} · [green]delivered {f['delivered']}[/] · "
+                f"[red]failed {f['failed']}[/]")
+            self._progress.update(self._task, completed=line.final, **f)
             return
         now = self.clock()
         if self._printed_at is None or now - self._printed_at >= self.every:

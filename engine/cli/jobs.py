@@ -46,14 +46,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) ->
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="right" if i == 0 or column in _NUMERIC else "left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in _NUMERIC else "left")
     for row in rows:
         table.add_row(*("-" if v is None else str(v) for v in row))
     Console(soft_wrap=True).print(table)
 
 
-_NUMERIC: Final = frozenset({"total", "open", "messages", "final", "rate/s", "ETA"})
+_NUMERIC: Final = frozenset({"id", "total", "open", "messages"})
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -174,7 +174,7 @@ async def job_snapshot(pool: asyncpg.Pool, job_id: int, app_id: int | None = Non
         now: datetime = await conn.fetchval(jq.NOW)
         start = max(job.created_at, job.send_at or job.created_at)
         window = min(RATE_WINDOW, max(1.0, (now - start).total_seconds()))
-        recent = 0 if job.finished_at is not None else await conn.fetchval(jq.JOB_RECENT_SENDS, job_id, window)
+        recent = await conn.fetchval(jq.JOB_RECENT_SENDS, job_id, window)
         cap = await conn.fetchrow(jq.POOL_CAPACITY, job.app_id)
     limits = [] if cap is None else [v for v in (cap["dids"], cap["smsc"], cap["account"]) if v is not None]
     return JobSnapshot(job, by_state, recent, window, min(limits) if limits else None, now)
