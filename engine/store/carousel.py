@@ -20,6 +20,7 @@ import asyncpg
 from engine import events as ev
 from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
+from engine.policy.lifetime import Notification
 from engine.store import carousel_queries as cq
 from engine.store import queries as q
 from engine.store.outbox import NewEvent, enqueue_events
@@ -184,11 +185,13 @@ async def queue_messages(
     send_at: datetime | None,
     open_session: bool,
     to_subscribers: bool = False,
+    notification: Notification = Notification(),  # noqa: B008 - frozen, so one shared default is safe
 ) -> list[list[int]]:
     """Queue every acceptable draft in one transaction; per draft its part ids, or [negative code].
 
     *send_at* is when to send (aware; None = now). With *open_session*, each accepted recipient gets a
-    session with the app for SESSION_SECONDS so replies route here without a keyword.
+    session with the app for SESSION_SECONDS so replies route here without a keyword. Every part carries
+    *notification*'s type, category and expiry.
     """
     async with pool.acquire() as conn, conn.transaction():
         phones = sorted({d.recipient for d in drafts if d.recipient is not None})
@@ -201,7 +204,8 @@ async def queue_messages(
         ids: list[int] = []
         if bodies:
             # One sequence, rows inserted in order: sorted ids are the parts in order.
-            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers)
+            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers,
+                                    notification.type, notification.category, notification.expires_at)
             ids = sorted(r["id"] for r in rows)
             await _link_parts(conn, [len(d.parts) for d in accepted], ids)
         if open_session and accepted:
