@@ -33,15 +33,15 @@ WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $3
 # skipped: admission sees them expired. Returns how many expired.
 EXPIRE_QUEUED: Final = f"""
 WITH own AS (
-    SELECT o.id FROM engine_outbound o
+    SELECT o.id, o.status AS old_status FROM engine_outbound o
     WHERE o.state = 'queued' AND o.expires_at IS NOT NULL AND o.expires_at <= $1::timestamptz
     ORDER BY o.expires_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), lifetime AS (
-    SELECT x.id FROM engine_app a
+    SELECT x.id, x.old_status FROM engine_app a
     CROSS JOIN LATERAL (
-        SELECT o.id FROM engine_outbound o
+        SELECT o.id, o.status AS old_status FROM engine_outbound o
         WHERE o.app_id = a.id AND o.state = 'queued' AND o.expires_at IS NULL AND o.kind <> 'compliance'
           AND coalesce(o.send_at, o.created_at) <= $1::timestamptz - a.valid_for
         ORDER BY coalesce(o.send_at, o.created_at)
@@ -49,19 +49,17 @@ WITH own AS (
         FOR UPDATE SKIP LOCKED
     ) AS x
     WHERE a.valid_for IS NOT NULL
-), u AS (
-    SELECT id, 100::smallint AS rank FROM own UNION SELECT id, 100::smallint FROM lifetime
-), cur AS MATERIALIZED (
-    SELECT o.id, o.status AS old_status FROM engine_outbound o JOIN u ON u.id = o.id
-    WHERE o.status_rank < u.rank
-    ORDER BY o.id FOR UPDATE OF o
+), doomed AS (
+    SELECT * FROM own UNION SELECT * FROM lifetime
 ), upd AS (
+    -- By primary key (a join with `doomed` let a generic plan hash-join it against a scan of the table); the rows
+    -- are ours already (locked above, never waited for).
     UPDATE engine_outbound o
     SET state = 'expired', status = 2, status_rank = 100, reason = 'expired',
         error_message = 'the message expired before it could be sent', final_at = now(), updated_at = now()
-    FROM cur
-    WHERE o.id = cur.id AND o.state = 'queued'
-    RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, o.reason, cur.old_status
+    WHERE o.id = ANY(ARRAY(SELECT id FROM doomed)) AND o.state = 'queued' AND o.status_rank < 100
+    RETURNING o.id, o.app_id, o.status, o.status_rank, o.error_code, o.reason,
+              (SELECT d.old_status FROM doomed d WHERE d.id = o.id) AS old_status
 ), reports AS ({_DELIVERY_REPORTS}
 )
 SELECT count(*)::int FROM upd
@@ -89,42 +87,46 @@ ORDER BY a.id
 """
 # One batch of final messages: the next $2 rows after id $1 in primary-key order; of those, the final ones of the
 # apps in scope ($3 ids, $4 their cutoffs) created before their app's cutoff, and not a part (a part goes with its
-# first part, by cascade, and is counted with it). Deleted unless $5 (a dry run). Returns the batch's last id and
-# oldest creation time (the walk stops once a whole batch is younger than every cutoff), and the counts.
+# first part, by cascade, and is counted with it), skipping rows locked right now. Deleted unless $5 (a dry run).
+# Returns the batch's last id and oldest creation time (the walk stops once a whole batch is younger than every
+# cutoff), and the counts.
 PURGE_MESSAGES: Final = f"""
 WITH batch AS (
-    SELECT o.id, o.created_at FROM engine_outbound o WHERE o.id > $1 ORDER BY o.id LIMIT $2
-), scope AS (
-    SELECT * FROM unnest($3::bigint[], $4::timestamptz[]) AS s(app_id, cutoff)
+    SELECT o.id, o.app_id, o.created_at, o.state, o.part_of FROM engine_outbound o
+    WHERE o.id > $1 ORDER BY o.id LIMIT $2
 ), doomed AS (
+    -- Rows by primary key throughout: a join here let a generic plan hash-join against a scan of the table.
     SELECT o.id FROM engine_outbound o
-    JOIN batch b ON b.id = o.id
-    JOIN scope s ON s.app_id = o.app_id
-    WHERE o.state IN ({_PURGEABLE}) AND o.created_at < s.cutoff AND o.part_of IS NULL
-    FOR UPDATE OF o SKIP LOCKED
-), parts AS (
-    SELECT count(*)::int AS n FROM engine_outbound p JOIN doomed d ON p.part_of = d.id
+    WHERE o.id = ANY(ARRAY(
+              SELECT b.id FROM batch b JOIN unnest($3::bigint[], $4::timestamptz[]) AS s(app_id, cutoff)
+                ON s.app_id = b.app_id
+              WHERE b.state IN ({_PURGEABLE}) AND b.created_at < s.cutoff AND b.part_of IS NULL))
+      AND o.state IN ({_PURGEABLE}) AND o.part_of IS NULL
+    FOR UPDATE SKIP LOCKED
 ), gone AS (
-    DELETE FROM engine_outbound o USING doomed d WHERE o.id = d.id AND NOT $5::bool RETURNING o.id
+    DELETE FROM engine_outbound o WHERE o.id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT $5::bool RETURNING o.id
 )
 SELECT (SELECT max(id) FROM batch) AS last_id, (SELECT min(created_at) FROM batch) AS oldest,
-       (SELECT count(*)::int FROM doomed) + (SELECT n FROM parts) AS matched,
-       (SELECT count(*)::int FROM gone) AS deleted
+       (SELECT count(*)::int FROM doomed)
+       + (SELECT count(*)::int FROM engine_outbound p WHERE p.part_of = ANY(ARRAY(SELECT id FROM doomed))) AS matched,
+       (SELECT count(*)::int FROM gone)
+       + (SELECT count(*)::int FROM engine_outbound p WHERE p.part_of = ANY(ARRAY(SELECT id FROM gone))) AS deleted
 """
 # The same walk over the callback outbox: events delivered before their app's cutoff.
 PURGE_EVENTS: Final = """
 WITH batch AS (
-    SELECT e.id, e.created_at FROM engine_outbox e WHERE e.id > $1 ORDER BY e.id LIMIT $2
-), scope AS (
-    SELECT * FROM unnest($3::bigint[], $4::timestamptz[]) AS s(app_id, cutoff)
+    SELECT e.id, e.app_id, e.created_at, e.state, e.delivered_at FROM engine_outbox e
+    WHERE e.id > $1 ORDER BY e.id LIMIT $2
 ), doomed AS (
     SELECT e.id FROM engine_outbox e
-    JOIN batch b ON b.id = e.id
-    JOIN scope s ON s.app_id = e.app_id
-    WHERE e.state = 'delivered' AND e.delivered_at < s.cutoff
-    FOR UPDATE OF e SKIP LOCKED
+    WHERE e.id = ANY(ARRAY(
+              SELECT b.id FROM batch b JOIN unnest($3::bigint[], $4::timestamptz[]) AS s(app_id, cutoff)
+                ON s.app_id = b.app_id
+              WHERE b.state = 'delivered' AND b.delivered_at < s.cutoff))
+      AND e.state = 'delivered'
+    FOR UPDATE SKIP LOCKED
 ), gone AS (
-    DELETE FROM engine_outbox e USING doomed d WHERE e.id = d.id AND NOT $5::bool RETURNING e.id
+    DELETE FROM engine_outbox e WHERE e.id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT $5::bool RETURNING e.id
 )
 SELECT (SELECT max(id) FROM batch) AS last_id, (SELECT min(created_at) FROM batch) AS oldest,
        (SELECT count(*)::int FROM doomed) AS matched, (SELECT count(*)::int FROM gone) AS deleted
