@@ -73,6 +73,10 @@ async def running_worker(
         await asyncio.wait_for(task, 60)
 
 
+async def _subscribe(pool: asyncpg.Pool, app_id: int, phone: str) -> None:
+    await pool.execute("INSERT INTO engine_subscription (app_id, phone, source) VALUES ($1, $2, 'api')", app_id, phone)
+
+
 async def _row(pool: asyncpg.Pool, message_id: int) -> asyncpg.Record:
     row = await pool.fetchrow(
         "SELECT state, status, reason, type, category, expires_at, due_at, updated_at, claimed_by,"
@@ -182,7 +186,7 @@ async def test_the_fake_carrier_refuses_a_validity_period_out_of_range() -> None
 
     async with carrier(callbacks="none") as fake, aiohttp.ClientSession() as session:
         client = TwilioClient(session, account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN,
-                              base_url=fake.base_url)
+                              base_url=fake.base_url or "")
         for bad in (0, 36001, -5):
             result = await client.send(OutboundRequest(1, NYC, "+16462000000", "x", None, validity_period=bad))
             assert (result.ok, result.error_code, result.retryable) == (False, 21624, False)
@@ -197,8 +201,7 @@ async def test_the_fake_carrier_refuses_a_validity_period_out_of_range() -> None
 async def test_marketing_goes_to_subscribers_only(pool: asyncpg.Pool, db_dsn: str) -> None:
     async with carrier(callbacks="none") as fake:
         app_id = await _app(pool, fake)
-        await pool.execute("INSERT INTO engine_subscription (app_id, phone, source) VALUES ($1, $2, 'api')",
-                           app_id, "+13472640001")
+        await _subscribe(pool, app_id, "+13472640001")
         subscriber, stranger, receipt = await submit_many(pool, "lib", [
             Outgoing("+13472640001", "20% off today", category="marketing", type="promo"),
             Outgoing("+13472640002", "20% off today", category="marketing", type="promo"),
@@ -220,7 +223,7 @@ async def test_marketing_at_23_local_waits_until_08_then_goes(pool: asyncpg.Pool
     when claimed at 07:59; sent at 08:00. A transactional message at 23:00 goes at once."""
     async with carrier(callbacks="none") as fake:
         app_id = await _app(pool, fake)
-        await pool.execute("INSERT INTO engine_subscription (app_id, phone, source) VALUES ($1, $2, 'api')", app_id, NYC)
+        await _subscribe(pool, app_id, NYC)
         wall = WallClock(NIGHT_NY)
         promo = await submit(pool, "lib", NYC, "Book sale tomorrow", category="marketing")
         notice = await submit(pool, "lib", "+16465550101", "Your hold is ready")
@@ -259,7 +262,7 @@ async def test_the_recipients_stored_zone_decides(pool: asyncpg.Pool, db_dsn: st
     """23:00 in New York is 13:00 in Tokyo: a New York number whose owner lives in Tokyo gets it now."""
     async with carrier(callbacks="none") as fake:
         app_id = await _app(pool, fake)
-        await pool.execute("INSERT INTO engine_subscription (app_id, phone, source) VALUES ($1, $2, 'api')", app_id, NYC)
+        await _subscribe(pool, app_id, NYC)
         await pool.execute("INSERT INTO engine_contact_zone (app_id, phone, time_zone) VALUES ($1, $2, 'Asia/Tokyo')",
                            app_id, NYC)
         await submit(pool, "lib", NYC, "Book sale", category="marketing")
@@ -271,7 +274,7 @@ async def test_a_held_message_still_expires(pool: asyncpg.Pool, db_dsn: str) -> 
     """Held for quiet hours with an hour to live: the sweep ends it 'expired' once the clock passes its expiry."""
     async with carrier(callbacks="none") as fake:
         app_id = await _app(pool, fake)
-        await pool.execute("INSERT INTO engine_subscription (app_id, phone, source) VALUES ($1, $2, 'api')", app_id, NYC)
+        await _subscribe(pool, app_id, NYC)
         wall = WallClock(NIGHT_NY)  # 23:00 in New York; the message lives one more hour by this clock
         promo = await submit(pool, "lib", NYC, "Flash sale", category="marketing",
                              expires_at=NIGHT_NY + timedelta(hours=1))

@@ -237,8 +237,8 @@ async def test_the_sweep_expires_queued_messages_past_their_lifetime_with_report
     (other,) = await submit_many(pool, "quiet", [Outgoing(NYC, "other")], now=now)
     async with pool.acquire() as conn, conn.transaction():  # the engine's own STOP answer never expires
         await conn.execute("SELECT set_config('engine.compliance', 'on', true)")
-        stop = await conn.fetchval("INSERT INTO engine_outbound (app_id, recipient, body, kind) "
-                                   "VALUES ($1, $2, 'You are unsubscribed', 'compliance') RETURNING id", app.app_id, NYC)
+        stop = await conn.fetchval("INSERT INTO engine_outbound (app_id, recipient, body, kind) VALUES "
+                                   "($1, $2, 'You are unsubscribed', 'compliance') RETURNING id", app.app_id, NYC)
     for name in ("lib", "quiet"):
         await admin.update_app(pool, name, validate_app_changes({"valid_for": "1h"}))
     assert await lifetime.expire_queued(pool, now + timedelta(minutes=10)) == 0
@@ -363,8 +363,8 @@ async def test_generic_plans_of_the_sweep_and_the_purge_use_their_indexes(pool: 
                        "CASE WHEN g % 3 = 0 THEN 'queued' ELSE 'delivered' END, "
                        "CASE WHEN g % 100 = 0 THEN now() + interval '1 hour' END "
                        "FROM engine_app, generate_series(1, 30000) g")
-    await pool.execute("INSERT INTO engine_outbox (app_id, type, payload, state, delivered_at) "
-                       "SELECT id, 'delivery_report', '{}', 'delivered', now() FROM engine_app, generate_series(1, 5000)")
+    await pool.execute("INSERT INTO engine_outbox (app_id, type, payload, state, delivered_at) SELECT id, "
+                       "'delivery_report', '{}', 'delivered', now() FROM engine_app, generate_series(1, 5000)")
     await pool.execute("ANALYZE")
     now = datetime.now(UTC)
     statements = {

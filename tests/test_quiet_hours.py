@@ -37,8 +37,9 @@ NYC, MIAMI, DALLAS, PROVIDENCE, BIRMINGHAM, SEATTLE = (
     "+16465550100", "+13055550100", "+12145550100", "+14015550100", "+12055550100", "+12065550100")
 
 
-def local(zone: ZoneInfo, *args: int) -> datetime:
-    return datetime(*args, tzinfo=zone)  # type: ignore[misc]
+def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+          microsecond: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=zone)
 
 
 # ---- the shipped table -------------------------------------------------------------------------------------------
@@ -70,7 +71,8 @@ def _geocoded_state(npa: int) -> str | None:
         if m := re.search(r", ([A-Z]{2})$", text):
             return m.group(1)
         if text:
-            return _STATE_NAMES.get(text, "other")
+            state: str = _STATE_NAMES.get(text, "other")
+            return state
     return None
 
 
@@ -81,9 +83,9 @@ def test_area_codes_agree_with_phonenumbers() -> None:
     for npa in range(200, 1000):
         if phonenumbers.region_code_for_number(phonenumbers.parse(f"+1{npa}2345678")) != "US":
             continue
-        state = _geocoded_state(npa)
-        if state in TABLE.states:
-            assert TABLE.area_codes.get(npa) == state, f"area code {npa} ({state}) is missing from the table"
+        found = _geocoded_state(npa)
+        if found in TABLE.states:
+            assert TABLE.area_codes.get(npa) == found, f"area code {npa} ({found}) is missing from the table"
 
 
 def test_a_state_is_found_by_area_code_only_for_us_numbers() -> None:

@@ -12,7 +12,7 @@ import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import asyncpg
@@ -423,11 +423,14 @@ async def request_opt_in(
     pool: asyncpg.Pool, app: ApiApp, phone: str, code: str, body: str, tags: Sequence[str], valid_seconds: float
 ) -> int:
     """Store the (hashed) verification code for *phone* and queue *body* (which carries it); the message id.
-    A new request replaces the previous code and its count of wrong tries."""
+    A new request replaces the previous code and its count of wrong tries. The text lives as long as the code: one
+    that could not be sent in time is never sent late (it ends expired)."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=valid_seconds)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(cq.SAVE_OPTIN_CODE, app.id, phone, _code_hash(app.id, phone, code), list(tags),
                            valid_seconds)
-        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False)
+        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False,
+                                "verification", "transactional", expires_at)
     return int(rows[0]["id"])
 
 
