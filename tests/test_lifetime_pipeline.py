@@ -143,8 +143,9 @@ async def test_an_expiry_passing_between_claim_and_send_is_refused(pool: asyncpg
         async with running_worker(pool, db_dsn, wall, clock=lambda: mono[0], horizon_seconds=300.0,
                                   lease_seconds=120.0) as worker:
             await wait_until(lambda: fake.accepted == 1, what="the first message at the carrier")
-            await wait_until(lambda: _state(pool, second, "claimed"), what="the second held in memory")
-            assert fake.accepted == 1
+            # Placed with the first (one claim, one batch): the second waits in memory, never deferred to the queue.
+            assert await pool.fetchval("SELECT state = 'claimed' AND defers = 0 FROM engine_outbound WHERE id = $1",
+                                       second)
             wall.set(now + timedelta(minutes=31))  # its expiry passes while it waits for its turn …
             mono[0] += 61.0  # … which then comes
             worker.sender.pushed.set()
@@ -152,6 +153,9 @@ async def test_an_expiry_passing_between_claim_and_send_is_refused(pool: asyncpg
         assert [r.body for r in fake.records] == ["first"]
         row = await _row(pool, second)
         assert (row["state"], row["status"], row["reason"]) == ("expired", 2, "expired")
+        # Refused by the last check before sending, not by admission: never marked sending, never re-claimed.
+        assert await pool.fetchval("SELECT sending_at IS NULL AND attempts = 0 AND defers = 0 FROM engine_outbound "
+                                   "WHERE id = $1", second)
         assert (await _reports(pool))[str(second)]["reason"] == "expired"
         assert (await _row(pool, first))["state"] == "sent"
 

@@ -146,7 +146,8 @@ class TestDelivered:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Not sent: the message ends failed (or suppressed, for a duplicate) with *reason*; *detail* is for people."""
+    """Not sent: the message ends failed (suppressed for a duplicate, expired past its lifetime) with *reason*;
+    *detail* is for people."""
 
     reason: Reason
     detail: str
