@@ -129,7 +129,7 @@ class Sender:
                 passed.append(d)
             else:
                 retry_at = max(binding.gate.reopen_at(), now + 0.2)
-                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at)
+                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at, urgent=d.payload.urgent)
         return passed
 
     async def _launch(self, decisions: list[Decision[Pending]]) -> None:
@@ -263,7 +263,7 @@ class Sender:
             self.recorder.accepted.put_nowait(Accepted(p.id, step.sid, step.status))
         elif isinstance(step, RetryLater):
             self.recorder.retries.put_nowait(Retry(p.id, result.error_code, result.error_message))
-            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + step.delay)
+            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + step.delay, urgent=p.urgent)
             self.pushed.set()
         else:
             assert isinstance(step, Fail)

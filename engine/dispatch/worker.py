@@ -194,6 +194,7 @@ class Worker:
                 m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
                 info.segments, info.encoding, m.attempts, m.tag, m.defers > 0, from_did=m.from_did,
                 expires_at=s.expires_at,
+                urgent=m.priority < 2,
             ))
         await outbound.defer(self.pool, self.worker_id, unroutable, [30.0] * len(unroutable))
         keys = list({p.conversation for p in fresh if p.conversation is not None})

@@ -116,6 +116,7 @@ class Claimed:
     kind: str  # 'message', 'reply' or 'compliance' (the engine's own STOP/HELP answers)
     part_of: int | None  # parts 2..n of a split message point at part 1
     from_did: int | None = None  # a reply: the DID the phone texted, which it must go out from
+    priority: int = 1  # 0 the engine's answers and replies, 1 transactional, 2 bulk and marketing
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ async def claim(
     rows = await pool.fetch(q.CLAIM, worker_id, limit, lease_seconds, list(app_ids))
     return [
         Claimed(r["id"], r["app_id"], r["recipient"], r["body"], r["tag"] or None, r["attempts"], r["defers"],
-                r["kind"], r["part_of"], r["from_did"])
+                r["kind"], r["part_of"], r["from_did"], r["priority"])
         for r in rows
     ]
 
@@ -282,9 +283,12 @@ async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, 
     return bool(recovered != "UPDATE 0")
 
 
-async def next_due(pool: asyncpg.Pool) -> float | None:
-    """Seconds until the next queued message is due (negative: overdue), or None when the queue is empty."""
-    value = await pool.fetchval(q.NEXT_DUE)
+async def next_due(pool: asyncpg.Pool, app_ids: Sequence[int]) -> float | None:
+    """Seconds until the next queued message of *app_ids* (outside paused jobs) is due (negative: overdue), or
+    None when they have none queued."""
+    if not app_ids:
+        return None
+    value = await pool.fetchval(q.NEXT_DUE, list(app_ids))
     return None if value is None else float(value)
 
 

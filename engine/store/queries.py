@@ -149,31 +149,98 @@ RETURNING id
 """
 
 # ---- the claim / send cycle ----------------------------------------------------------------
+# The claim. Due queued rows are taken by FLOW: each app's own messages per priority class (0 the engine's answers
+# and replies to MOs, 1 single transactional messages, 2 marketing), and each running job (class 2). A flow is
+# probed first (one index lookup); then classes 0 and 1 may fill the whole batch, in that order, and the bulk
+# class shares what is left fairly: every app with bulk work an equal part, split equally between its flows (its
+# own marketing and each of its jobs). Rows interleave by their rank within their flow, so one large job cannot
+# starve another job or app on the same pool. Each flow's rows come from its own partial index, in order, locked
+# with SKIP LOCKED (a second worker takes the next ones); rows locked but not taken are free at commit.
 CLAIM: Final = """
-WITH picked AS (
-    SELECT o.id FROM engine_outbound o
-    WHERE o.state = 'queued' AND o.due_at <= now() AND o.app_id = ANY($4::bigint[])
-      -- a conversation pinned to a DID another worker holds is that worker's to send
-      AND (o.tag IS NULL OR NOT EXISTS (
-            SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
-            WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
-              AND l.worker_id <> $1 AND l.lease_until > now()))
-      -- so is a reply that must go out from the DID the phone texted
-      AND (o.from_did IS NULL OR NOT EXISTS (
-            SELECT 1 FROM engine_did_lease l
-            WHERE l.did_id = o.from_did AND l.worker_id <> $1 AND l.lease_until > now()))
-    ORDER BY o.due_at, o.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+WITH flows AS (
+    SELECT a.app_id, c.priority, NULL::bigint AS job_id
+    FROM unnest($4::bigint[]) AS a(app_id)
+    CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint)) AS c(priority)
+    -- (probes written as LATERAL … LIMIT 1, and every ORDER BY spelled in its index's own order, so that no plan
+    -- can turn them into a join over all queued rows or walk the global due index past other flows' rows)
+    CROSS JOIN LATERAL (SELECT 1 FROM engine_outbound o
+                        WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = a.app_id
+                          AND o.priority = c.priority AND o.due_at <= now()
+                        ORDER BY o.app_id, o.priority, o.due_at LIMIT 1) AS e
+    UNION ALL
+    SELECT j.app_id, 2::smallint, j.id
+    FROM engine_job j
+    CROSS JOIN LATERAL (SELECT 1 FROM engine_outbound o
+                        WHERE o.state = 'queued' AND o.job_id = j.id AND o.due_at <= now()
+                        ORDER BY o.job_id, o.due_at LIMIT 1) AS e
+    WHERE j.state = 'running' AND j.app_id = ANY($4::bigint[])
+), quotas AS (
+    SELECT f.app_id, f.priority, f.job_id,
+           CASE WHEN f.priority < 2 THEN $2::int
+                ELSE ceil($2::float8
+                          / (SELECT count(DISTINCT b.app_id) FROM flows b WHERE b.priority = 2)
+                          / count(*) FILTER (WHERE f.priority = 2) OVER (PARTITION BY f.app_id))::int
+           END AS quota
+    FROM flows f
+), app_rows AS (
+    SELECT r.id, r.due_at, q.app_id, q.priority, q.job_id
+    FROM quotas q
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.due_at FROM engine_outbound o
+        WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = q.app_id AND o.priority = q.priority
+          AND o.due_at <= now() {pinned}
+        ORDER BY o.app_id, o.priority, o.due_at, o.id LIMIT q.quota FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE q.job_id IS NULL
+), job_rows AS (
+    SELECT r.id, r.due_at, q.app_id, q.priority, q.job_id
+    FROM quotas q
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.due_at FROM engine_outbound o
+        WHERE o.state = 'queued' AND o.job_id = q.job_id AND o.due_at <= now() {pinned}
+        ORDER BY o.job_id, o.due_at, o.id LIMIT q.quota FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE q.job_id IS NOT NULL
+), candidates AS (
+    SELECT u.id, u.priority, row_number() OVER (PARTITION BY u.app_id, u.priority, u.job_id
+                                                ORDER BY u.due_at, u.id) AS rank
+    FROM (SELECT * FROM app_rows UNION ALL SELECT * FROM job_rows) u
+), picks AS (
+    SELECT c.id, row_number() OVER (ORDER BY c.priority, c.rank, c.id) AS ord
+    FROM candidates c ORDER BY c.priority, c.rank, c.id LIMIT $2
+), claimed AS (
+    UPDATE engine_outbound o
+    SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
+    -- By primary key: a join with the picks let the generic plan hash-join them against a scan of the whole table.
+    WHERE o.id = ANY(ARRAY(SELECT p.id FROM picks p))
+    RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did,
+              o.priority
 )
-UPDATE engine_outbound o
-SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
--- By primary key: a join with `picked` let the generic plan hash-join it against a scan of the whole table.
-WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did
-"""
+-- In the order chosen (classes, then the flows interleaved), which the DIDs' queues keep.
+SELECT c.* FROM claimed c JOIN picks p ON p.id = c.id ORDER BY p.ord
+""".format(pinned="""
+           -- a conversation pinned to a DID another worker holds is that worker's to send
+           AND (o.tag IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
+                 WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
+                   AND l.worker_id <> $1 AND l.lease_until > now()))
+           -- so is a reply that must go out from the DID the phone texted
+           AND (o.from_did IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM engine_did_lease l
+                 WHERE l.did_id = o.from_did AND l.worker_id <> $1 AND l.lease_until > now()))""")
+# Seconds until the next queued row of the apps $1 (their own messages by class, and their running jobs) is due.
 NEXT_DUE: Final = """
-SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
+SELECT extract(epoch FROM (min(s.due_at) - now()))::float8 FROM (
+    SELECT (SELECT o.due_at FROM engine_outbound o
+            WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = a.app_id AND o.priority = c.priority
+            ORDER BY o.due_at LIMIT 1) AS due_at
+    FROM unnest($1::bigint[]) AS a(app_id)
+    CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint)) AS c(priority)
+    UNION ALL
+    SELECT (SELECT o.due_at FROM engine_outbound o WHERE o.state = 'queued' AND o.job_id = j.id
+            ORDER BY o.due_at LIMIT 1)
+    FROM engine_job j WHERE j.state = 'running' AND j.app_id = ANY($1::bigint[])
+) AS s
 """
 # Admission's one batched lookup per claim. Per claimed id ($1), in order (i): is the phone blacklisted for the
 # app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
@@ -219,12 +286,13 @@ WITH head AS (
     UPDATE engine_outbound o SET body = u.head, updated_at = now()
     FROM unnest($1::bigint[], $2::text[]) AS u(id, head)
     WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $5
-    RETURNING o.id, o.app_id, o.recipient, o.tag, o.send_at, o.kind, o.created_at, o.type, o.category, o.expires_at
+    RETURNING o.id, o.app_id, o.recipient, o.tag, o.send_at, o.kind, o.created_at, o.from_did, o.in_reply_to, o.job_id,
+              o.type, o.category, o.expires_at
 )
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, kind, part_of, created_at,
-                             type, category, expires_at)
-SELECT h.app_id, h.recipient, p.body, h.tag, h.send_at, now(), h.kind, h.id, h.created_at,
-       h.type, h.category, h.expires_at
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, kind, part_of, created_at, from_did,
+                             in_reply_to, job_id, type, category, expires_at)
+SELECT h.app_id, h.recipient, p.body, h.tag, h.send_at, now(), h.kind, h.id, h.created_at, h.from_did,
+       h.in_reply_to, h.job_id, h.type, h.category, h.expires_at
 FROM unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS p(owner, body, i)
 JOIN head h ON h.id = p.owner
 ORDER BY p.i
