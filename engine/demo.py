@@ -33,7 +33,7 @@ from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
 
 DEMO_APP = "demo"
-FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
+FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown", "expired")
 
 _EVENTS = [
     "Storytime for Toddlers", "Teen Coding Club", "Author Talk: Local History", "ESL Conversation Circle",

@@ -31,9 +31,12 @@ from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
 from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
 from engine.policy.admission import prepare
+from engine.policy.lifetime import Notification
+from engine.policy.quiet_hours import valid_zone
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
+from engine.store import lifetime
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
 from engine.store.jobs import JobSpec
@@ -125,6 +128,7 @@ class CarouselApi:
             "add_did": self.add_did,
             "delete_did": self.delete_did,
             "close_sessions": self.close_sessions,
+            "set_time_zone": self.set_time_zone,
             "blacklist": self.blacklist,
             "unblacklist": self.unblacklist,
             "blacklist_status": self.blacklist_status,
@@ -234,15 +238,20 @@ class CarouselApi:
         Admission's own split, so the parts are the ones a message from any other door would get."""
         return prepare(body, app.rules).parts
 
-    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft], template: str | None = None
-                     ) -> Reply:
-        """Queue the drafts; with a *template* (send_messages) they are a job of their own, whose id is added."""
+    async def _queue(
+        self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft], *, notification: bool = False,
+        template: str | None = None,
+    ) -> Reply:
+        """Queue *drafts*; with *notification*, the call's type, category and lifetime apply to them; with a
+        *template* (send_messages) they are a job of their own, whose id is added to the reply."""
         tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on) if notification else Notification()
         action_expected = pp.parse_bool(p, "action_expected")
-        job = None if template is None else JobSpec("send_messages", None, template, tag, on)
+        job = None if template is None else JobSpec("send_messages", None, template, tag, on, note)
         job_id, results = await store.queue_job_messages(
-            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected, job=job
+            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected, notification=note, job=job
         )
         reply: Reply = {"message_ids": ",".join(str(i) for ids in results for i in ids)}
         if job_id is not None:
@@ -261,7 +270,7 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
-        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
+        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws], notification=True)
 
     async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
         template = p.get("template")
@@ -280,7 +289,7 @@ class CarouselApi:
             pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
                              max_segments=self.settings.max_segments, smart=app.smart_encoding)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
-        return await self._queue(app, p, drafts, template)
+        return await self._queue(app, p, drafts, template=template)
 
     async def _send_to_subscribers(self, app: store.ApiApp, p: pp.Params, body: str, tags: tuple[str, ...]) -> Reply:
         """send_message with tags=: to the app's subscribers with any of the tags (not with phone numbers too)."""
@@ -290,14 +299,16 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
+        tag = pp.validate_tag(p)
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on)
         phones = await store.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
         if len(phones) >= MAX_SUBSCRIBER_SEND:
             raise InvalidInput("tags", f"more than {MAX_SUBSCRIBER_SEND - 1} subscribers: send a job instead")
-        tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
         results = await store.queue_messages(
             self.pool, app, [store.Draft(phone, parts) for phone in phones], tag=tag, send_at=on,
-            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True,
+            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True, notification=note,
         )
         # Subscribers who opted out since are left out, not reported: the caller named tags, not phones.
         return {"message_ids": ",".join(str(i) for ids in results for i in ids if i > 0)}
@@ -340,6 +351,15 @@ class CarouselApi:
         if not result.ok:
             raise InvalidInput("code", result.problem or "not accepted")
         return {}
+
+    async def set_time_zone(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        """The recipient's time zone for quiet hours (blank: forget it; the number's own zone applies)."""
+        phone = self._one_phone(p)
+        zone = pp.optional(p, "time_zone")
+        if zone is not None and not valid_zone(zone):
+            raise InvalidInput("time_zone", f"{zone[:64]!r} is not an IANA time zone (e.g. America/Chicago)")
+        await lifetime.set_contact_zone(self.pool, app.id, phone, zone)
+        return {"phone_number": _did_text(phone), "time_zone": zone}
 
     async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
         statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))

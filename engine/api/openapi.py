@@ -67,6 +67,18 @@ _SEND_COMMON = (
              "tomorrow); UTC when no zone. With slashes the month comes first, with dashes (dd-mm-yyyy) the day."),
     ApiParam("tag", "Conversation thread: messages with the same tag to a phone go out through the same DID."),
 )
+_NOTIFICATION = (
+    ApiParam("type", "A free label for the notification (registration, reminder, waitlist, cancellation, …), "
+             "1-64 characters; stored and filterable."),
+    ApiParam("category", "transactional (default) or marketing. A marketing message goes only to phones subscribed "
+             "to the application (others end failed, reason no_consent) and waits for the recipient's local quiet "
+             "hours to end (08:00-21:00 by default, stricter in some US states)."),
+    ApiParam("valid_for", "Lifetime from when the message is due: seconds (3600), units (90m, 2h, 1d, 1h30m) or ISO "
+             "8601 (PT2H); at most 365 days. Still unsent when it ends, the message ends expired (status 2, reason "
+             "expired) and is never sent late; the rest of it goes to the carrier (Twilio ValidityPeriod)."),
+    ApiParam("expires_at", "When the message may no longer be sent (parsed like on; UTC when no zone); the earlier "
+             "of valid_for and expires_at wins. Without either, the application's default lifetime applies."),
+)
 _MESSAGE_IDS = _obj(
     {"message_ids": {"type": "string", "description": "Comma-separated ids in recipient order, one per part when "
                      "the carrier takes single SMS only; -1 invalid number, -2 blacklisted, -3 flood limit."}},
@@ -165,7 +177,7 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         (*_PHONES, ApiParam("body", f"Message text, at most {MAX_BODY_CHARS} characters.", required=True),
          ApiParam("tags", "Comma-separated subscription tags: send to the application's subscribers with any of "
                   "them instead of to phone numbers (phones that opted out are left out)."),
-         *_SEND_COMMON),
+         *_SEND_COMMON, *_NOTIFICATION),
         _MESSAGE_IDS, {"message_ids": "5554055,-1"},
         description="Invalid numbers, blacklisted numbers and flooded numbers get a negative id; the others are "
         "queued in one transaction.",
@@ -245,6 +257,15 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         "delete_did", "Release a DID at the carrier and remove it from the application",
         (ApiParam("number", "The DID to delete.", required=True),),
         _EMPTY, {}, tag="DIDs", carrier=True, needs_smsc=True,
+    ),
+    ApiCall(
+        "set_time_zone", "Store the time zone of a recipient (quiet hours are judged in it)",
+        (ApiParam("phone_number", "The recipient.", required=True),
+         ApiParam("time_zone", "An IANA time zone (America/Chicago, Europe/Paris); blank forgets the stored one, "
+                  "and the number's own zone (from its area code) applies again.")),
+        _obj({"phone_number": {"type": "string"}, "time_zone": {"type": "string", "nullable": True}},
+             ("phone_number", "time_zone")),
+        {"phone_number": "13472643707", "time_zone": "America/Chicago"}, tag="Contacts",
     ),
     ApiCall(
         "close_sessions", "Close sessions with phone numbers",

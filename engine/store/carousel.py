@@ -12,7 +12,7 @@ import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import asyncpg
@@ -21,6 +21,7 @@ from engine import events as ev
 from engine.errors import NotFound
 from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
+from engine.policy.lifetime import Notification
 from engine.store import carousel_queries as cq
 from engine.store import queries as q
 from engine.store.jobs import JobSpec, insert_job
@@ -198,14 +199,16 @@ async def queue_messages(
     send_at: datetime | None,
     open_session: bool,
     to_subscribers: bool = False,
+    notification: Notification = Notification(),  # noqa: B008 - frozen, so one shared default is safe
 ) -> list[list[int]]:
     """Queue every acceptable draft in one transaction; per draft its part ids, or [negative code].
 
     *send_at* is when to send (aware; None = now). With *open_session*, each accepted recipient gets a
-    session with the app for SESSION_SECONDS so replies route here without a keyword.
+    session with the app for SESSION_SECONDS so replies route here without a keyword. Every part carries
+    *notification*'s type, category and expiry.
     """
     _, result = await queue_job_messages(pool, app, drafts, tag=tag, send_at=send_at, open_session=open_session,
-                                         to_subscribers=to_subscribers)
+                                         to_subscribers=to_subscribers, notification=notification)
     return result
 
 
@@ -218,6 +221,7 @@ async def queue_job_messages(
     send_at: datetime | None,
     open_session: bool,
     to_subscribers: bool = False,
+    notification: Notification = Notification(),  # noqa: B008 - frozen, so one shared default is safe
     job: JobSpec | None = None,
 ) -> tuple[int | None, list[list[int]]]:
     """:func:`queue_messages`, the accepted messages grouped in a new *job* (its id first; None without one)
@@ -237,7 +241,7 @@ async def queue_job_messages(
         if bodies:
             # One sequence, rows inserted in order: sorted ids are the parts in order.
             rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers,
-                                    job_id)
+                                    notification.type, notification.category, notification.expires_at, job_id)
             ids = sorted(r["id"] for r in rows)
             await _link_parts(conn, [len(d.parts) for d in accepted], ids)
         if open_session and accepted:
@@ -455,11 +459,14 @@ async def request_opt_in(
     pool: asyncpg.Pool, app: ApiApp, phone: str, code: str, body: str, tags: Sequence[str], valid_seconds: float
 ) -> int:
     """Store the (hashed) verification code for *phone* and queue *body* (which carries it); the message id.
-    A new request replaces the previous code and its count of wrong tries."""
+    A new request replaces the previous code and its count of wrong tries. The text lives as long as the code: one
+    that could not be sent in time is never sent late (it ends expired)."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=valid_seconds)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(cq.SAVE_OPTIN_CODE, app.id, phone, _code_hash(app.id, phone, code), list(tags),
                            valid_seconds)
-        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False, None)
+        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False,
+                                "verification", "transactional", expires_at, None)
     return int(rows[0]["id"])
 
 

@@ -38,10 +38,13 @@ WHERE app_id = $1 AND recipient = ANY($2::text[]) AND created_at > now() - make_
   AND reason IS DISTINCT FROM 'blacklisted' AND reason IS DISTINCT FROM 'flood_limit'
 GROUP BY recipient
 """
-# Same columns as the other submit doors; ids come from one sequence in row order (ORDER BY i). $7: their job.
+# Same columns as the other submit doors (with the notification's type, category and expiry, $7-$9, and the job,
+# $10); ids come from one sequence in row order (ORDER BY i).
 INSERT_MESSAGES: Final = """
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, to_subscribers, job_id)
-SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now()), $6::bool, $7::bigint
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, to_subscribers, type, category, expires_at,
+                             job_id)
+SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now()), $6::bool,
+       $7::text, $8::text, $9::timestamptz, $10::bigint
 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(r, b, i)
 ORDER BY u.i
 RETURNING id
