@@ -41,6 +41,20 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding,
 FROM engine_app a ORDER BY a.id
 """
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
+# Before DELETE_APP: the MOs that outlive the app lose their links to it, its carrier accounts and its DIDs in one
+# update (left to the three ON DELETE SET NULL actions of one cascade, the second found the row changed by the
+# first and failed its foreign-key check on a DID the cascade had already deleted).
+DETACH_APP_INBOUND: Final = """
+WITH app AS (SELECT id FROM engine_app WHERE name = $1),
+providers AS (SELECT p.id FROM engine_provider p WHERE p.app_id IN (SELECT id FROM app)),
+dids AS (SELECT d.id FROM engine_did d JOIN engine_smsc s ON s.id = d.smsc_id WHERE s.app_id IN (SELECT id FROM app))
+UPDATE engine_inbound i
+SET app_id = CASE WHEN i.app_id IN (SELECT id FROM app) THEN NULL ELSE i.app_id END,
+    provider_id = CASE WHEN i.provider_id IN (SELECT id FROM providers) THEN NULL ELSE i.provider_id END,
+    did_id = CASE WHEN i.did_id IN (SELECT id FROM dids) THEN NULL ELSE i.did_id END
+WHERE i.app_id IN (SELECT id FROM app) OR i.provider_id IN (SELECT id FROM providers)
+   OR i.did_id IN (SELECT id FROM dids)
+"""
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
 INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
