@@ -14,6 +14,7 @@ from aiohttp import web
 
 from engine.api.carousel import CarouselApi
 from engine.api.health import HealthApi
+from engine.api.jobs import finish_jobs_loop
 from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
 from engine.console import Console
@@ -121,6 +122,8 @@ async def run_engine(
                                         lease_seconds=settings.lease_seconds, poll_seconds=settings.poll_seconds)
                 runtime.extras["inbound"] = processor
                 tasks.spawn(processor.run(stop), name="inbound")
+            # Jobs none of whose messages may still change become 'done' (also whenever their status is read).
+            tasks.spawn_resilient(lambda: finish_jobs_loop(database.pool, stop), name="jobs")
             if on_ready is not None:
                 on_ready(runtime)
             await stop.wait()

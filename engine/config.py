@@ -44,6 +44,10 @@ class Settings:
     # lease period a starting worker takes no more than its share among that many, so workers started together
     # split the DIDs at once instead of one taking them all and handing half over later.
     expected_workers: int = 1
+    # Every worker purges what is older than each app's retention this often (0: only `engine purge` does), in
+    # transactions of purge_batch rows.
+    purge_seconds: float = 3600.0
+    purge_batch: int = 1000
     log_level: str = "INFO"
     # The Fernet key that seals carrier tokens at rest (engine.store.vault); unset: the key file below.
     secret_key: str | None = field(default=None, repr=False)
@@ -56,13 +60,15 @@ class Settings:
         if self.port < 0 or self.port > 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         for name in ("batch_size", "max_in_flight", "max_attempts", "max_body_chars", "max_segments",
-                     "expected_workers"):
+                     "expected_workers", "purge_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "read_timeout",
                      "drain_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
+        if self.purge_seconds < 0:
+            raise ConfigError("purge_seconds must be >= 0 (0 turns the worker's purge off)")
         if self.console_secure_cookie not in ("auto", "yes", "no"):
             raise ConfigError(f"console_secure_cookie must be auto, yes or no, got {self.console_secure_cookie!r}")
         if self.delivery not in get_args(DeliveryMode):

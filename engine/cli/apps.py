@@ -52,6 +52,15 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--loop-cooldown", metavar="PERIOD", help="automatic replies stop this long (default 1h)")
     p.add_argument("--smsc-limit-per-min", metavar="N",
                    help="cap the app's whole DID pool at N segments/minute (e.g. a 10DLC campaign); 'off' removes it")
+    p.add_argument("--valid-for", metavar="DURATION",
+                   help="default message lifetime (2h, 1d, PT30M; at most 365 days): a message still unsent this long "
+                   "after it was due ends expired; 'off' (default) keeps messages until sent")
+    p.add_argument("--retention", metavar="PERIOD",
+                   help="keep final messages and delivered callbacks this long (default 18 months; 90d, 2y, 12w…)")
+    p.add_argument("--quiet-hours", metavar="yes|no",
+                   help="hold marketing messages inside the recipient's local quiet hours (default yes)")
+    p.add_argument("--quiet-window", metavar="HH:MM-HH:MM",
+                   help="the app's own marketing window, narrowing the law's 08:00-21:00 (and stricter states')")
     p = app.add_parser("rotate-key", help="give the application a new API key (printed once); the old one stops "
                                           "working at once")
     _common(p)
@@ -68,6 +77,7 @@ APP_SETTINGS_FLAGS = (
     "gateway_url", "help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text", "split_mode",
     "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency", "smsc_limit_per_min",
     "session_idle", "loop_max_replies", "loop_window", "loop_max_repeats", "loop_cooldown", "smsc",
+    "valid_for", "retention", "quiet_hours", "quiet_window",
 )
 
 
@@ -78,6 +88,9 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"  gateway_url: {a['gateway_url'] or '-'}   callback_concurrency: {a['callback_concurrency']}")
     print(f"  split_mode: {a['split_mode']}   smart_encoding: {'yes' if a['smart_encoding'] else 'no'}   "
           f"flood_limit: {flood}   dedup_window: {a['dedup_seconds']:g}s")
+    lifetime = f"{a['valid_for_seconds']:g}s" if a["valid_for_seconds"] else "off"
+    quiet = a["quiet_window"] if a["quiet_hours"] else "off"
+    print(f"  valid_for: {lifetime}   retention: {a['retention']}   quiet hours (marketing): {quiet}")
     queue = status["queue"]
     print("queue: " + (", ".join(f"{k}={v}" for k, v in queue.items()) if queue else "empty"))
     print("callbacks: " + ", ".join(f"{k}={v}" for k, v in status["outbox"].items()))

@@ -84,7 +84,9 @@ async def rotate_api_key(pool: asyncpg.Pool, name: str) -> str:
 
 async def delete_app(pool: asyncpg.Pool, name: str) -> bool:
     """Delete the application called *name* with everything it owns; False when there was none."""
-    status: str = await pool.execute(q.DELETE_APP, name)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(q.DETACH_APP_INBOUND, name)
+        status: str = await conn.execute(q.DELETE_APP, name)
     return status != "DELETE 0"
 
 

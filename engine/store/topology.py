@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from engine.policy.admission import AppRules
+from engine.policy.quiet_hours import Window
 from engine.store import queries as q
 from engine.store import vault
 
@@ -79,7 +80,8 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
     return Topology(
         apps=[
             AppRow(r["id"], r["smsc_id"], AppRules(
-                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"]))
+                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"],
+                quiet_hours=r["quiet_hours"], quiet_window=Window(r["quiet_start"], r["quiet_end"])))
             for r in apps
         ],
         dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"]) for r in dids],

@@ -63,6 +63,8 @@ class DidState(Generic[T]):
     # (cost, payload); NO_QUEUE until its first message (push swaps in a real deque)
     queue: deque[tuple[int, T]] = NO_QUEUE
     queued_cost: int = 0
+    urgent: int = 0  # the first `urgent` queue entries are urgent (transactional, replies): they go first
+    urgent_cost: int = 0
     reserved_until: float = INF * -1  # end of work this DID was promised but left in the database
     scheduled: bool = False  # has an entry in the due heap
     pool_key: float = INF * -1  # the key of its entry in the pool's busy heap; -inf: in the pool's idle FIFO
@@ -74,6 +76,12 @@ class DidState(Generic[T]):
         """Projected time at which this DID has sent everything queued on it in memory."""
         base = self.limiter.tat if self.limiter.tat > now else now
         return base + self.queued_cost * self.limiter.interval
+
+    def urgent_until(self, now: float) -> float:
+        """Projected time at which this DID has sent the urgent work queued on it (an urgent message queues
+        behind that only)."""
+        base = self.limiter.tat if self.limiter.tat > now else now
+        return base + self.urgent_cost * self.limiter.interval
 
     def load(self, now: float) -> float:
         """Projected time at which this DID has sent everything promised to it (memory + reserved).
@@ -108,7 +116,8 @@ class Scheduler(Generic[T]):
         self.pools: dict[int, list[tuple[float, int]]] = {}  # pool -> heap of (load key, did) of its busy DIDs
         self.idle: dict[int, deque[int]] = {}  # pool -> FIFO of its DIDs with pool_key -inf (idle when last seen)
         self.due: list[tuple[float, int, int | Gate]] = []  # (ready time, seq, did or gate)
-        self.delayed: list[tuple[float, int, int, int, T]] = []  # (not before, seq, did, cost, payload)
+        # (not before, seq, did, cost, payload, urgent)
+        self.delayed: list[tuple[float, int, int, int, T, bool]] = []
         self.seq = itertools.count()
         self.queued = 0  # messages held in DID queues and the delayed heap
         self.orphans: list[T] = []  # delayed items whose DID went away with no replacement: caller re-queues
@@ -166,7 +175,7 @@ class Scheduler(Generic[T]):
             self._unpark(state)
         held = list(state.queue)
         state.queue = NO_QUEUE
-        state.queued_cost = 0
+        state.queued_cost = state.urgent = state.urgent_cost = 0
         self.queued -= len(held)
         self._rebuild_pool(state.pool_id)
         return held
@@ -398,12 +407,15 @@ class Scheduler(Generic[T]):
             state.pool_key = true_key
             heapq.heapreplace(heap, (true_key, did_id))
 
-    def project(self, did_id: int, now: float, *, reserved: bool = True) -> float:
+    def project(self, did_id: int, now: float, *, reserved: bool = True, urgent: bool = False) -> float:
         """When a message queued on *did_id* now would start going out.
 
-        reserved=False ignores reservations: for a message coming back to take its reserved turn.
+        reserved=False ignores reservations: for a message coming back to take its reserved turn. An urgent
+        message goes ahead of everything but earlier urgent work.
         """
         state = self.dids[did_id]
+        if urgent:
+            return state.urgent_until(now)
         return state.load(now) if reserved else state.busy_until(now)
 
     def reserve(self, did_id: int, cost: int, now: float) -> float:
@@ -418,15 +430,21 @@ class Scheduler(Generic[T]):
         return start
 
     # ---- queueing ---------------------------------------------------------------------------
-    def push(self, did_id: int, cost: int, payload: T, now: float) -> None:
-        """Queue *payload* (costing *cost* segments) on *did_id*."""
+    def push(self, did_id: int, cost: int, payload: T, now: float, *, urgent: bool = False) -> None:
+        """Queue *payload* (costing *cost* segments) on *did_id*; an *urgent* one goes ahead of the DID's
+        non-urgent work (behind earlier urgent work: urgent messages keep their order)."""
         state = self.dids[did_id]
         if not state.enabled:
             raise UnknownPool(state.pool_id)
         queue = state.queue
         if queue is NO_QUEUE:
             queue = state.queue = deque()
-        queue.append((cost, payload))
+        if urgent:
+            queue.insert(state.urgent, (cost, payload))
+            state.urgent += 1
+            state.urgent_cost += cost
+        else:
+            queue.append((cost, payload))
         state.queued_cost += cost
         self.queued += 1
         if now > self.clock:
@@ -434,9 +452,9 @@ class Scheduler(Generic[T]):
         if not state.scheduled and state.parked is None:
             self._schedule(state, now)
 
-    def push_later(self, did_id: int, cost: int, payload: T, not_before: float) -> None:
+    def push_later(self, did_id: int, cost: int, payload: T, not_before: float, *, urgent: bool = False) -> None:
         """Queue *payload* on *did_id*, but not before *not_before* (retry after a 429/5xx)."""
-        heapq.heappush(self.delayed, (not_before, next(self.seq), did_id, cost, payload))
+        heapq.heappush(self.delayed, (not_before, next(self.seq), did_id, cost, payload, urgent))
         self.queued += 1
 
     def _schedule(self, state: DidState[T], now: float) -> None:
@@ -514,6 +532,9 @@ class Scheduler(Generic[T]):
             self._drop_hold(state)
         cost, payload = state.queue.popleft()
         state.queued_cost -= cost
+        if state.urgent:
+            state.urgent -= 1
+            state.urgent_cost -= cost
         self.queued -= 1
         state.limiter.record(cost, now)
         for gate in self._gates(state):
@@ -550,7 +571,7 @@ class Scheduler(Generic[T]):
     def _release_delayed(self, now: float) -> None:
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
-            _, _, did_id, cost, payload = heapq.heappop(delayed)
+            _, _, did_id, cost, payload, urgent = heapq.heappop(delayed)
             self.queued -= 1
             state = self.dids.get(did_id)
             if state is None or not state.enabled:
@@ -565,7 +586,7 @@ class Scheduler(Generic[T]):
                 # break the limit, so it goes back to the caller like a message without a DID.
                 self.orphans.append(payload)
                 continue
-            self.push(did_id, cost, payload, now)
+            self.push(did_id, cost, payload, now, urgent=urgent)
 
     def settle(self, decision: Decision[T], sent_at: float, answered_at: float) -> None:
         """The carrier answered the send of *decision* (which left at *sent_at*) at *answered_at*.
