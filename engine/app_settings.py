@@ -188,6 +188,25 @@ def parse_retention_setting(raw: str, *, name: str = "--retention") -> str:
         raise InvalidInput(name, str(exc)) from None
 
 
+_INTERVAL_UNITS: Final = {"year": "y", "years": "y", "mon": "mo", "mons": "mo", "day": "days", "days": "days"}
+
+
+def format_retention(interval: str) -> str:
+    """What `--retention` takes for a stored retention, from PostgreSQL's text of the interval: '1 year 6 mons' ->
+    '1y6mo', '90 days' -> '90d', '1 day 02:00:00' -> '1d2h' (the console shows it so; it reads back the same)."""
+    parts: list[str] = []
+    words = interval.split()
+    for i, word in enumerate(words):
+        if ":" in word:  # the time part: whole hours are all a retention holds
+            hours = int(word.split(":")[0])
+            if hours:
+                parts.append(f"{hours}h")
+        elif i + 1 < len(words) and words[i + 1] in _INTERVAL_UNITS:
+            unit = _INTERVAL_UNITS[words[i + 1]]
+            parts.append(f"{int(word)}{'d' if unit == 'days' else unit}")
+    return "".join(parts) or interval
+
+
 def parse_quiet_window(raw: str, *, name: str = "--quiet-window") -> str:
     """The app's own marketing window, ``HH:MM-HH:MM`` local to the recipient; it only narrows the law's
     (08:00-21:00, stricter in some states), so it must overlap 08:00-21:00."""

@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from engine.app_settings import (
     format_flood_limit,
     format_period,
+    format_retention,
     parse_bool,
     parse_flood_limit,
     parse_gateway_url,
     parse_period,
+    parse_retention_setting,
     validate_app_changes,
 )
 from engine.errors import InvalidInput
@@ -45,6 +47,15 @@ def test_a_period_formatted_reads_back_the_same(seconds: int) -> None:
 def test_a_flood_limit_formatted_reads_back_the_same(limit: int, seconds: int) -> None:
     assert parse_flood_limit(format_flood_limit(limit, float(seconds))) == (limit, seconds)
     assert format_flood_limit(None, None) == "off" and parse_flood_limit("off") is None
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("1 year 6 mons", "1y6mo"), ("90 days", "90d"), ("1 day 02:00:00", "1d2h"), ("2 years", "2y"), ("18 mons", "18mo"),
+])
+def test_a_stored_retention_is_shown_as_retention_reads_it(stored: str, shown: str) -> None:
+    assert format_retention(stored) == shown
+    assert parse_retention_setting(shown)  # what the console shows, `--retention` reads (the same interval: a
+    # round trip through PostgreSQL is in tests/test_console_pages.py)
 
 
 def test_flood_limit() -> None:

@@ -30,11 +30,13 @@ async def test_an_untouched_settings_form_changes_nothing(pool: asyncpg.Pool) ->
             async with session.get(served.base + "/console/apps/lib") as page:
                 html = await page.text()
             assert 'value="10/1h"' in html and "Line one\nline two</textarea>" in html
+            assert 'value="1y6mo"' in html and 'value="08:00-21:00"' in html
             # What a browser sends back for the untouched form: every field as shown, text areas with CR LF.
             fields = {"flood_limit": "10/1h", "help_text": "Line one\r\nline two", "split_mode": "character",
                       "smart_encoding": "no", "dedup_window": "600", "callback_concurrency": "4",
                       "smsc_limit_per_min": "off", "session_idle": "1d", "loop_max_replies": "10",
-                      "loop_window": "1m", "loop_max_repeats": "5", "loop_cooldown": "1h", "gateway_url": ""}
+                      "loop_window": "1m", "loop_max_repeats": "5", "loop_cooldown": "1h", "gateway_url": "",
+                      "valid_for": "off", "retention": "1y6mo", "quiet_hours": "yes", "quiet_window": "08:00-21:00"}
             status, url, _ = await _post(session, served.base + "/console/apps/lib/settings", token, **fields)
             assert status == 200 and url.endswith("done=nothing")
             assert dict(await pool.fetchrow("SELECT * FROM engine_app")) == before
@@ -47,6 +49,21 @@ async def test_an_untouched_settings_form_changes_nothing(pool: asyncpg.Pool) ->
             assert url.endswith("done=saved")
             row = await pool.fetchrow("SELECT flood_limit, split_mode, help_text FROM engine_app")
             assert tuple(row) == (None, "word", "Line one\nline two")
+            # Lifetime, retention and quiet hours: main's own rules (`engine app set --valid-for …`).
+            fields |= {"flood_limit": "off", "split_mode": "word"}
+            status, url, html = await _post(session, served.base + "/console/apps/lib/settings", token,
+                                            **(fields | {"quiet_window": "22:00-23:00"}))
+            assert status == 400 and "--quiet-window" in html
+            status, url, _ = await _post(session, served.base + "/console/apps/lib/settings", token,
+                                         **(fields | {"valid_for": "2h", "retention": "90d",
+                                                      "quiet_window": "09:00-20:00"}))
+            assert url.endswith("done=saved")
+            row = await pool.fetchrow("SELECT extract(epoch FROM valid_for)::int, retention::text, "
+                                      "quiet_start::text, quiet_end::text FROM engine_app")
+            assert tuple(row) == (7200, "90 days", "09:00:00", "20:00:00")
+            async with session.get(served.base + "/console/apps/lib") as page:
+                html = await page.text()
+            assert 'value="2h"' in html and 'value="90d"' in html and 'value="09:00-20:00"' in html
 
 
 async def test_keywords_through_the_apis_rules(pool: asyncpg.Pool) -> None:

@@ -112,7 +112,10 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text,
        a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
        extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency,
        a.session_idle_seconds, a.loop_max_replies, a.loop_window_seconds, a.loop_max_repeats,
-       a.loop_cooldown_seconds, a.smsc_id, s.name AS smsc, s.limit_per_min AS smsc_limit_per_min,
+       a.loop_cooldown_seconds, extract(epoch FROM a.valid_for)::float8 AS valid_for_seconds,
+       a.retention::text AS retention, a.quiet_hours,
+       to_char(a.quiet_start, 'HH24:MI') || '-' || to_char(a.quiet_end, 'HH24:MI') AS quiet_window,
+       a.smsc_id, s.name AS smsc, s.limit_per_min AS smsc_limit_per_min,
        s.app_id IS NULL AS shared_smsc, a.api_key_hash IS NOT NULL AS has_key
 FROM engine_app a LEFT JOIN engine_smsc s ON s.id = a.smsc_id
 WHERE a.name = $1

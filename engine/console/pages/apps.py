@@ -8,6 +8,7 @@ and store functions. Segment counts come from :func:`engine.segment.analyze`, th
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -20,11 +21,13 @@ from engine.app_settings import (
     TEXT_FLAGS,
     format_flood_limit,
     format_period,
+    format_retention,
     validate_app_changes,
 )
 from engine.console.views import Deps, form, int_param, render, see_other
 from engine.errors import EngineError, InvalidInput
 from engine.inbound.chain import DEFAULT_HELP, DEFAULT_NOMATCH, DEFAULT_OPTOUT
+from engine.policy.lifetime import format_duration
 from engine.segment import analyze
 from engine.store import admin
 from engine.store import carousel as keywords
@@ -57,6 +60,10 @@ SETTINGS: Final = (
     ("loop_window", "Loop: window", "text", "… within this period (60s)."),
     ("loop_max_repeats", "Loop: repeats", "text", "… or the same MO this many times in a row (5)."),
     ("loop_cooldown", "Loop: cool-down", "text", "Automatic replies then stop this long (1h; at least the window)."),
+    ("valid_for", "Default lifetime", "text", "A message still unsent this long after it was due expires (2h; off)."),
+    ("retention", "Retention", "text", "Final messages and delivered callbacks are purged after this (18mo, 2y, 90d)."),
+    ("quiet_hours", "Quiet hours", "yesno", "Hold marketing messages outside the recipient's local hours."),
+    ("quiet_window", "Marketing window", "text", "HH:MM-HH:MM local; narrows the law's 08:00-21:00."),
 )
 SETTING_NAMES: Final = tuple(name for name, *_ in TEXTS) + tuple(name for name, *_ in SETTINGS)
 
@@ -65,6 +72,7 @@ def current_values(detail: dict[str, Any]) -> dict[str, str]:
     """Each setting as ``engine app set`` takes it, for the form (and to tell what an operator changed)."""
     values = {name: detail[name] or "" for name in TEXT_FLAGS}
     limit = detail["smsc_limit_per_min"]
+    lifetime = detail["valid_for_seconds"]
     values.update({
         "gateway_url": detail["gateway_url"] or "",
         "split_mode": detail["split_mode"],
@@ -78,6 +86,10 @@ def current_values(detail: dict[str, Any]) -> dict[str, str]:
         "loop_window": format_period(detail["loop_window_seconds"]),
         "loop_max_repeats": str(detail["loop_max_repeats"]),
         "loop_cooldown": format_period(detail["loop_cooldown_seconds"]),
+        "valid_for": "off" if lifetime is None else format_duration(timedelta(seconds=lifetime)),
+        "retention": format_retention(detail["retention"]),
+        "quiet_hours": "yes" if detail["quiet_hours"] else "no",
+        "quiet_window": detail["quiet_window"],
     })
     return values
 
