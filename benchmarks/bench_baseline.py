@@ -199,7 +199,8 @@ async def _enqueue(conn: asyncpg.Connection, job: list[tuple[str, str]]) -> None
         await queries.enqueue([ENTRYPOINT] * len(chunk), payloads, [0] * len(chunk))
 
 
-async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, timeout: float | None = None) -> Round:
+async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, timeout: float | None = None,
+                         carrier: str = "lean") -> Round:
     """The baseline's worker and webhook processes against a fresh database and a fresh carrier."""
     from pgqueuer import AsyncpgDriver, Queries
 
@@ -210,7 +211,7 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
         try:
             await Queries(AsyncpgDriver(conn)).install()
             await conn.execute(SCHEMA)
-            carrier_url = await h.start_carrier(kids)
+            carrier_url = await h.start_carrier(kids, carrier)
             port = h.free_port()
             webhook = await kids.spawn(
                 ["-m", "benchmarks.bench_baseline", "webhook", "--dsn", dsn, "--port", str(port)]
@@ -242,13 +243,14 @@ async def baseline_round(server_dsn: str, *, messages: int, dids: int = 100, tim
             rows = await conn.fetch(
                 "SELECT sid, extract(epoch FROM created_at)::float8 AS t, status FROM baseline_messages"
             )
-            carrier, records = await carrier_figures(carrier_url)
+            seen, records = await carrier_figures(carrier_url)
         finally:
             await conn.close()
     figures = {
         "kind": KIND,
+        "carrier": carrier,
         **round_figures(
-            messages, [r["status"] for r in rows], _FINAL_STATUSES, rows, records, carrier,
+            messages, [r["status"] for r in rows], _FINAL_STATUSES, rows, records, seen,
             submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=cpu1 - cpu0, carrier_cpu_s=carrier_cpu,
             postgres_cpu_s=pg_cpu,
         ),

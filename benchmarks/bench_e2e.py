@@ -109,7 +109,7 @@ async def add_fake_app(pool: asyncpg.Pool, carrier_url: str) -> None:
 
 async def engine_round(
     server_dsn: str, *, messages: int, dids: int = 100, limit_per_min: int = 600_000, timeout: float | None = None,
-    processes: int = 0,
+    processes: int = 0, carrier: str = "lean",
 ) -> Round:
     """Send *messages* through a fresh database, a fresh carrier and a fresh engine: one `engine run` process, or
     with processes=N `engine serve` + `engine worker --processes N` (CPU summed over all of them)."""
@@ -118,7 +118,7 @@ async def engine_round(
     async with h.fresh_database(server_dsn, "bench_engine") as dsn, h.children() as kids:
         db = await Database.connect(dsn, min_size=1, max_size=4)  # migrates
         try:
-            carrier_url = await h.start_carrier(kids)
+            carrier_url = await h.start_carrier(kids, carrier)
             await add_fake_app(db.pool, carrier_url)
             await admin.add_dids(db.pool, APP, h.did_numbers(dids), limit_per_min=limit_per_min)
             engine = await h.spawn_engine(kids, dsn, processes=processes)
@@ -144,14 +144,15 @@ async def engine_round(
                 "SELECT provider_message_id AS sid, extract(epoch FROM created_at)::float8 AS t, state "
                 "FROM engine_outbound"
             )
-            carrier, records = await carrier_figures(carrier_url)
+            seen, records = await carrier_figures(carrier_url)
         finally:
             await db.close()
     figures = round_figures(
-        messages, [r["state"] for r in rows], FINAL_STATES, rows, records, carrier,
+        messages, [r["state"] for r in rows], FINAL_STATES, rows, records, seen,
         submit_s=submit_s, t0=t0, t_end=t_end, cpu_s=h.tree_cpu_delta(cpu0, cpu1) or 0.0, carrier_cpu_s=carrier_cpu,
         postgres_cpu_s=pg_cpu,
     )
     figures["layout"] = h.layout(processes)
+    figures["carrier"] = carrier
     figures["engine_processes"] = len(cpu1)  # the supervisor included
     return Round(figures, records)

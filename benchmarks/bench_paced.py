@@ -52,12 +52,13 @@ class _Setup:
 
 
 @asynccontextmanager
-async def _prepared(server_dsn: str, prefix: str, *, dids: int, messages: int) -> AsyncIterator[_Setup]:
+async def _prepared(server_dsn: str, prefix: str, *, dids: int, messages: int, carrier: str = "lean",
+                    ) -> AsyncIterator[_Setup]:
     """Fresh database + carrier; app, provider, *dids* DIDs at 60/min and *messages* queued, engine not started."""
     async with h.fresh_database(server_dsn, prefix) as dsn, h.children() as kids:
         db = await Database.connect(dsn, min_size=1, max_size=2)  # migrates
         try:
-            carrier_url = await h.start_carrier(kids)
+            carrier_url = await h.start_carrier(kids, carrier)
             await add_fake_app(db.pool, carrier_url)
             app = await admin.get_app(db.pool, APP)
             assert app.smsc_id is not None
@@ -83,15 +84,18 @@ def paced_capacity(dids: int, seconds: float, limit_per_min: int = LIMIT_PER_MIN
 
 
 async def paced(server_dsn: str, *, dids: int, seconds: float, startup_timeout: float = 120.0,
-                processes: int = 0) -> Scenario:
+                processes: int = 0, carrier: str = "lean") -> Scenario:
     """processes=N runs `engine serve` + `engine worker --processes N` instead of `engine run` (the DIDs are shared
     out between the workers by lease; the carrier's record shows whether the limit still holds across them)."""
     capacity = paced_capacity(dids, seconds)
     backlog = 2 * capacity + dids
-    async with _prepared(server_dsn, "bench_paced", dids=dids, messages=backlog) as s:
+    async with _prepared(server_dsn, "bench_paced", dids=dids, messages=backlog, carrier=carrier) as s:
         engine, _ = await _spawn_engine(s, processes)
         await h.wait_first_accept(s.carrier_url, s.kids.procs, startup_timeout)
+        carrier_pid = s.kids.procs[0].pid
+        carrier_cpu0 = h.cpu_seconds([carrier_pid])
         await asyncio.sleep(seconds + STOP_MARGIN_S)
+        carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
         await engine.stop()
         stats = await h.carrier_get(s.carrier_url, "stats")
         records = to_records(await h.carrier_get(s.carrier_url, "messages"))
@@ -115,13 +119,15 @@ async def paced(server_dsn: str, *, dids: int, seconds: float, startup_timeout: 
         "carrier_rejected": stats["rejected"],
         "run_after_t0_s": round(max(r.t for r in records) - t0, 3),
         "max_per_did_60s": max_per_sender_in_window(records, 60.0),
+        "carrier": carrier,
+        "carrier_cpu_us_per_msg": round(carrier_cpu / max(1, len(in_window)) * 1e6, 1),
     }
     return Scenario(figures, records)
 
 
 async def backlog(server_dsn: str, *, messages: int, dids: int, settle_s: float = 10.0,
-                  startup_timeout: float = 600.0) -> Scenario:
-    async with _prepared(server_dsn, "bench_backlog", dids=dids, messages=messages) as s:
+                  startup_timeout: float = 600.0, carrier: str = "lean") -> Scenario:
+    async with _prepared(server_dsn, "bench_backlog", dids=dids, messages=messages, carrier=carrier) as s:
         h.log(f"  filled {messages} messages and {dids} DIDs in {s.fill_s:.1f}s")
         engine, t_start = await _spawn_engine(s)
         await h.wait_first_accept(s.carrier_url, s.kids.procs, startup_timeout)
@@ -148,5 +154,6 @@ async def backlog(server_dsn: str, *, messages: int, dids: int, settle_s: float 
         "carrier_accepted": stats["accepted"],
         "carrier_rejected": stats["rejected"],
         "max_per_did_60s": max_per_sender_in_window(records, 60.0),
+        "carrier": carrier,
     }
     return Scenario(figures, records)

@@ -151,12 +151,22 @@ async def read_url_line(proc: asyncio.subprocess.Process, what: str, timeout: fl
     return line.rsplit(" ", 1)[1]
 
 
-async def start_carrier(kids: Children) -> str:
-    """The fake carrier in its own process: final callbacks only, no callback delay."""
-    proc = await kids.spawn(
-        ["-m", "engine", "fake-carrier", "--port", "0", "--callbacks", "final", "--latency", "0"]
-    )
-    return await read_url_line(proc, "fake carrier")
+CARRIERS = ("lean", "regular")
+
+
+async def start_carrier(kids: Children, kind: str = "lean") -> str:
+    """A carrier in its own process, final callbacks only, no callback delay: the lean benchmark carrier
+    (`python -m benchmarks.lean_carrier`, the default: a load generator much cheaper than what it measures) or the
+    regular fake carrier (`engine fake-carrier`, aiohttp, with everything tests use)."""
+    if kind == "lean":
+        proc = await kids.spawn(["-m", "benchmarks.lean_carrier", "--port", "0", "--callbacks", "final"])
+    elif kind == "regular":
+        proc = await kids.spawn(
+            ["-m", "engine", "fake-carrier", "--port", "0", "--callbacks", "final", "--latency", "0"]
+        )
+    else:
+        raise ValueError(f"unknown carrier {kind!r}; choose from {', '.join(CARRIERS)}")
+    return await read_url_line(proc, f"{kind} carrier")
 
 
 async def wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float = 60) -> None:

@@ -56,6 +56,7 @@ class BenchConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     processes: int = 2
     csv_rows: int = 100_000
+    carrier: str = "lean"  # the carrier process every scenario sends to (harness.CARRIERS)
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
@@ -63,7 +64,7 @@ class BenchConfig:
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
              backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
-             processes: int | None = None, csv_rows: int | None = None) -> BenchConfig:
+             processes: int | None = None, csv_rows: int | None = None, carrier: str = "lean") -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -79,6 +80,7 @@ class BenchConfig:
             scenarios=scenarios,
             processes=processes or 2,
             csv_rows=csv_rows or (20_000 if quick else 100_000),
+            carrier=carrier,
         )
 
 
@@ -119,11 +121,12 @@ async def _e2e(cfg: BenchConfig, server: str) -> dict[str, Any]:
     baseline_rounds: list[dict[str, Any]] = []
     for i in range(cfg.rounds):  # A B A B: drift on the machine hits both sides alike
         h.log(f"round {i + 1}/{cfg.rounds}: engine, {cfg.messages} messages")
-        e = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min)
+        e = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min,
+                               carrier=cfg.carrier)
         engine_rounds.append(e.figures)
         h.log(f"  engine {e.figures['msgs_per_s']} msg/s, {e.figures['cpu_us_per_msg']} µs CPU/msg")
         h.log(f"round {i + 1}/{cfg.rounds}: baseline, {cfg.messages} messages")
-        b = await baseline_round(server, messages=cfg.messages, dids=cfg.dids)
+        b = await baseline_round(server, messages=cfg.messages, dids=cfg.dids, carrier=cfg.carrier)
         baseline_rounds.append(b.figures)
         h.log(f"  baseline {b.figures['msgs_per_s']} msg/s, {b.figures['cpu_us_per_msg']} µs CPU/msg")
     engine = summarize(engine_rounds)
@@ -150,7 +153,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
         for n in layouts:
             h.log(f"round {i + 1}/{cfg.rounds}: {h.layout(n)}, {cfg.messages} messages")
             r = await engine_round(server, messages=cfg.messages, dids=cfg.dids, limit_per_min=cfg.limit_per_min,
-                                   processes=n)
+                                   processes=n, carrier=cfg.carrier)
             rounds[n].append(r.figures)
             h.log(f"  {r.figures['msgs_per_s']} msg/s, {r.figures['cpu_us_per_msg']} µs CPU/msg")
     one = summarize(rounds[0])
@@ -161,7 +164,8 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
         summary["ratio_to_engine_run"] = round(summary["msgs_per_s"]["median"] / one["msgs_per_s"]["median"], 2)
         out["layouts"][h.layout(n)] = summary
     h.log(f"paced with {h.layout(cfg.processes)}: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
-    p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds, processes=cfg.processes)
+    p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds, processes=cfg.processes,
+                    carrier=cfg.carrier)
     out["paced"] = p.figures
     h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']}, max per DID in 60 s "
           f"{p.figures['max_per_did_60s']}")
@@ -185,13 +189,13 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["processes"] = await _processes(cfg, server)
             if "paced" in cfg.scenarios:
                 h.log(f"paced: {cfg.paced_dids} DIDs at 60/min for {cfg.paced_seconds:g}s")
-                p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds)
+                p = await paced(server, dids=cfg.paced_dids, seconds=cfg.paced_seconds, carrier=cfg.carrier)
                 scenarios["paced"] = p.figures
                 h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']} in the window "
                       f"({p.figures['achieved_ratio']}), max per DID in 60 s {p.figures['max_per_did_60s']}")
             if "backlog" in cfg.scenarios:
                 h.log(f"backlog: {cfg.backlog_messages} queued, {cfg.backlog_dids} DIDs at 60/min")
-                b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids)
+                b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids, carrier=cfg.carrier)
                 scenarios["backlog"] = b.figures
                 h.log(f"  first send after {b.figures['time_to_first_send_s']}s, "
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
@@ -203,6 +207,7 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
     return {
         "scenarios": scenarios,
         "quick": cfg.quick,
+        "carrier": cfg.carrier,
         "machine": h.machine_info(pg_version),
         "command": command,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
