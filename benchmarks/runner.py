@@ -22,11 +22,12 @@ from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_jobs import csv_to_queued
+from benchmarks.bench_latency import latency
 from benchmarks.bench_paced import backlog, paced
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
-# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`)
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs")
+# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`); latency = one message every 50 ms per door
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "latency")
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -57,6 +58,7 @@ class BenchConfig:
     processes: int = 2
     csv_rows: int = 100_000
     carrier: str = "lean"  # the carrier process every scenario sends to (harness.CARRIERS)
+    latency_seconds: float = 30.0  # latency: how long each door gets one message every 50 ms
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
@@ -64,7 +66,8 @@ class BenchConfig:
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
              backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
-             processes: int | None = None, csv_rows: int | None = None, carrier: str = "lean") -> BenchConfig:
+             processes: int | None = None, csv_rows: int | None = None, carrier: str = "lean",
+             latency_seconds: float | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -81,6 +84,7 @@ class BenchConfig:
             processes=processes or 2,
             csv_rows=csv_rows or (20_000 if quick else 100_000),
             carrier=carrier,
+            latency_seconds=latency_seconds or 30.0,
         )
 
 
@@ -175,7 +179,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs", "latency"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -201,6 +205,9 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
             if "jobs" in cfg.scenarios:
                 scenarios["jobs"] = await csv_to_queued(server, cfg.csv_rows, cfg.rounds)
+            if "latency" in cfg.scenarios:
+                h.log(f"latency: one message every 50 ms for {cfg.latency_seconds:g} s per door")
+                scenarios["latency"] = await latency(server, seconds=cfg.latency_seconds, carrier=cfg.carrier)
     if "throttle" in cfg.scenarios:
         h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
         scenarios["throttle"] = await _throttle(cfg)
@@ -259,6 +266,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"jobs: a {s['jobs']['rows']:,}-row CSV to all queued: engine send {j['command_s']} s "
                      f"({j['rows_per_s']:,.0f} rows/s, median); in process: read {j['read_s']} s, validate "
                      f"{j['validate_s']} s, COPY {j['copy_s']} s ({j['copy_rows_per_s']:,.0f} rows/s)")
+    if "latency" in s:
+        for door, f in s["latency"]["doors"].items():
+            c, r = f["submit_to_carrier_ms"], f["submit_to_report_ms"]
+            lines.append(f"latency via {door}: submit→carrier p50 {c['p50']} ms, p99 {c['p99']} ms; submit→delivery "
+                         f"report p50 {r['p50']} ms, p99 {r['p99']} ms ({f['messages']} messages, engine "
+                         f"{f['engine_cpu_us_per_msg']} µs CPU/msg, carrier {f['carrier_cpu_us_per_msg']})")
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

@@ -153,3 +153,18 @@ def test_bench_without_pgqueuer_says_how_to_install_it_before_running_anything(
     assert "pip install -e '.[bench]'" in capsys.readouterr().err
     assert main(["bench", "--processes", "0", "--scenarios", "throttle"]) == 2
     assert "--processes must be at least 1" in capsys.readouterr().err
+
+
+async def test_latency_scenario_times_every_message_of_both_doors(server_dsn: str) -> None:
+    """One message every 50 ms for 1 s per door: every one reaches the carrier and its final delivery report the
+    app's gateway, so each percentile is over all of them (their values are not asserted: timings)."""
+    from benchmarks.bench_latency import latency
+
+    out = await latency(server_dsn, seconds=1.0, dids=3)
+    assert set(out["doors"]) == {"sql", "api"} and out["carrier"] == "lean"
+    for f in out["doors"].values():
+        assert f["messages"] == f["reached_carrier"] == f["final_reports"] == 20
+        for key in ("submit_to_carrier_ms", "submit_to_report_ms"):
+            assert 0 < f[key]["p50"] <= f[key]["p99"] <= f[key]["max"]
+        assert f["submit_to_carrier_ms"]["p50"] < f["submit_to_report_ms"]["p50"]
+        assert f["engine_cpu_us_per_msg"] > 0 and f["carrier_cpu_us_per_msg"] > 0

@@ -32,13 +32,16 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--processes", type=int, default=2,
                    help="processes scenario: worker processes compared with one `engine run` (default 2)")
     p.add_argument("--csv-rows", type=int, help="jobs: rows of the CSV sent (default 100,000; --quick 20,000)")
+    p.add_argument("--latency-seconds", type=float,
+                   help="latency: seconds of one message every 50 ms, per door (SQL, HTTP API) (default 30)")
     p.add_argument("--carrier", choices=["lean", "regular"], default="lean",
                    help="the carrier every scenario sends to: the lean benchmark carrier (default; a plain asyncio "
                         "HTTP/1.1 responder, so the figures are the sender's) or the regular fake carrier "
                         "(`engine fake-carrier`, aiohttp)")
     p.add_argument("--scenarios", default="all",
                    help="comma list of e2e (engine vs baseline), processes (engine run vs engine worker "
-                        "--processes N), throttle, paced, backlog, jobs (a CSV to all queued) (default all)")
+                        "--processes N), throttle, paced, backlog, jobs (a CSV to all queued), latency (one "
+                        "message every 50 ms through the SQL door and the HTTP API) (default all)")
 
 
 async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -62,7 +65,7 @@ async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         throttle_decisions=args.throttle_decisions, paced_dids=args.paced_dids,
         paced_seconds=args.paced_seconds, backlog_messages=args.backlog_messages,
         backlog_dids=args.backlog_dids, scenarios=scenarios, processes=args.processes, csv_rows=args.csv_rows,
-        carrier=args.carrier,
+        carrier=args.carrier, latency_seconds=args.latency_seconds,
     )
     result = await run_bench(cfg, settings.dsn, "engine " + " ".join(sys.argv[1:]))
     if args.json:
