@@ -21,9 +21,10 @@ from engine.console import Console
 from engine.console.server import MOUNT as CONSOLE_MOUNT
 from engine.dispatch.worker import Worker
 from engine.httpserver.bad_requests import BadRequestLog
+from engine.httpserver.fastlane import FastHandler, FastSite, plain_response
 from engine.inbound.mo import MoIntake
 from engine.inbound.processor import MoProcessor
-from engine.inbound.status import StatusIntake
+from engine.inbound.status import ACK_TIMEOUT, NOT_WRITTEN, PATH_PREFIX, StatusIntake
 from engine.metrics import Metrics
 from engine.runtime.tasks import TaskGroup
 from engine.store.database import Database
@@ -45,12 +46,14 @@ class Runtime:
 
 async def start_http(
     settings: Settings, routes: list[web.RouteDef], metrics: Metrics | None = None,
-    subapps: Mapping[str, web.Application] | None = None,
+    subapps: Mapping[str, web.Application] | None = None, fast: Mapping[bytes, FastHandler] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve *routes* (and *subapps* under their prefixes) on settings.host:port; returns the runner and base URL.
 
     Malformed requests aiohttp refuses are counted in *metrics* and logged at WARNING at most once per
-    peer per minute (:mod:`engine.httpserver.bad_requests`), not at ERROR with a traceback each.
+    peer per minute (:mod:`engine.httpserver.bad_requests`), not at ERROR with a traceback each. With *fast*
+    (path prefix -> handler, and settings.fast_lane on), those requests' common case skips aiohttp
+    (:mod:`engine.httpserver.fastlane`).
     """
     app = web.Application(client_max_size=1024 * 1024)  # send_messages carries up to 1,000 recipients
     app.add_routes(routes)
@@ -59,7 +62,13 @@ async def start_http(
     bad_requests = BadRequestLog((metrics or Metrics()).http_bad_requests)
     runner = web.AppRunner(app, access_log=None, logger=bad_requests)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site: web.TCPSite
+    if fast and settings.fast_lane:
+        site = FastSite(runner, settings.host, settings.port, handlers=fast, read_timeout=settings.read_timeout,
+                        answer_timeout=ACK_TIMEOUT, late=NOT_WRITTEN,
+                        failed=plain_response(500, "Internal Server Error", "internal server error"))
+    else:
+        site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
@@ -96,7 +105,8 @@ async def run_engine(
                     + console.routes()
                 )
                 runner, runtime.base_url = await start_http(settings, routes, runtime.metrics,
-                                                            {CONSOLE_MOUNT: console.app()})
+                                                            {CONSOLE_MOUNT: console.app()},
+                                                            fast={PATH_PREFIX: intake.fast})
                 if not settings.public_url:
                     # Port 0 picks a free port: the callback URLs must carry the real one.
                     settings = settings.override(public_url=runtime.base_url)

@@ -33,6 +33,9 @@ class Settings:
     max_attempts: int = 5  # provider attempts before a message fails
     request_timeout: float = 15.0  # provider request timeout
     read_timeout: float = 30.0  # HTTP server: how long a request's body may take to arrive (else 408)
+    # Carrier status callbacks take the HTTP server's fast lane (plain HTTP/1.1, not aiohttp's request machinery)
+    # when they are well-formed; off: every request goes through aiohttp (to compare, or to rule the lane out).
+    fast_lane: bool = True
     delivery: DeliveryMode = "at-most-once"
     # Comma-separated E.164 prefixes of destinations whose carriers take no Unicode (e.g. "+7,+90"):
     # a UCS-2 message to them is not sent and the app gets `no_unicode_support`.

@@ -52,11 +52,15 @@ class Batcher(Generic[T]):
 
     async def put(self, item: T) -> None:
         """Add *item* and wait until it has been written."""
+        await asyncio.shield(self.put_later(item))
+
+    def put_later(self, item: T) -> asyncio.Future[None]:
+        """Add *item*; the future is done once it has been written (shared by its batch: never cancel it)."""
         if self._waiter is None:
             self._waiter = asyncio.get_running_loop().create_future()
         waiter = self._waiter
         self.put_nowait(item)
-        await asyncio.shield(waiter)
+        return waiter
 
     async def run(self) -> None:
         """Flush forever (until cancelled; call `drain()` after cancelling to write the rest)."""
