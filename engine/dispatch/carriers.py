@@ -36,7 +36,9 @@ class Carriers:
         self.bindings: dict[int, Binding] = {}
         self.gates: dict[int, ProviderGate] = {}  # provider account -> breaker + 429 pause (survives rebinding)
         self.sessions: list[aiohttp.ClientSession] = []
+        self.clients: list[Provider] = []  # each sends through a connection pool of its own
         self._retired: list[aiohttp.ClientSession] = []  # replaced by a rebinding, closed a little later
+        self._retired_clients: list[Provider] = []
         self._signature: tuple[ProviderRow, ...] = ()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -53,6 +55,7 @@ class Carriers:
             return
         self._signature = signature
         old_sessions, self.sessions = self.sessions, []
+        old_clients, self.clients = self.clients, []
         bindings: dict[int, Binding] = {}
         for r in rows:
             connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
@@ -66,26 +69,36 @@ class Carriers:
                 base_url=r.base_url,
                 messaging_service_sid=r.messaging_service_sid,
                 timeout=self.request_timeout,
+                http1_limit=self.max_in_flight,
             )
+            self.clients.append(client)
             gate = self.gates.setdefault(r.provider_id, ProviderGate())
             bindings[r.smsc_id] = Binding(r.provider_id, client, gate)
         self.bindings = bindings
-        for session in old_sessions:
-            self._retired.append(session)
-            asyncio.get_running_loop().call_later(self.request_timeout + 5, self._close_later, session)
+        for old_session, old_client in zip(old_sessions, old_clients, strict=True):
+            self._retired.append(old_session)
+            self._retired_clients.append(old_client)
+            asyncio.get_running_loop().call_later(self.request_timeout + 5, self._close_later, old_session,
+                                                  old_client)
 
-    def _close_later(self, session: aiohttp.ClientSession) -> None:
+    def _close_later(self, session: aiohttp.ClientSession, client: Provider) -> None:
         if session not in self._retired:
             return  # closed already, by close()
         self._retired.remove(session)
-        task = asyncio.ensure_future(session.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._retired_clients.remove(client)
+        for closing in (session.close(), client.close()):
+            task = asyncio.ensure_future(closing)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """Close every session, those a rebinding retired included (a worker stopping within their grace period
         must not leave them open)."""
+        for client in self.clients + self._retired_clients:
+            await client.close()
         for session in self.sessions + self._retired:
             await session.close()
         self.sessions = []
+        self.clients = []
         self._retired = []
+        self._retired_clients = []

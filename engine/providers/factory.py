@@ -56,10 +56,12 @@ def carrier_client(
     base_url: str | None,
     messaging_service_sid: str | None = None,
     timeout: float = 15.0,
+    http1_limit: int | None = None,
 ) -> TwilioClient:
     """A client for one carrier account (the fields of its ``engine_provider`` row) on the caller's *session*.
 
-    An unknown *kind* is a :class:`~engine.errors.ConfigError` naming the kinds there are.
+    An unknown *kind* is a :class:`~engine.errors.ConfigError` naming the kinds there are. With *http1_limit* its
+    sends go through a pool of its own of that many connections (close the client when done with it).
     """
     default_url = DEFAULT_BASE_URLS.get(kind)
     if default_url is None:
@@ -72,4 +74,5 @@ def carrier_client(
         base_url=base_url or default_url,
         messaging_service_sid=messaging_service_sid,
         timeout=timeout,
+        http1_limit=http1_limit,
     )
