@@ -6,6 +6,7 @@ import base64
 import inspect
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
@@ -224,6 +225,9 @@ async def test_send_with_from_and_messaging_service(session: aiohttp.ClientSessi
         ("+15551230001", "+15557654321", "plain", None),
         ("+15551230001", None, "a+b & c=d %20 ✓ 😀\n", "https://x.test/s?a=1&b=%2F c"),
         ("5551230001", "MyBrand", "", "https://x.test/s"),
+        ("+15551230001", "+15557654321", "x", "http://127.0.0.1:8080/webhooks/twilio/status/3/1234567"),
+        ("+15551230001", "+15557654321", "x", "http://127.0.0.1:8080/webhooks/twilio/status/3/"),
+        ("+15551230001", "+15557654321", "x", "http://h/a?b=/12"),
         ("+1555١٢٣", "+", "tab\tnul", None),  # non-ASCII digits must take the generic quoter
     ],
 )
@@ -239,6 +243,13 @@ def test_encode_form_matches_urlencode(
         fields.append(("StatusCallback", callback))
     for _ in range(2):  # second pass hits the cached callback quoting
         assert client.encode_form(request) == urlencode(fields).encode()
+    if callback and callback[-1:].isdigit():  # another message id after the same prefix: still exact
+        other = replace(request, status_callback=callback + "0")
+        assert client.encode_form(other) == urlencode([*fields[:-1], ("StatusCallback", callback + "0")]).encode()
+    if callback:  # and the URL without its last segment, after it: its own quoting, not the prefix's
+        cut = callback.rpartition("/")[0]
+        shorter = replace(request, status_callback=cut)
+        assert client.encode_form(shorter) == urlencode([*fields[:-1], ("StatusCallback", cut)]).encode()
 
 
 async def test_2xx_without_sid_is_ambiguous(client: TwilioClient) -> None:

@@ -74,7 +74,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.last_read = 0.0
         self.idle_since = 0.0
-        self.timer: asyncio.TimerHandle | None = None
 
     # ---- a request ------------------------------------------------------------------------------------
     def send(self, data: bytes) -> asyncio.Future[Reply]:
@@ -86,23 +85,13 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.keep_alive = False
         self.last_read = self.loop.time()
-        self.timer = self.loop.call_at(self.last_read + self.pool.read_timeout, self._check_read)
+        self.pool._busy(self)
         self.transport.write(data)
         return answer
 
-    def _check_read(self) -> None:
-        """The read timeout counts from the last byte received (as aiohttp's sock_read does)."""
-        self.timer = None
-        if self.answer is None or self.answer.done():
-            return
-        due = self.last_read + self.pool.read_timeout
-        if self.loop.time() < due:
-            self.timer = self.loop.call_at(due, self._check_read)
-            return
-        self._fail(MaybeSent(f"no answer for {self.pool.read_timeout:g} s after the request was sent"))
-
     def _fail(self, exc: MaybeSent) -> None:
         answer, self.answer = self.answer, None
+        self.pool.busy.discard(self)
         self._close()
         if answer is not None and not answer.done():
             answer.set_exception(exc)
@@ -130,9 +119,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.pool.busy.discard(self)
         answer, self.answer = self.answer, None
         self.pool._lost(self)
         if answer is None or answer.done():
@@ -172,9 +159,7 @@ class _Connection(asyncio.Protocol):
             return
         self.keep_alive = self.parser.should_keep_alive()
         answer, self.answer = self.answer, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.pool.busy.discard(self)
         if answer is not None and not answer.done():
             answer.set_result(self._reply())
 
@@ -220,6 +205,11 @@ class Http1Pool:
         self.count = 0  # open or opening
         self.waiting: deque[asyncio.Future[_Connection | None]] = deque()
         self.closed = False
+        # Connections awaiting an answer; one sweep every read_timeout/8 (at most 1 s) fails those silent for the
+        # read timeout (not a timer per request: they cost more than the rest of the request's bookkeeping).
+        self.busy: set[_Connection] = set()
+        self.sweep_every = min(1.0, read_timeout / 8)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(self, data: bytes) -> Reply:
         """Send one whole request (head and body, as bytes) and read its answer; NotSent or MaybeSent."""
@@ -238,6 +228,9 @@ class Http1Pool:
 
     async def close(self) -> None:
         self.closed = True
+        if self._sweeper is not None and not self.busy:  # requests still out keep their read timeout
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in self.idle:
             conn._close()
         self.idle.clear()
@@ -247,6 +240,20 @@ class Http1Pool:
                 waiter.set_exception(NotSent("the client was closed"))
 
     # ---- the pool -------------------------------------------------------------------------------------
+    def _busy(self, conn: _Connection) -> None:
+        self.busy.add(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        """The read timeout counts from the last byte received (as aiohttp's sock_read does)."""
+        self._sweeper = None
+        now = self.loop.time()
+        for conn in [c for c in self.busy if now - c.last_read >= self.read_timeout]:
+            conn._fail(MaybeSent(f"no answer for {self.read_timeout:g} s after the request was sent"))
+        if self.busy:
+            self._sweeper = self.loop.call_later(self.sweep_every, self._sweep)
+
     async def _acquire(self) -> _Connection:
         if self.closed:
             raise NotSent("the client was closed")

@@ -323,11 +323,17 @@ class TwilioClient:
         parts += ("&Body=", form_quote(request.body))
         callback = request.status_callback
         if callback:
-            # Callback URLs repeat (often one URL for every message): quote each distinct one once.
-            if callback != self._last_callback:
-                self._last_callback = callback
-                self._last_callback_quoted = quote_plus(callback, safe="")
-            parts += ("&StatusCallback=", self._last_callback_quoted)
+            # The engine's callback URLs differ only in their last segment, the message id (digits, which quote
+            # to themselves): quote the part before it once, not every URL in full.
+            prefix, slash, tail = callback.rpartition("/")
+            if slash and tail.isascii() and tail.isdigit():
+                head = prefix + slash
+            else:
+                head, tail = callback, ""
+            if head != self._last_callback:
+                self._last_callback = head
+                self._last_callback_quoted = quote_plus(head, safe="")
+            parts += ("&StatusCallback=", self._last_callback_quoted, tail)
         if request.validity_period is not None:
             parts += ("&ValidityPeriod=", str(request.validity_period))
         parts.append(self._service_suffix)
