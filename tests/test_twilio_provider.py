@@ -472,3 +472,15 @@ def test_form_quote_on_every_ascii_character() -> None:
     every = "".join(map(chr, range(128)))
     assert form_quote(every) == quote_plus(every, safe="")
     assert form_quote("Hi there: 50% off & more!") == "Hi+there%3A+50%25+off+%26+more%21"
+
+
+@given(st.text(max_size=80), st.binary(max_size=300))
+def test_hmac_with_cached_pads_is_hmac_sha1(key: str, message: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from engine.providers.twilio import _hmac_sha1
+
+    expected = hmac.new(key.encode(), message, hashlib.sha1).digest()
+    assert _hmac_sha1(key, message) == expected
+    assert _hmac_sha1(key, message) == expected  # and again, from the cached pads

@@ -42,7 +42,9 @@ _HEADERS: Final = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\
 _FORM_TYPES: Final = frozenset({b"application/x-www-form-urlencoded",
                                 b"application/x-www-form-urlencoded; charset=utf-8",
                                 b"application/x-www-form-urlencoded;charset=utf-8"})
-_DECLINE_HEADERS: Final = (b"\r\ntransfer-encoding:", b"\r\ncontent-encoding:", b"\r\nexpect:", b"\r\nupgrade:")
+# The headers the lane looks at (in the lowercased head), with their values trimmed.
+_FIELDS: Final = re.compile(rb"\r\n(content-length|content-type|connection|transfer-encoding|content-encoding|expect"
+                            rb"|upgrade):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|\Z)")
 
 
 class Later:
@@ -170,10 +172,11 @@ class _Lane(asyncio.Protocol):
                 self.handing_over = True
                 return
             low = head.lower()
-            length = self._length(head, low, end if line_end < 0 else line_end)
-            if length is None:
+            framing = self._framing(head, low, end if line_end < 0 else line_end)
+            if framing is None:
                 self.handing_over = True
                 return
+            length, close = framing
             total = end + 4 + length
             if len(buf) < total:
                 if self.partial_since is None:
@@ -185,28 +188,34 @@ class _Lane(asyncio.Protocol):
                 return
             del buf[:total]
             self.partial_since = None
-            close = header(low, low, b"\r\nconnection:") == b"close"
             self.queue.append(_Entry(answer, close, self.loop.time()))
             if close:
                 self.closing = True
                 return
 
     @staticmethod
-    def _length(head: bytes, low: bytes, line_end: int) -> int | None:
-        """The body's length when the head is one the lane serves; None otherwise."""
+    def _framing(head: bytes, low: bytes, line_end: int) -> tuple[int, bool] | None:
+        """(body length, Connection: close) when the head is one the lane serves; None otherwise."""
         if len(head) > MAX_HEAD or not _HEADERS.fullmatch(head, line_end):
             return None
-        if any(name in low for name in _DECLINE_HEADERS) or low.count(b"\r\ncontent-length:") != 1:
+        length = -1
+        close = form = False
+        for name, value in _FIELDS.findall(low, line_end):
+            if name == b"content-length":
+                if length >= 0 or not value.isdigit() or len(value) > 6:
+                    return None
+                length = int(value)
+            elif name == b"content-type":
+                if value not in _FORM_TYPES:
+                    return None
+                form = True
+            elif name == b"connection" and value in (b"keep-alive", b"close"):
+                close = value == b"close"
+            else:  # Transfer-/Content-Encoding, Expect, Upgrade, an odd Connection: aiohttp's
+                return None
+        if length < 0 or length > MAX_BODY or not form:
             return None
-        connection = header(low, low, b"\r\nconnection:")
-        if connection is not None and connection not in (b"keep-alive", b"close"):
-            return None
-        if header(low, low, b"\r\ncontent-type:") not in _FORM_TYPES:
-            return None
-        raw = header(head, low, b"\r\ncontent-length:")
-        if raw is None or not raw.isdigit() or len(raw) > 6 or int(raw) > MAX_BODY:
-            return None
-        return int(raw)
+        return length, close
 
     # ---- answers ------------------------------------------------------------------------------------
     def _pump(self) -> None:

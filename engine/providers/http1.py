@@ -28,10 +28,13 @@ from typing import Final, cast
 import httptools
 from yarl import URL
 
-__all__ = ["Http1Pool", "MaybeSent", "NotSent", "Reply", "host_header"]
+__all__ = ["KEPT_HEADERS", "Http1Pool", "MaybeSent", "NotSent", "Reply", "host_header"]
 
 MAX_HEAD: Final = 64 * 1024
 MAX_BODY: Final = 8 * 1024 * 1024
+KEPT_HEADERS: Final = ("retry-after", "content-length", "transfer-encoding", "content-type", "location")
+_KEPT: Final = {name.encode(): name for name in KEPT_HEADERS} | {
+    name.title().encode(): name for name in KEPT_HEADERS}
 
 
 def host_header(url: URL) -> str:
@@ -53,7 +56,7 @@ class MaybeSent(Exception):
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    headers: dict[str, str]  # lowercase names; the first of repeated headers
+    headers: dict[str, str]  # those in KEPT_HEADERS (lowercase names); the first of repeated headers
     body: bytes
 
 
@@ -141,7 +144,9 @@ class _Connection(asyncio.Protocol):
         self.size += len(name) + len(value)
         if self.size > MAX_HEAD:
             raise MaybeSent("the answer's head is too long")
-        self.headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        key = _KEPT.get(name) or _KEPT.get(name.lower())
+        if key is not None and key not in self.headers:
+            self.headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.head_done = True
