@@ -52,3 +52,31 @@ async def test_a_waiting_caller_is_released_when_drain_writes_its_cancelled_batc
     assert await batcher.drain()
     await asyncio.wait_for(caller, 5)
     assert written == [7]
+
+
+async def test_an_item_after_a_quiet_spell_is_written_at_once_and_those_right_after_it_wait_for_the_next_flush(
+) -> None:
+    written: list[list[int]] = []
+    wrote = asyncio.Event()
+
+    async def flush(batch: list[int]) -> None:
+        written.append(batch)
+        wrote.set()
+
+    batcher = Batcher[int](flush, name="t", max_delay=30.0)  # a delay no test waits for
+    task = asyncio.create_task(batcher.run())
+    try:
+        batcher.put_nowait(1)
+        await asyncio.wait_for(wrote.wait(), 5)  # not 30 s: nothing was written lately
+        assert written == [[1]]
+        batcher.put_nowait(2)
+        batcher.put_nowait(3)
+        await asyncio.sleep(0.2)
+        assert written == [[1]]  # within max_delay of the last write: they wait, together
+        for i in range(4, 4 + batcher.max_size):  # until the batch is full
+            batcher.put_nowait(i)
+        await asyncio.sleep(0.2)
+        assert written[1] == list(range(2, 2 + batcher.max_size))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

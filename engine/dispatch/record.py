@@ -67,15 +67,20 @@ def next_step(
     return Fail(Outcome(message_id, st.SEND_FAILED, result.error_code, result.error_message or "send failed"))
 
 
+# At most one write per stage per 5 ms under load; a lone result after a quiet spell is written at once. (20 ms
+# measured no cheaper per message, with results written later.)
+WRITE_DELAY = 0.005
+
+
 class Recorder:
     """The worker's result writers: each flushes its batch in one statement, on size or time."""
 
     def __init__(self, pool: Pool, lease_seconds: float) -> None:
         self.pool = pool
         self.lease_seconds = lease_seconds
-        self.accepted = Batcher[Accepted](self._write_accepted, name="accepted")
-        self.outcomes = Batcher[Outcome](self._write_outcomes, name="outcomes")
-        self.retries = Batcher[Retry](self._write_retries, name="retries")
+        self.accepted = Batcher[Accepted](self._write_accepted, name="accepted", max_delay=WRITE_DELAY)
+        self.outcomes = Batcher[Outcome](self._write_outcomes, name="outcomes", max_delay=WRITE_DELAY)
+        self.retries = Batcher[Retry](self._write_retries, name="retries", max_delay=WRITE_DELAY)
         self.batchers = (self.accepted, self.outcomes, self.retries)
 
     async def _write_accepted(self, batch: list[Accepted]) -> None:

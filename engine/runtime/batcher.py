@@ -1,5 +1,9 @@
 """Write buffers: collect items, flush them in one round trip on size or time, retry on failure.
 
+At most one flush per *max_delay* (unless a batch fills up): the first item after a quiet spell is written at once,
+those that follow within *max_delay* of that write wait for the next one. So a lone item (light load) is never
+held back, and under load each round trip carries what arrived in *max_delay*.
+
 `put()` waits until the item's batch is durably written (webhooks answer only then);
 `put_nowait()` is fire-and-forget for the worker's own results (a failed flush keeps the items).
 """
@@ -18,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class Batcher(Generic[T]):
-    """Flushes up to *max_size* items at once, at most *max_delay* seconds after the first arrived."""
+    """Flushes up to *max_size* items at once: at once after a quiet spell, else *max_delay* after the last flush."""
 
     def __init__(
         self,
@@ -38,6 +42,7 @@ class Batcher(Generic[T]):
         self._waiter: asyncio.Future[None] | None = None
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
+        self._last_flush = float("-inf")  # loop time the last flush started
         self.flushed = 0
         self.failures = 0
 
@@ -64,11 +69,14 @@ class Batcher(Generic[T]):
 
     async def run(self) -> None:
         """Flush forever (until cancelled; call `drain()` after cancelling to write the rest)."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._has_items.wait()
-            if len(self._items) < self.max_size:
+            wait = self._last_flush + self.max_delay - loop.time()
+            if wait > 0 and len(self._items) < self.max_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.max_delay)
+                    await asyncio.wait_for(self._full.wait(), wait)
+            self._last_flush = loop.time()
             if not await self._flush_once():
                 await asyncio.sleep(self.retry_delay)
 
