@@ -27,7 +27,7 @@ from engine.inbound.processor import MoProcessor
 from engine.inbound.status import ACK_TIMEOUT, NOT_WRITTEN, PATH_PREFIX, StatusIntake
 from engine.metrics import Metrics
 from engine.runtime.tasks import TaskGroup
-from engine.store.database import Database
+from engine.store.database import Database, Pool
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,13 @@ async def run_engine(
     database = db or await Database.open(settings, max_size=12)
     runtime = Runtime(database)
     runner: web.AppRunner | None = None
+    hot: Pool | None = None
     try:
+        hot = await database.hot_pool()  # the send path's statements, always on their generic plans
         async with TaskGroup("engine") as tasks:
             outbox_task = None
             if serve:
-                intake = StatusIntake(database.pool, settings.callback_base, runtime.metrics,
+                intake = StatusIntake(hot, settings.callback_base, runtime.metrics,
                                       read_timeout=settings.read_timeout)
                 mo_intake = MoIntake(database.pool, settings.callback_base, read_timeout=settings.read_timeout)
                 api = CarouselApi(database.pool, settings)
@@ -125,7 +127,7 @@ async def run_engine(
                 outbox_task = tasks.spawn(deliverer.run(stop), name="outbox")
             worker_task = None
             if dispatch:
-                runtime.worker = Worker(database.pool, database.dsn, settings, metrics=runtime.metrics)
+                runtime.worker = Worker(hot, database.dsn, settings, metrics=runtime.metrics)
                 worker_task = tasks.spawn(runtime.worker.run(stop), name="worker")
                 # MOs are handled by workers too (in per-phone order, each in one transaction).
                 processor = MoProcessor(database.pool, database.dsn, runtime.worker.worker_id,
@@ -146,5 +148,7 @@ async def run_engine(
     finally:
         if runner is not None:
             await runner.cleanup()
+        if hot is not None:
+            await hot.close()
         if own_db:
             await database.close()

@@ -261,3 +261,28 @@ async def test_generic_plan_of_lease_recovery_uses_the_lease_index(pool: asyncpg
         await conn.execute("DEALLOCATE recover")
     assert "$1" in plan, plan  # really the generic plan
     assert "Seq Scan on engine_outbound" not in plan, plan
+
+
+async def test_the_send_paths_pool_always_uses_generic_plans_and_the_main_pool_does_not(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """The claim, admission facts and status writes run on a pool of their own whose sessions force generic plans
+    (the plans pinned above); PostgreSQL's own choice stays for every other statement."""
+    from engine.store.database import Database
+
+    async def plan(p: asyncpg.Pool) -> str:
+        async with p.acquire() as conn:
+            await conn.execute("PREPARE by_id(bigint) AS SELECT id FROM engine_outbound WHERE id = $1")
+            try:
+                return "\n".join(r[0] for r in await conn.fetch("EXPLAIN EXECUTE by_id(1)"))
+            finally:
+                await conn.execute("DEALLOCATE by_id")
+
+    hot = await Database(pool, db_dsn, None).hot_pool()
+    try:
+        assert await hot.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert "$1" in await plan(hot)  # the generic plan from the first execution on
+    finally:
+        await hot.close()
+    assert await pool.fetchval("SHOW plan_cache_mode") == "auto"
+    assert "$1" not in await plan(pool)  # a custom plan, as PostgreSQL chooses for its first executions
