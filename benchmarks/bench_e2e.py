@@ -125,6 +125,7 @@ async def engine_round(
             job = [Outgoing(to, body) for to, body in h.recipients(messages)]
 
             carrier_pid = kids.procs[0].pid  # the fake carrier, started first: shared cost, not ours
+            window = h.CpuWindow.start(engine, carrier_pid, pg_pid)
             cpu0 = engine.cpu()
             carrier_cpu0 = h.cpu_seconds([carrier_pid])
             pg_cpu0 = h.tree_cpu(pg_pid)
@@ -135,6 +136,7 @@ async def engine_round(
             async with db.pool.acquire() as conn:
                 await h.wait_all_final(conn, _FINAL_SQL, messages, kids.procs, timeout)
             cpu1 = engine.cpu()
+            accounting = window.stop(engine)
             carrier_cpu = h.cpu_seconds([carrier_pid]) - carrier_cpu0
             pg_cpu = h.tree_cpu_delta(pg_cpu0, h.tree_cpu(pg_pid))
             t_end: float = await db.pool.fetchval(
@@ -154,5 +156,6 @@ async def engine_round(
     )
     figures["layout"] = h.layout(processes)
     figures["carrier"] = carrier
+    figures["cpu_accounting"] = accounting
     figures["engine_processes"] = len(cpu1)  # the supervisor included
     return Round(figures, records)

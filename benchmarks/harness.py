@@ -283,6 +283,78 @@ def tree_cpu(pid: int | None) -> dict[int, float]:
     return out
 
 
+def process_name(pid: int) -> str:
+    """What a benchmark process is, from its command line: "engine run", "engine serve", "engine worker
+    --processes N (supervisor)", "engine worker", "lean carrier", …"""
+    try:
+        args = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return f"pid {pid}"
+    if "-m" in args:
+        module, rest = args[args.index("-m") + 1], args[args.index("-m") + 2 :]
+        if module == "engine":
+            words = list(rest[:1])
+            if "--processes" in rest:
+                words += ["--processes", rest[rest.index("--processes") + 1], "(supervisor)"]
+            return "engine " + " ".join(words)
+        if module == "benchmarks.lean_carrier":
+            return "lean carrier"
+        return str(module)
+    return " ".join(args[:2])
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores of the machine have spent busy so far (every process, ours or not)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+@dataclass
+class CpuWindow:
+    """CPU of every process of a round over its measured window, per process and per second (cores)."""
+
+    engine: dict[int, float]
+    carrier_pid: int
+    carrier: float
+    postgres_pid: int | None
+    postgres: dict[int, float]
+    bench: float
+    machine: float
+    t: float
+
+    @classmethod
+    def start(cls, engine: EngineProcs, carrier_pid: int, postgres_pid: int | None) -> CpuWindow:
+        own = psutil.Process().cpu_times()
+        return cls(engine.cpu(), carrier_pid, cpu_seconds([carrier_pid]), postgres_pid, tree_cpu(postgres_pid),
+                   own.user + own.system, machine_busy(), time.monotonic())
+
+    def stop(self, engine: EngineProcs) -> dict[str, Any]:
+        """The window's accounting: each engine process, the carrier, Postgres, this process and the whole machine
+        (the other processes on it included), in CPU seconds and in cores (CPU seconds per second)."""
+        window = max(time.monotonic() - self.t, 1e-9)
+        own = psutil.Process().cpu_times()
+        rows: list[tuple[str, float]] = []
+        for pid, cpu in sorted(engine.cpu().items()):
+            rows.append((process_name(pid), cpu - self.engine.get(pid, 0.0)))
+        rows.append(("lean carrier" if process_name(self.carrier_pid) == "lean carrier" else "fake carrier",
+                     cpu_seconds([self.carrier_pid]) - self.carrier))
+        pg = tree_cpu_delta(self.postgres, tree_cpu(self.postgres_pid))
+        if pg is not None:
+            rows.append(("postgres (all backends)", pg))
+        rows.append(("benchmark process (submits, polls)", own.user + own.system - self.bench))
+        ours = sum(cpu for _, cpu in rows)
+        machine = machine_busy() - self.machine
+        return {
+            "window_s": round(window, 3),
+            "cores": os.cpu_count(),
+            "processes": [{"process": name, "cpu_s": round(cpu, 3), "cores_busy": round(cpu / window, 3)}
+                          for name, cpu in rows],
+            "ours_cores_busy": round(ours / window, 3),
+            "machine_cores_busy": round(machine / window, 3),  # every process on the machine, others' included
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+
+
 def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
     """CPU used between two tree_cpu() snapshots by the processes alive at the second one (processes that
     exited in between are missed: a lower bound). None when the tree was unknown."""

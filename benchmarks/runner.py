@@ -245,6 +245,10 @@ def format_table(result: dict[str, Any]) -> str:
         for name, lay in s["processes"]["layouts"].items():
             lines.append(f"{name}: {lay['msgs_per_s']['median']} msg/s ({lay['ratio_to_engine_run']}× engine run), "
                          f"{lay['cpu_us_per_msg']['median']} µs CPU/msg")
+            acc = lay["rounds"][-1]["cpu_accounting"]
+            busy = ", ".join(f"{p['process']} {p['cores_busy']}" for p in acc["processes"])
+            lines.append(f"  cores busy (last round, {acc['window_s']} s): {busy}; ours {acc['ours_cores_busy']} of "
+                         f"{acc['cores']}, the whole machine {acc['machine_cores_busy']}")
         p = s["processes"]["paced"]
         lines.append(f"  paced with {p['layout']}: sent {p['sent_in_window']} of capacity {p['capacity']}, "
                      f"max per DID in any 60 s {p['max_per_did_60s']}")

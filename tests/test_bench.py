@@ -168,3 +168,19 @@ async def test_latency_scenario_times_every_message_of_both_doors(server_dsn: st
             assert 0 < f[key]["p50"] <= f[key]["p99"] <= f[key]["max"]
         assert f["submit_to_carrier_ms"]["p50"] < f["submit_to_report_ms"]["p50"]
         assert f["engine_cpu_us_per_msg"] > 0 and f["carrier_cpu_us_per_msg"] > 0
+
+
+async def test_cpu_accounting_names_every_process_of_the_round(server_dsn: str) -> None:
+    """Each engine round accounts CPU per process and per second over its window: the engine processes by what they
+    are, the carrier, Postgres, the benchmark process, and the whole machine's busy cores beside ours."""
+    r = await engine_round(server_dsn, messages=300, dids=10, processes=2)
+    acc = r.figures["cpu_accounting"]
+    names = [p["process"] for p in acc["processes"]]
+    assert sorted(names[:4]) == sorted(
+        ["engine serve", "engine worker --processes 2 (supervisor)", "engine worker", "engine worker"])
+    assert names[4:] == ["lean carrier", "postgres (all backends)", "benchmark process (submits, polls)"]
+    assert acc["window_s"] > 0 and acc["cores"] >= 1
+    engine_cpu = sum(p["cpu_s"] for p in acc["processes"][:4])
+    assert engine_cpu == pytest.approx(r.figures["cpu_s"], abs=0.05)  # the same window as cpu_us_per_msg
+    assert acc["ours_cores_busy"] == pytest.approx(sum(p["cores_busy"] for p in acc["processes"]), abs=0.01)
+    assert 0 < acc["ours_cores_busy"] <= acc["machine_cores_busy"] + 0.2
