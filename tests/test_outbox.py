@@ -42,6 +42,11 @@ async def delivering(pool: asyncpg.Pool, dsn: str, **kwargs: Any) -> AsyncIterat
         await asyncio.wait_for(task, 30)
 
 
+def rows(*values: list[object]) -> str:
+    """The one JSON parameter of the batched status writes (engine/store/queries.py)."""
+    return orjson.dumps(values).decode()
+
+
 async def _app(pool: asyncpg.Pool, name: str, gateway_url: str | None, concurrency: int | None = None) -> tuple[
     int, str
 ]:
@@ -80,27 +85,27 @@ async def test_status_statements_write_delivery_reports(pool: asyncpg.Pool) -> N
     a, b, c, d, e = ids
 
     # The carrier accepted a, b and e: 0 -> 4 is reported (not for the app without a gateway).
-    await pool.execute(q.MARK_ACCEPTED, [a, b, e], ["SMa", "SMb", "SMe"], ["queued"] * 3)
+    await pool.execute(q.MARK_ACCEPTED, rows([a, "SMa", "queued"], [b, "SMb", "queued"], [e, "SMe", "queued"]))
     assert await _outbox(pool) == [
         {"message_id": str(a), "status": "4", "final": "false"},
         {"message_id": str(b), "status": "4", "final": "false"},
     ]
     # Carrier steps that stay "queued at carrier" (sending, sent) report nothing new.
-    await pool.execute(q.APPLY_STATUSES, [a, b], ["sent", "sent"], [4, 4], [30, 30], ["sent", "sent"],
-                       [None, None], ["SMa", "SMb"])
+    await pool.execute(q.APPLY_STATUSES, rows([a, "sent", 4, 30, "sent", None, "SMa"],
+                                              [b, "sent", 4, 30, "sent", None, "SMb"]))
     assert len(await _outbox(pool)) == 2
     # Finals: delivered, and undelivered with the carrier's error code; a repeat changes nothing.
     for _ in range(2):
-        await pool.execute(q.APPLY_STATUSES, [a, b, e], ["delivered", "undelivered", "delivered"], [1, 2, 1],
-                           [100, 100, 100], ["delivered", "undelivered", "delivered"], [None, 30003, None],
-                           [None, None, None])
+        await pool.execute(q.APPLY_STATUSES, rows([a, "delivered", 1, 100, "delivered", None, None],
+                                                  [b, "undelivered", 2, 100, "undelivered", 30003, None],
+                                                  [e, "delivered", 1, 100, "delivered", None, None]))
     reports = await _outbox(pool)
     assert reports[2:] == [
         {"message_id": str(a), "status": "1", "final": "true"},
         {"message_id": str(b), "status": "2", "final": "true", "error_code": "30003"},
     ]
     # A late accept of a final message reports nothing.
-    await pool.execute(q.MARK_ACCEPTED, [a], ["SMa"], ["queued"])
+    await pool.execute(q.MARK_ACCEPTED, rows([a, "SMa", "queued"]))
     # Engine-side outcomes: 'unknown' is still pending (0) so silent; a failure is final with its code.
     await pool.execute(q.MARK_OUTCOME, [c, d], ["unknown", "failed"], [0, 2], [5, 100], [None, 21211],
                        [None, "invalid To"], [1, 1], ["GSM-7", "GSM-7"], [None, None])
@@ -119,10 +124,10 @@ async def test_status_and_its_event_commit_together(pool: asyncpg.Pool) -> None:
     # Make every outbox insert fail: the status update in the same statement must not happen either.
     await pool.execute("ALTER TABLE engine_outbox ADD CONSTRAINT refuse CHECK (false) NOT VALID")
     with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])
+        await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1"]))
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 0
     await pool.execute("ALTER TABLE engine_outbox DROP CONSTRAINT refuse")
-    await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])
+    await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1"]))
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 1
     assert await pool.fetchval("SELECT count(*) FROM engine_outbox") == 1
 

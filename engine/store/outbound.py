@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+import orjson
 
 from engine.policy.admission import Facts
 from engine.statuses import StatusChange
@@ -196,23 +197,21 @@ async def mark_sending(
 ) -> set[int]:
     """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, the phone
     opted out meanwhile, or the message's expiry is not after *now* (see :func:`unmarked_claims`)."""
-    marked: list[int] = await pool.fetchval(
-        q.MARK_SENDING,
-        [m.id for m in marks],
-        [m.did_id for m in marks],
-        [m.sender for m in marks],
-        [m.segments for m in marks],
-        [m.encoding for m in marks],
-        worker_id,
-        lease_seconds,
-        [m.expires_at for m in marks],
-        now,
-    )
+    rows = [
+        (m.id, m.did_id, m.sender, m.segments, m.encoding, None if m.expires_at is None else m.expires_at.timestamp())
+        for m in marks
+    ]
+    marked: list[int] = await pool.fetchval(q.MARK_SENDING, _json(rows), worker_id, lease_seconds, now)
     return set(marked)
 
 
 async def mark_accepted(pool: asyncpg.Pool, batch: Sequence[Accepted]) -> None:
-    await pool.execute(q.MARK_ACCEPTED, [a.id for a in batch], [a.sid for a in batch], [a.status for a in batch])
+    await pool.execute(q.MARK_ACCEPTED, _json([(a.id, a.sid, a.status) for a in batch]))
+
+
+def _json(rows: Sequence[Sequence[object]]) -> str:
+    """Rows as the one JSON parameter of the batched writes (see queries.APPLY_STATUSES)."""
+    return orjson.dumps(rows).decode()
 
 
 def _outcome_columns(batch: Sequence[Outcome]) -> list[list[object]]:
@@ -251,17 +250,9 @@ async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
         cur = best.get(u.message_id)
         if cur is None or u.change.rank > cur.change.rank:
             best[u.message_id] = u
-    rows = list(best.values())
-    await pool.execute(
-        q.APPLY_STATUSES,
-        [u.message_id for u in rows],
-        [u.provider_status for u in rows],
-        [u.change.status for u in rows],
-        [u.change.rank for u in rows],
-        [u.change.state for u in rows],
-        [u.error_code for u in rows],
-        [u.sid for u in rows],
-    )
+    rows = [(u.message_id, u.provider_status, u.change.status, u.change.rank, u.change.state, u.error_code, u.sid)
+            for u in best.values()]
+    await pool.execute(q.APPLY_STATUSES, _json(rows))
 
 
 async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds: float) -> None:
