@@ -295,7 +295,8 @@ def process_name(pid: int) -> str:
         if module == "engine":
             words = list(rest[:1])
             if "--processes" in rest:
-                words += ["--processes", rest[rest.index("--processes") + 1], "(supervisor)"]
+                n = rest[rest.index("--processes") + 1]
+                words += ["--processes", n] + (["(supervisor)"] if n != "1" else [])  # 1: no supervisor
             return "engine " + " ".join(words)
         if module == "benchmarks.lean_carrier":
             return "lean carrier"
