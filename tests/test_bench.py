@@ -4,6 +4,7 @@ engine shows a rate the DID limits allow. Only counts are asserted for the fast 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,22 @@ async def test_cpu_accounting_names_every_process_of_the_round(server_dsn: str) 
     assert engine_cpu == pytest.approx(r.figures["cpu_s"], abs=0.05)  # the same window as cpu_us_per_msg
     assert acc["ours_cores_busy"] == pytest.approx(sum(p["cores_busy"] for p in acc["processes"]), abs=0.01)
     assert 0 < acc["ours_cores_busy"] <= acc["machine_cores_busy"] + 0.2
+
+
+def test_ab_alternates_source_trees_and_refuses_what_is_not_one(tmp_path: Path) -> None:
+    """`python -m benchmarks.ab`: one JSON line per round of each side (here this tree under two names), and a side
+    that names no source tree of the engine is refused before anything runs."""
+    import json
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-m", "benchmarks.ab", "--messages", "100", "--rounds", "1",
+                          f"a={root}", f"b={root}"], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(r["side"], r["round"]) for r in rows] == [("a", 0), ("b", 0)]
+    assert all(r["msgs_per_s"] > 0 and r["cpu_us_per_msg"] > 0 for r in rows)
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.ab", f"x={tmp_path}"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert bad.returncode == 2 and "not NAME=DIR" in bad.stderr
