@@ -7,6 +7,7 @@ loopback fake carrier (:mod:`engine.testing`) and production.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import math
@@ -70,11 +71,8 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> st
 
     ``url`` is the full URL Twilio requested, query string included, exactly as configured.
     """
-    parts = [url]
-    for name in sorted(params):
-        parts.append(name)
-        parts.append(params[name])
-    return base64.b64encode(_hmac_sha1(auth_token, "".join(parts).encode())).decode("ascii")
+    signed = url + "".join([name + value for name, value in sorted(params.items())])
+    return binascii.b2a_base64(_hmac_sha1(auth_token, signed.encode()), newline=False).decode("ascii")
 
 
 # HMAC-SHA1 with each key's inner and outer pads hashed once (RFC 2104): every callback is signed or checked with
