@@ -380,6 +380,33 @@ def _pyreqwest_adapter(url: str, concurrency: int, to: Timeouts) -> Adapter:
     return Adapter(send, client.close)
 
 
+def _engine_http1_adapter(url: str, concurrency: int, to: Timeouts) -> Adapter:
+    """The engine's own client of the create call (engine/providers/http1.py), as TwilioClient uses it: the whole
+    request (head with its prebuilt headers, and the form) written at once on a kept-alive connection."""
+    from yarl import URL
+
+    from engine.providers.http1 import Http1Pool, host_header
+
+    target = URL(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    data = (f"POST {target.raw_path} HTTP/1.1\r\nHost: {host_header(target)}\r\n{head}"
+            f"Content-Length: {len(FORM_BODY)}\r\n\r\n").encode() + FORM_BODY
+    pool: Http1Pool | None = None
+
+    async def send() -> tuple[int, int]:
+        nonlocal pool
+        if pool is None:  # it binds to the running loop
+            pool = Http1Pool(url, limit=concurrency, connect_timeout=to.connect, read_timeout=to.read)
+        reply = await pool.request(data)
+        return reply.status, len(reply.body)
+
+    async def close() -> None:
+        if pool is not None:
+            await pool.close()
+
+    return Adapter(send, close)
+
+
 @dataclass(frozen=True)
 class ClientSpec:
     module: str  # what must be importable
@@ -400,6 +427,7 @@ CLIENTS |= {
     "niquests": ClientSpec("niquests", "niquests", _niquests_adapter),
     "rnet": ClientSpec("rnet", "rnet", _rnet_adapter),
     "pyreqwest": ClientSpec("pyreqwest", "pyreqwest", _pyreqwest_adapter),
+    "engine-http1": ClientSpec("httptools", "httptools", _engine_http1_adapter),
 }
 
 
