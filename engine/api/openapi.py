@@ -146,13 +146,16 @@ CALLS: Final[tuple[ApiCall, ...]] = (
     ),
     ApiCall(
         "find_did", "Find DIDs available for purchase",
-        (ApiParam("number", "Fragment of the desired number (e.g. an area code); digits, letters, '*'."), _COUNTRY),
+        (ApiParam("number", "Fragment of the desired number (e.g. an area code); digits, letters, '*'."), _COUNTRY,
+         ApiParam("type", "long_code (local numbers) or toll_free; omitted: local numbers, then toll-free ones.")),
         _obj({"dids": {"type": "string", "description": "Comma-separated. " + DID_NOTE}}, ("dids",)),
         {"dids": "13475550123,13475550456"}, tag="DIDs", carrier=True,
     ),
     ApiCall(
         "add_did", "Buy a DID and add it to the application's SMSC",
-        (ApiParam("number", "The DID to buy; omitted: the first available number of the country."), _COUNTRY),
+        (ApiParam("number", "The DID to buy; omitted: the first available number of the country."), _COUNTRY,
+         ApiParam("type", "long_code (default) or toll_free: what to buy when no number is given; sets the DID's "
+                          "default pace (60 or 180 segments/min).")),
         _obj({"did": {"type": "string", "description": DID_NOTE}}, ("did",)), {"did": "13475550123"},
         tag="DIDs", carrier=True, needs_smsc=True,
     ),

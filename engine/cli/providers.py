@@ -127,7 +127,8 @@ async def _cmd_provider_sync(settings: Settings, args: argparse.Namespace) -> in
     async def go(pool: Any) -> int:
         account = await admin.app_provider(pool, args.app, smsc=args.smsc)
         base = _public_base(settings, account.kind)
-        numbers = [row["number"] for row in await admin.list_dids(pool, args.app, smsc=args.smsc)]
+        listed = [row["number"] for row in await admin.list_dids(pool, args.app, smsc=args.smsc)]
+        numbers = await admin.inbound_numbers(pool, listed)  # sender IDs and short codes have no SmsUrl here
         report = await _point_dids(base, account, numbers, args.timeout)
         if args.json:
             _print_json(report.as_json())

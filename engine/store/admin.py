@@ -12,9 +12,12 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
+from engine.policy import senders
 from engine.store import carousel, outbound
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
+from engine.store import sender_queries as sq
+from engine.store import senders as sender_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,23 +260,89 @@ def _did_number(number: str) -> str:
     return e164
 
 
-async def add_dids(
-    pool: asyncpg.Pool, app: str | None, numbers: list[str], *, limit_per_min: int = 60, burst: int = 1,
-    smsc: str | None = None,
-) -> list[str]:
-    """Add DIDs to the app's SMSC, or the shared SMSC *smsc* (re-adding one updates its limit). All or nothing."""
-    if limit_per_min < 1:
+@dataclass(frozen=True, slots=True)
+class NewSender:
+    """A sender as it will be stored: its number (E.164, short code or sender ID), type, country, pace."""
+
+    number: str
+    sender_type: str
+    country: str | None
+    limit_per_min: int
+    burst: int
+
+
+def check_senders(
+    numbers: list[str], *, sender_type: str | None = None, country: str | None = None,
+    limit_per_min: int | None = None, burst: int | None = None,
+) -> list[NewSender]:
+    """Each sender checked against its type (given, or detected from the sender); the type's pace unless a limit
+    or burst is given (an explicit limit wins). InvalidInput names the first bad one."""
+    if limit_per_min is not None and limit_per_min < 1:
         raise InvalidInput("limit_per_min", "must be >= 1")
-    if burst < 1:
+    if burst is not None and burst < 1:
         raise InvalidInput("burst", "must be >= 1")
-    e164s = [_did_number(n) for n in numbers]
+    out: list[NewSender] = []
+    for raw in numbers:
+        try:
+            number, kind, where = senders.sender(raw, sender_type, country)
+        except senders.SenderError as exc:
+            raise InvalidInput(exc.field, str(exc)) from None
+        pace = senders.type_defaults(kind)
+        out.append(NewSender(number, kind, where, limit_per_min or pace.limit_per_min, burst or pace.burst))
+    return out
+
+
+async def add_dids(
+    pool: asyncpg.Pool, app: str | None, numbers: list[str], *, limit_per_min: int | None = None,
+    burst: int | None = None, smsc: str | None = None, sender_type: str | None = None, country: str | None = None,
+    campaign: str | None = None,
+) -> list[str]:
+    """Add senders to the app's SMSC, or the shared SMSC *smsc* (re-adding one updates its type and pace).
+    All or nothing.
+
+    *sender_type* (default: detected from each sender) sets the default limit and burst; *country* is the country a
+    short code or sender ID serves. *campaign* puts them in a 10DLC campaign ('' takes them out of theirs).
+    A sender ID can only text its own country, so it shares its SMSC with sender IDs of that country only.
+    """
+    checked = check_senders(numbers, sender_type=sender_type, country=country, limit_per_min=limit_per_min,
+                            burst=burst)
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, _owner = await _pool_of(conn, app, smsc)
-        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, e164s, smsc_id)
+        values = [c.number for c in checked]
+        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, values, smsc_id)
         if taken:
             raise InvalidInput("number", f"{taken[0]['number']} belongs to another SMSC")
-        await conn.execute(q.ADD_DIDS, smsc_id, e164s, limit_per_min, burst)
-    return e164s
+        campaign_id = await sender_store.campaign_id(conn, campaign) if campaign else None
+        await sender_store.check_pool_mix(conn, smsc_id, [(c.number, c.sender_type, c.country) for c in checked])
+        await conn.execute(
+            q.ADD_DIDS, smsc_id, values, [c.limit_per_min for c in checked], [c.burst for c in checked],
+            [c.sender_type for c in checked], [c.country for c in checked], campaign_id, campaign is not None,
+        )
+    return values
+
+
+async def assign_campaign(
+    pool: asyncpg.Pool, campaign: str | None, *, app: str | None = None, smsc: str | None = None,
+    numbers: list[str] | None = None,
+) -> list[str]:
+    """Put DIDs of the app's SMSC (or *smsc*) in *campaign* (None: out of theirs): *numbers*, or every long code
+    of the pool. All or nothing; returns the numbers changed."""
+    given = [s.number for s in check_senders(numbers)] if numbers else []
+    async with pool.acquire() as conn, conn.transaction():
+        smsc_id, _owner = await _pool_of(conn, app, smsc)
+        target = await sender_store.campaign_id(conn, campaign) if campaign is not None else None
+        done = sorted(r["number"] for r in await conn.fetch(sq.ASSIGN_CAMPAIGN, smsc_id, given, target))
+        missing = sorted(set(given) - set(done))
+        if missing:
+            raise NotFound(f"{missing[0]} is not a DID of {app or smsc}")
+    return done
+
+
+async def inbound_numbers(pool: asyncpg.Pool, numbers: list[str]) -> list[str]:
+    """Of *numbers* (in their order), the senders whose SmsUrl the engine points: phone numbers, not sender IDs
+    nor short codes."""
+    found = {r["number"] for r in await pool.fetch(sq.INBOUND_NUMBERS, numbers)}
+    return [n for n in numbers if n in found]
 
 
 async def list_dids(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> list[dict[str, Any]]:

@@ -84,22 +84,29 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text,
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
+# Per DID: number, limit, burst, sender type, country; $7 the campaign, applied when $8 (given, or cleared).
 ADD_DIDS: Final = """
-INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
-SELECT $1, n, $3, $4 FROM unnest($2::text[]) AS n
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst, sender_type, country, campaign_id)
+SELECT $1, u.n, u.lim, u.b, u.t, u.c, $7
+FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[]) AS u(n, lim, b, t, c)
 ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
-    enabled = true
+    sender_type = EXCLUDED.sender_type, country = EXCLUDED.country,
+    campaign_id = CASE WHEN $8::boolean THEN EXCLUDED.campaign_id ELSE engine_did.campaign_id END, enabled = true
 WHERE engine_did.smsc_id = EXCLUDED.smsc_id
 """
 DIDS_OWNED_ELSEWHERE: Final = "SELECT number FROM engine_did WHERE number = ANY($1::text[]) AND smsc_id <> $2"
 LIST_DIDS: Final = """
-SELECT number, limit_per_min, burst, enabled FROM engine_did WHERE smsc_id = $1 ORDER BY number
+SELECT d.number, d.limit_per_min, d.burst, d.enabled, d.sender_type, d.country, c.name AS campaign
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.smsc_id = $1 ORDER BY d.number
 """
 REMOVE_DID: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND number = $2 RETURNING id"
 
 # ---- topology the worker paces -------------------------------------------------------------
 LOAD_DIDS: Final = """
-SELECT id, smsc_id, number, limit_per_min, burst FROM engine_did WHERE enabled ORDER BY id
+SELECT d.id, d.smsc_id, d.number, d.limit_per_min, d.burst, d.sender_type, d.campaign_id, c.brand_id
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.enabled ORDER BY d.id
 """
 # What admission applies per app (single_sms comes from the carrier account of the app's SMSC).
 LOAD_APPS: Final = """
@@ -307,7 +314,7 @@ WITH marked AS (
     UPDATE engine_outbound o
     SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
         attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
-        sent_by = $6, updated_at = now()
+        sent_by = $6, updated_at = now(), reason = nullif(o.reason, 'throttled')  -- its wait for a daily cap is over
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
          AS u(id, did, sender, segments, encoding)
     -- "claimed by us", written so that no index on state can serve it: the rows are found by primary key. With
