@@ -20,7 +20,7 @@ from engine.store.database import Pool
 from engine.store.topology import CapRow, recent_sends
 from engine.throttle import Scheduler
 
-__all__ = ["CapShares", "LeaseKeeper", "LeasePlan", "cap_share", "plan_leases"]
+__all__ = ["CapShares", "LeaseKeeper", "LeasePlan", "cap_share", "plan_leases", "reserve_share"]
 
 CapKind = Literal["pool", "account"]
 Clock = Callable[[], float]
@@ -63,6 +63,14 @@ def cap_share(cap: int | None, held: int, total: int) -> int | None:
     if cap is None:
         return None
     return max(1, cap * held // total) if held else 0
+
+
+def reserve_share(cap: int, reserve: int, share: int) -> int:
+    """The part of a worker's *share* of a daily cap kept for urgent work: what is left after its share of the bulk
+    allowance (cap - reserve), rounded down. The bulk shares then add up to at most cap - reserve, so bulk work never
+    eats into the reserve whatever the workers do."""
+    bulk = (cap - reserve) * share // cap if cap else 0
+    return share - bulk
 
 
 @dataclass(slots=True)

@@ -13,6 +13,11 @@
   releases parked DIDs one per token, in FIFO order (fair across DIDs, no per-DID re-push churn: every
   decision stays O(log n)). `project()`/`choose()` ignore gates (they rank DIDs of one pool, which share the
   pool gate anyway).
+- A 10DLC campaign is one more gate of the same kind ("campaign": its segments per 60-second window, spaced evenly),
+  over the DIDs tied to it (set_did(..., campaign_id=...)): pool, then campaign, then account.
+- A brand's daily cap (engine/throttle/daily.py) is checked before the gates: a DID whose head message the cap holds
+  back gives its holdable work back (`take_capped()`: the caller returns it to the database until the carrier day
+  resets) instead of waiting in memory for hours; an app's exempt work (see *cap_exempt*) never waits.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
+from engine.throttle.daily import BULK, EXEMPT, URGENT, CarrierDay, DailyCap
 from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, EMPTY, DidLimiter
 
 T = TypeVar("T")
@@ -33,6 +40,7 @@ NO_QUEUE = EMPTY  # the queue of a DID with nothing queued yet; push() swaps in 
 
 ACCOUNT_WINDOW = 1.0  # provider-account limits are per second
 ACCOUNT_GUARD = 0.01  # the scheduler's guard, capped: 0.2 s on a 1 s window would cost 17 % of throughput
+UNCAPPED = 1 << 62  # the daily count of a brand that has no cap (only the carrier's 30023 can hold it)
 
 
 class UnknownPool(LookupError):
@@ -43,8 +51,8 @@ class UnknownPool(LookupError):
 class Gate:
     """A limit shared by many DIDs (a pool or a provider account), with the DIDs waiting for it."""
 
-    kind: str  # "pool" or "account"
-    key: int  # pool id or account id
+    kind: str  # "pool", "campaign" or "account"
+    key: int  # pool, campaign or account id
     limiter: DidLimiter
     parked: deque[int] = field(default_factory=deque)  # DIDs ready for their own limit, waiting for this one
     entry: int | None = None  # seq of this gate's live entry in the due heap (older entries are stale)
@@ -69,6 +77,8 @@ class DidState(Generic[T]):
     scheduled: bool = False  # has an entry in the due heap
     pool_key: float = INF * -1  # the key of its entry in the pool's busy heap; -inf: in the pool's idle FIFO
     account_id: int | None = None  # provider account whose limit it shares, if any
+    campaign_id: int | None = None  # 10DLC campaign whose throughput it shares, if any
+    brand_id: int | None = None  # brand whose daily cap it counts against, if any
     parked: Gate | None = None  # the gate whose FIFO holds it (then it has no due-heap entry)
     holds: Gate | None = None  # the gate that released it and waits for it (Gate.holder)
 
@@ -109,9 +119,24 @@ class Decision(NamedTuple, Generic[T]):
 class Scheduler(Generic[T]):
     """Pacing and DID choice for all pools of one worker."""
 
-    def __init__(self, *, window: float = DEFAULT_WINDOW, guard: float = DEFAULT_GUARD) -> None:
+    def __init__(
+        self,
+        *,
+        window: float = DEFAULT_WINDOW,
+        guard: float = DEFAULT_GUARD,
+        carrier_day: CarrierDay | None = None,
+        cap_exempt: Callable[[T], bool] | None = None,
+    ) -> None:
+        """*carrier_day* maps this scheduler's clock to the carrier's day (daily caps; default: the clock is epoch
+        seconds, days at midnight US Pacific). *cap_exempt* says which urgent payloads a reached daily cap does not
+        hold (default: none)."""
         self.window = window
         self.guard = guard
+        self.carrier_day = carrier_day if carrier_day is not None else CarrierDay()
+        self.cap_exempt = cap_exempt
+        self.daily: dict[int, DailyCap] = {}  # brand -> its daily cap (or this worker's share of it)
+        self.capped: list[tuple[T, float]] = []  # (payload, not before) held back by a daily cap: caller re-queues
+        self.campaign_gates: dict[int, Gate] = {}  # campaign -> its segments-per-minute limit
         self.dids: dict[int, DidState[T]] = {}
         self.pools: dict[int, list[tuple[float, int]]] = {}  # pool -> heap of (load key, did) of its busy DIDs
         self.idle: dict[int, deque[int]] = {}  # pool -> FIFO of its DIDs with pool_key -inf (idle when last seen)
@@ -127,23 +152,27 @@ class Scheduler(Generic[T]):
 
     # ---- DIDs ---------------------------------------------------------------------------
     def set_did(
-        self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1, *, account_id: int | None = None
+        self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1, *, account_id: int | None = None,
+        campaign_id: int | None = None, brand_id: int | None = None,
     ) -> None:
         """Add a DID, or change its limit (pacing history is kept on a change).
 
-        *account_id* ties the DID to a provider account's limit (see set_account_limit); every call sets it, so
-        None unties it.
+        *account_id* ties the DID to a provider account's limit (see set_account_limit), *campaign_id* to a 10DLC
+        campaign's (set_cap("campaign", ...)), *brand_id* to a brand's daily cap (set_brand_cap); every call sets
+        them, so None unties it.
         """
         state = self.dids.get(did_id)
         if state is None:
             limiter = DidLimiter(limit_per_min, burst=burst, window=self.window, guard=self.guard)
-            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter, account_id=account_id)
+            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter, account_id=account_id,
+                             campaign_id=campaign_id, brand_id=brand_id)
             self.dids[did_id] = state
             self.pools.setdefault(pool_id, [])
             self.idle.setdefault(pool_id, deque()).append(did_id)  # pool_key -inf: in the idle FIFO
             return
-        if state.account_id != account_id:
-            state.account_id = account_id
+        state.brand_id = brand_id
+        if (state.account_id, state.campaign_id) != (account_id, campaign_id):
+            state.account_id, state.campaign_id = account_id, campaign_id
             self._drop_hold(state)
             if state.parked is not None:  # it may wait for a gate it no longer has: let it look again
                 self._unpark(state)
@@ -198,6 +227,10 @@ class Scheduler(Generic[T]):
         for gate in self._gates(state):
             if gate.limiter.limit < cost:
                 cost = gate.limiter.limit
+        if state.brand_id is not None and self.daily:
+            cap = self.daily.get(state.brand_id)
+            if cap is not None and cap.cap - cap.reserve < cost:
+                cost = max(1, cap.cap - cap.reserve)  # bulk work bigger than its share of a day could never go
         return cost
 
     def is_enabled(self, did_id: int | None) -> bool:
@@ -234,21 +267,34 @@ class Scheduler(Generic[T]):
             state.limiter.record(cost, at)
 
     def cap_window(self, kind: str) -> float:
-        """The window of a pool ("pool": segments per minute) or account ("account": per second) limit."""
-        return self.window if kind == "pool" else ACCOUNT_WINDOW
+        """The window of a pool or campaign (segments per minute) or account ("account": per second) limit."""
+        return ACCOUNT_WINDOW if kind == "account" else self.window
 
     def replay_cap(self, kind: str, key: int, cost: int, at: float) -> None:
-        """Count a send made at *at* in the window of pool or account *key*'s limit (if it has one)."""
-        gate = (self.pool_gates if kind == "pool" else self.account_gates).get(key)
+        """Count a send made at *at* in the window of pool, campaign or account *key*'s limit, or in brand *key*'s
+        day (if it has one)."""
+        if kind == "brand":
+            cap = self.daily.get(key)
+            if cap is not None:
+                cap.record(cost, at)
+            return
+        gate = self._gate_map(kind).get(key)
         if gate is not None:
             gate.limiter.record(cost, at)
 
-    def set_cap(self, kind: str, key: int, limit: int | None) -> None:
-        """set_pool_limit or set_account_limit, by *kind*."""
+    def set_cap(self, kind: str, key: int, limit: int | None, reserve: int = 0) -> None:
+        """set_pool_limit, set_campaign_limit, set_account_limit or set_brand_cap, by *kind*."""
         if kind == "pool":
             self.set_pool_limit(key, limit)
+        elif kind == "campaign":
+            self.set_campaign_limit(key, limit)
+        elif kind == "brand":
+            self.set_brand_cap(key, limit, reserve)
         else:
             self.set_account_limit(key, limit)
+
+    def _gate_map(self, kind: str) -> dict[int, Gate]:
+        return self.pool_gates if kind == "pool" else self.campaign_gates if kind == "campaign" else self.account_gates
 
     # ---- pool and account limits (gates) ------------------------------------------------------------
     def set_pool_limit(self, pool_id: int, per_minute: int | None, burst: int = 1) -> None:
@@ -257,6 +303,49 @@ class Scheduler(Generic[T]):
         A change keeps the pool's pacing history (like set_did); removing it releases its parked DIDs at once.
         """
         self._set_gate(self.pool_gates, "pool", pool_id, per_minute, burst, self.window, self.guard)
+
+    def set_campaign_limit(self, campaign_id: int, per_minute: int | None, burst: int = 1) -> None:
+        """Cap a 10DLC campaign at *per_minute* segments in any window (60 s + guard), spaced evenly (a campaign of
+        r segments/s gets r x 60 here: with burst 1, consecutive sends are 1/r s apart), over every DID tied to it;
+        None removes the cap."""
+        self._set_gate(self.campaign_gates, "campaign", campaign_id, per_minute, burst, self.window, self.guard)
+
+    def set_brand_cap(self, brand_id: int, cap: int | None, reserve: int = 0) -> None:
+        """Cap brand *brand_id* at *cap* segments per carrier-day, bulk work at *cap* - *reserve*; None removes it.
+        A change keeps what was counted today."""
+        if cap is None:
+            self.daily.pop(brand_id, None)
+            return
+        current = self.daily.get(brand_id)
+        if current is None:
+            self.daily[brand_id] = DailyCap(cap, reserve, self.carrier_day, guard=self.guard)
+        else:
+            current.cap, current.reserve = cap, min(reserve, cap)
+
+    def exhaust_brand(self, brand_id: int, until: float) -> None:
+        """The carrier says brand *brand_id* reached its daily cap: nothing it may hold goes before *until*."""
+        cap = self.daily.get(brand_id)
+        if cap is None:  # a brand without a cap of its own here: only the carrier's word holds it
+            cap = self.daily[brand_id] = DailyCap(UNCAPPED, 0, self.carrier_day, guard=self.guard)
+        cap.exhaust(until)
+
+    def brand_usage(self, brand_id: int, now: float) -> tuple[int, int] | None:
+        """(segments counted today, cap) of a brand's daily cap here, or None."""
+        cap = self.daily.get(brand_id)
+        if cap is None:
+            return None
+        cap.roll(now)
+        return cap.used, cap.cap
+
+    def day_start(self, now: float) -> float:
+        """The start of the carrier day holding *now*, on this scheduler's clock (replays of today's sends)."""
+        return self.carrier_day.bounds(now)[0]
+
+    def take_capped(self) -> list[tuple[T, float]]:
+        """Work a daily cap held back, with the time it may go again (the next carrier day): the caller returns
+        it to the queue until then."""
+        capped, self.capped = self.capped, []
+        return capped
 
     def set_account_limit(self, account_id: int, per_second: int | None, burst: int = 1) -> None:
         """Cap a provider account at *per_second* segments in any 1 s window (+ a guard of at most 10 ms), over
@@ -300,12 +389,16 @@ class Scheduler(Generic[T]):
             self._schedule_gate(gate, self.clock)
 
     def _gates(self, state: DidState[T]) -> list[Gate] | tuple[()]:
-        if not self.pool_gates and not self.account_gates:
+        if not self.pool_gates and not self.account_gates and not self.campaign_gates:
             return ()  # no hierarchical limits anywhere: the common case, without a list per call
         out = []
         gate = self.pool_gates.get(state.pool_id)
         if gate is not None:
             out.append(gate)
+        if state.campaign_id is not None:
+            gate = self.campaign_gates.get(state.campaign_id)
+            if gate is not None:
+                out.append(gate)
         if state.account_id is not None:
             gate = self.account_gates.get(state.account_id)
             if gate is not None:
@@ -407,16 +500,25 @@ class Scheduler(Generic[T]):
             state.pool_key = true_key
             heapq.heapreplace(heap, (true_key, did_id))
 
-    def project(self, did_id: int, now: float, *, reserved: bool = True, urgent: bool = False) -> float:
+    def project(
+        self, did_id: int, now: float, *, reserved: bool = True, urgent: bool = False, exempt: bool = False,
+        daily: bool = False,
+    ) -> float:
         """When a message queued on *did_id* now would start going out.
 
         reserved=False ignores reservations: for a message coming back to take its reserved turn. An urgent
-        message goes ahead of everything but earlier urgent work.
+        message goes ahead of everything but earlier urgent work. daily=True also waits for the DID's brand's daily
+        cap (the next carrier day, when the cap holds this kind of message back; an *exempt* urgent one never waits).
         """
         state = self.dids[did_id]
-        if urgent:
-            return state.urgent_until(now)
-        return state.load(now) if reserved else state.busy_until(now)
+        start = state.urgent_until(now) if urgent else state.load(now) if reserved else state.busy_until(now)
+        if daily and state.brand_id is not None:
+            cap = self.daily.get(state.brand_id)
+            if cap is not None:
+                held = cap.blocked_until(1, (EXEMPT if exempt else URGENT) if urgent else BULK, now)
+                if held > start:
+                    start = held
+        return start
 
     def reserve(self, did_id: int, cost: int, now: float) -> float:
         """Promise *cost* segments of *did_id* to work left in the database; returns its projected start.
@@ -509,7 +611,12 @@ class Scheduler(Generic[T]):
         """*state* is ready for its own limit: send its head through its gates, or park it at the first that is
         not ready. A DID coming fresh queues behind DIDs already parked at a gate (FIFO); one just released by a
         gate and stopped by its other gate only needs that gate's token (see the comment below)."""
-        passed: Gate | None = None  # the gate before this one (gates go in order: pool, then account)
+        if state.brand_id is not None and self.daily:
+            cap = self.daily.get(state.brand_id)
+            if cap is not None and not cap.allows(cost, self._cap_class(state), now):
+                self._hold_back(state, cap, now)
+                return None
+        passed: Gate | None = None  # the gate before this one (gates go in order: pool, campaign, account)
         for gate in self._gates(state):
             if gate is released_by:
                 passed = gate
@@ -539,9 +646,44 @@ class Scheduler(Generic[T]):
         state.limiter.record(cost, now)
         for gate in self._gates(state):
             gate.limiter.record(cost, now)
+        if state.brand_id is not None and self.daily:
+            cap = self.daily.get(state.brand_id)
+            if cap is not None:
+                cap.record(cost, now)
         if state.queue:
             self._schedule(state, now)
         return Decision(state.did_id, cost, payload, now)
+
+    def _cap_class(self, state: DidState[T]) -> int:
+        """The daily-cap class of *state*'s head: urgent work first (exempt when the caller says so), then bulk."""
+        if not state.urgent:
+            return BULK
+        exempt = self.cap_exempt
+        return EXEMPT if exempt is not None and exempt(state.queue[0][1]) else URGENT
+
+    def _hold_back(self, state: DidState[T], cap: DailyCap, now: float) -> None:
+        """The daily cap holds *state*'s head back: every queued item the cap would not let go now leaves memory
+        (take_capped) until the next carrier day; exempt and still-fitting items stay, in order."""
+        self._drop_hold(state)
+        exempt = self.cap_exempt
+        kept: deque[tuple[int, T]] = deque()
+        urgent = urgent_cost = kept_cost = 0
+        for i, (cost, payload) in enumerate(state.queue):
+            is_urgent = i < state.urgent
+            cls = (EXEMPT if exempt is not None and exempt(payload) else URGENT) if is_urgent else BULK
+            if cap.allows(cost, cls, now):
+                kept.append((cost, payload))
+                kept_cost += cost
+                if is_urgent:
+                    urgent += 1
+                    urgent_cost += cost
+            else:
+                self.capped.append((payload, cap.blocked_until(cost, cls, now)))
+        self.queued -= len(state.queue) - len(kept)
+        state.queue = kept if kept else NO_QUEUE
+        state.queued_cost, state.urgent, state.urgent_cost = kept_cost, urgent, urgent_cost
+        if kept:
+            self._schedule(state, now)
 
     def _release(self, gate: Gate, now: float) -> Decision[T] | None:
         """The gate's due entry came up: let its head parked DID through if the gate has a token (one decision per
@@ -601,6 +743,13 @@ class Scheduler(Generic[T]):
         state.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
         for gate in self._gates(state):
             gate.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
+        self._late(state, decision.cost, sent_at, answered_at)
+
+    def _late(self, state: DidState[T], cost: int, counted_at: float, actual: float) -> None:
+        if state.brand_id is not None and self.daily:
+            cap = self.daily.get(state.brand_id)
+            if cap is not None:
+                cap.late(cost, counted_at, actual)
 
     def confirm(self, decision: Decision[T], actual: float) -> None:
         """The send of *decision* really left at *actual*; keep the windows (DID, pool, account) exact.
@@ -613,3 +762,4 @@ class Scheduler(Generic[T]):
             state.limiter.restamp(decision.decided_at, actual, decision.cost)
             for gate in self._gates(state):
                 gate.limiter.restamp(decision.decided_at, actual, decision.cost)
+            self._late(state, decision.cost, decision.decided_at, actual)
