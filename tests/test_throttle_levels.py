@@ -292,14 +292,15 @@ def test_a_reached_cap_takes_the_rest_back_and_max_cost_respects_it() -> None:
     sched.push(1, 1, 50, 0.0, urgent=True)  # urgent: may use the reserve
     sent = [d.payload for d in sched.pop_due(0.0)]
     assert sent == [100, 50, 0]  # urgent first; bulk until 5 - 2 = 3 segments are counted (the exempt one too)
-    assert sched.project(1, 0.0, daily=True) == 1000.0  # bulk waits for the next day …
-    assert sched.project(1, 0.0, urgent=True, daily=True) < 1.0  # urgent still has room (3 of 5): its own pace
-    assert sched.project(1, 0.0, urgent=True, exempt=True, daily=True) < 1.0
+    assert sched.held_until(1, 1, 0.0) == 1000.0  # bulk waits for the next day …
+    assert sched.held_until(1, 2, 0.0, urgent=True) == 0.0  # urgent still has room (3 of 5)
+    assert sched.held_until(1, 3, 0.0, urgent=True) == 1000.0
+    assert sched.held_until(1, 30, 0.0, urgent=True, exempt=True) == 0.0
     assert sched.take_capped() == [(1, 1000.0), (2, 1000.0), (3, 1000.0), (4, 1000.0), (5, 1000.0)]
     assert sched.queued == 0 and not sched.dids[1].queue
     assert sched.brand_usage(BRAND_BASE, 0.0) == (3, 5)
     sched.exhaust_brand(BRAND_BASE, 1000.0)  # the carrier said 30023: urgent waits too
-    assert sched.project(1, 1.0, urgent=True, daily=True) == 1000.0
+    assert sched.held_until(1, 1, 1.0, urgent=True) == 1000.0
 
 
 # ---- two workers ------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +20,7 @@ from engine.store import outbox_queries as oq
 from engine.store import queries as q
 from engine.store import sender_queries as sq
 from engine.store import senders as sender_store
+from engine.throttle.daily import CarrierDay
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,7 @@ async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str
         outbox = {"pending": 0, "delivered": 0, "dead": 0}
         outbox.update({r["state"]: r["n"] for r in await conn.fetch(oq.COUNTS_BY_STATE, app_id)})
         dead_rows = await conn.fetch(oq.RECENT_DEAD, app_id, dead)
+    sender_info = await _app_senders(pool, app_id, bool(settings["hold_transactional"]))
     return {
         "app": dict(settings),
         "queue": dict(sorted(queue.items())),
@@ -250,7 +254,32 @@ async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str
              "created_at": r["created_at"].isoformat(), "last_error": r["last_error"]}
             for r in dead_rows
         ],
+        "senders": sender_info,
     }
+
+
+async def _app_senders(pool: asyncpg.Pool, app_id: int, hold: bool) -> dict[str, Any]:
+    """For `engine app status`: senders by type and campaign, their brands' day so far, messages held by a cap."""
+    rows, throttled = await sender_store.app_senders(pool, app_id)
+    start, end = CarrierDay(senders.carrier_day_timezone()).bounds(time.time())
+    brands: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r["brand_id"] is not None and r["brand_id"] not in brands:
+            held = r["capped_until"]
+            brands[r["brand_id"]] = {
+                "name": r["brand"], "daily_cap": r["daily_cap"], "reserve": r["reserve"],
+                "used_today": await sender_store.brand_sent_since(pool, r["brand_id"], start),
+                "resets_at": datetime.fromtimestamp(end, UTC).isoformat(),
+                "held_until": held.isoformat() if held is not None and held.timestamp() > time.time() else None,
+            }
+    groups = [
+        {"type": r["sender_type"], "count": r["n"], "campaign": r["campaign"],
+         "mps": str(r["mps"]) if r["mps"] is not None else None,
+         "slowed_until": r["slowed_until"].isoformat() if r["slowed_until"] is not None
+         and r["slowed_until"].timestamp() > time.time() else None}
+        for r in rows
+    ]
+    return {"groups": groups, "brands": list(brands.values()), "throttled": throttled, "hold_transactional": hold}
 
 
 def _did_number(number: str) -> str:

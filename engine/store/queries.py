@@ -63,6 +63,7 @@ APP_SETTERS: Final[dict[str, str]] = {
     "nomatch_text": "UPDATE engine_app SET nomatch_text = $2 WHERE id = $1",
     "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
     "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
+    "hold_transactional": "UPDATE engine_app SET hold_transactional = $2 WHERE id = $1",
     "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
     "session_idle_seconds": "UPDATE engine_app SET session_idle_seconds = $2 WHERE id = $1",
     "loop_max_replies": "UPDATE engine_app SET loop_max_replies = $2 WHERE id = $1",
@@ -80,7 +81,7 @@ UPDATE engine_app SET flood_limit = $2, flood_period = make_interval(secs => $3)
 APP_SETTINGS: Final = """
 SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text, a.welcome_text, a.optout_text,
        a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
-       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency
+       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency, a.hold_transactional
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"

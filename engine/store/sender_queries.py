@@ -69,6 +69,7 @@ SELECT count(*)::int FROM engine_outbound WHERE app_id = $1 AND state = 'queued'
 LOAD_CAMPAIGNS: Final = """
 SELECT id, brand_id, mps, coalesce(slowed_until > now(), false) AS slowed FROM engine_campaign
 """
+HOLDING_APPS: Final = "SELECT id FROM engine_app WHERE hold_transactional"
 LOAD_BRANDS: Final = """
 SELECT id, daily_cap, reserve, extract(epoch FROM capped_until)::float8 AS capped_until
 FROM engine_brand WHERE daily_cap IS NOT NULL OR capped_until > now()

@@ -500,25 +500,25 @@ class Scheduler(Generic[T]):
             state.pool_key = true_key
             heapq.heapreplace(heap, (true_key, did_id))
 
-    def project(
-        self, did_id: int, now: float, *, reserved: bool = True, urgent: bool = False, exempt: bool = False,
-        daily: bool = False,
-    ) -> float:
+    def project(self, did_id: int, now: float, *, reserved: bool = True, urgent: bool = False) -> float:
         """When a message queued on *did_id* now would start going out.
 
         reserved=False ignores reservations: for a message coming back to take its reserved turn. An urgent
-        message goes ahead of everything but earlier urgent work. daily=True also waits for the DID's brand's daily
-        cap (the next carrier day, when the cap holds this kind of message back; an *exempt* urgent one never waits).
+        message goes ahead of everything but earlier urgent work.
         """
         state = self.dids[did_id]
-        start = state.urgent_until(now) if urgent else state.load(now) if reserved else state.busy_until(now)
-        if daily and state.brand_id is not None:
-            cap = self.daily.get(state.brand_id)
-            if cap is not None:
-                held = cap.blocked_until(1, (EXEMPT if exempt else URGENT) if urgent else BULK, now)
-                if held > start:
-                    start = held
-        return start
+        if urgent:
+            return state.urgent_until(now)
+        return state.load(now) if reserved else state.busy_until(now)
+
+    def held_until(self, did_id: int, cost: int, now: float, *, urgent: bool = False, exempt: bool = False) -> float:
+        """Until when the daily cap of *did_id*'s brand holds back a message of *cost* segments (bulk, urgent, or
+        urgent and *exempt*): *now* when it may go today."""
+        state = self.dids[did_id]
+        cap = self.daily.get(state.brand_id) if state.brand_id is not None else None
+        if cap is None:
+            return now
+        return cap.blocked_until(cost, (EXEMPT if exempt else URGENT) if urgent else BULK, now)
 
     def reserve(self, did_id: int, cost: int, now: float) -> float:
         """Promise *cost* segments of *did_id* to work left in the database; returns its projected start.

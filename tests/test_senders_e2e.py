@@ -1,0 +1,137 @@
+"""Sender types and 10DLC caps through the real worker, database and fake carrier: a short code paced at its type's
+rate; a brand's daily cap reached mid-job holding the rest until the carrier day resets (the reset is brought a few
+seconds close by the injected wall clock of the carrier day), transactional messages still going, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from engine.config import Settings
+from engine.dispatch.worker import Worker
+from engine.store import admin, senders
+from engine.submit import Outgoing, submit_many
+from engine.throttle.daily import CarrierDay
+from tests.helpers.engine import carrier, setup_app
+from tests.helpers.polling import wait_until
+from tests.helpers.windows import max_in_window
+
+
+@asynccontextmanager
+async def worker_running(pool: asyncpg.Pool, dsn: str, **kwargs: object) -> AsyncIterator[Worker]:
+    """The real dispatch worker (no HTTP side) until the block ends."""
+    settings = Settings(dsn=dsn, poll_seconds=0.2, lease_seconds=10.0, horizon_seconds=5.0)
+    worker = Worker(pool, dsn, settings, **kwargs)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_a_short_code_is_accepted_and_paced_at_its_rate(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """300 messages through one short code (default: 100 segments/s, burst 10): all from it; never faster than its
+    rate (the run lasts at least (300 - 10) / 100 s at the carrier), and no second of the carrier's record holds more
+    than 100 + the burst (+5: 50 ms of jitter between our decision and the carrier's clock at this rate)."""
+    async with carrier(callbacks="none") as fake:
+        await setup_app(pool, fake.base_url or "", dids=0)
+        await admin.add_dids(pool, "lib", ["12345"], sender_type="short_code")
+        await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"m{i}") for i in range(300)])
+        async with worker_running(pool, db_dsn):
+            await wait_until(lambda: len(fake.records) >= 300, timeout=60, what="300 sends")
+        records = list(fake.records)
+    assert {r.from_ for r in records} == {"12345"} and len(records) == 300
+    times = sorted(r.t for r in records)
+    assert times[-1] - times[0] >= (300 - 10) / 100 - 0.05
+    assert max_in_window(times, 1.0) <= 100 + 10 + 5
+
+
+class SoonMidnight:
+    """The wall clock the carrier day is read from: US Pacific midnight comes *after* seconds after its first use
+    (the worker's first look at a daily cap), so a test sees a reset without waiting for the real one."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.shift: float | None = None
+        self.reset_at = 0.0  # real epoch time of that midnight
+
+    def __call__(self, t: float) -> float:
+        real = t - time.monotonic() + time.time()
+        if self.shift is None:
+            now = time.time()
+            midnight = CarrierDay().bounds(now)[1]
+            self.shift = midnight - (now + self.after)
+            self.reset_at = now + self.after
+        return real + self.shift
+
+
+async def test_a_daily_cap_reached_mid_job_holds_the_rest_until_the_reset(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """A brand capped at 30 segments per carrier day (5 kept for transactional) and a marketing job of 40: 25 go,
+    15 wait in the queue with reason 'throttled' (engine app status says so), transactional messages still go (the
+    app does not hold them), and at the reset the 15 go. Nothing is lost or sent twice."""
+    async with carrier(callbacks="none") as fake:
+        await setup_app(pool, fake.base_url or "", dids=4, limit_per_min=6000)
+        await senders.create_brand(pool, "acme", daily_cap=30, reserve=5)
+        await senders.create_campaign(pool, "promo", "acme", "100")
+        await admin.assign_campaign(pool, "promo", app="lib")
+        app_id = await pool.fetchval("SELECT id FROM engine_app WHERE name = 'lib'")
+        await pool.execute(
+            "INSERT INTO engine_outbound (app_id, recipient, body, category) "
+            "SELECT $1, '+1718' || (2000000 + i)::text, 'sale ' || i, 'marketing' FROM generate_series(0, 39) i",
+            app_id)
+        clock = SoonMidnight(after=6.0)
+        async with worker_running(pool, db_dsn, carrier_day=CarrierDay(to_wall=clock)):
+            await wait_until(lambda: len(fake.records) >= 25, timeout=30, what="the marketing the cap allows")
+            held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"
+            await wait_until(lambda: pool.fetchval(held), timeout=10, what="throttled messages")
+            assert await pool.fetchval(held) == 15 and len(fake.records) == 25
+            status = await admin.app_status(pool, "lib")
+            assert status["senders"]["throttled"] == 15
+            assert [(b["name"], b["used_today"], b["daily_cap"]) for b in status["senders"]["brands"]] == [
+                ("acme", 25, 30)]
+            ids = await submit_many(pool, "lib", [Outgoing("+17185550000", "your code is 123456")])
+            await wait_until(lambda: any(r.to == "+17185550000" for r in fake.records), timeout=10,
+                             what="the transactional message")
+            assert time.time() < clock.reset_at, "the machine was too slow to see the cap before the reset"
+            await wait_until(lambda: len(fake.records) >= 41, timeout=30, what="the rest after the reset")
+        records = list(fake.records)
+    after_reset = [r for r in records if r.body.startswith("sale") and r.t >= clock.reset_at - 0.05]
+    assert len(after_reset) == 15
+    assert sorted(r.body for r in records) == sorted([f"sale {i}" for i in range(40)] + ["your code is 123456"])
+    rows = await pool.fetch("SELECT state, reason FROM engine_outbound")
+    assert {(r["state"], r["reason"]) for r in rows} == {("sent", None)} and len(rows) == 41
+    assert ids
+
+
+async def test_a_starting_worker_counts_what_the_brand_sent_today(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """The brand already sent 20 segments today (another worker, before a restart: in the database): a worker that
+    starts counts them, so only 25 - 20 = 5 marketing segments go before the reset."""
+    async with carrier(callbacks="none") as fake:
+        numbers = await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
+        await senders.create_brand(pool, "acme", daily_cap=30, reserve=5)
+        await senders.create_campaign(pool, "promo", "acme", "100")
+        await admin.assign_campaign(pool, "promo", app="lib")
+        app_id = await pool.fetchval("SELECT id FROM engine_app WHERE name = 'lib'")
+        did = await pool.fetchval("SELECT id FROM engine_did WHERE number = $1", numbers[0])
+        await pool.execute(
+            "INSERT INTO engine_outbound (app_id, recipient, body, state, status, did_id, sender, segments, sending_at,"
+            " sent_at) SELECT $1, '+1718' || (3000000 + i)::text, 'earlier', 'sent', 4, $2, $3, 2, now() - interval "
+            "'1 minute', now() FROM generate_series(1, 10) i", app_id, did, numbers[0])
+        await pool.execute(
+            "INSERT INTO engine_outbound (app_id, recipient, body, category) "
+            "SELECT $1, '+1718' || (2000000 + i)::text, 'sale ' || i, 'marketing' FROM generate_series(0, 19) i",
+            app_id)
+        clock = SoonMidnight(after=3600.0)
+        async with worker_running(pool, db_dsn, carrier_day=CarrierDay(to_wall=clock)):
+            held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"
+            await wait_until(lambda: pool.fetchval(held), timeout=30, what="throttled messages")
+            await wait_until(lambda: len(fake.records) >= 5, timeout=30, what="the 5 segments left")
+            await asyncio.sleep(0.5)  # nothing more goes
+            assert len(fake.records) == 5
+            assert await pool.fetchval(held) == 15
