@@ -9,14 +9,19 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import asyncpg
 
 from engine.config import Settings
 from engine.dispatch.worker import Worker
+from engine.providers import OutboundRequest
+from engine.providers.twilio import TwilioClient, basic_authorization
 from engine.store import admin, senders
 from engine.submit import Outgoing, submit_many
+from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.throttle.daily import CarrierDay
-from tests.helpers.engine import carrier, setup_app
+from tests.helpers.database import wait_final
+from tests.helpers.engine import carrier, engine_running, setup_app
 from tests.helpers.polling import wait_until
 from tests.helpers.windows import max_in_window
 
@@ -135,3 +140,58 @@ async def test_a_starting_worker_counts_what_the_brand_sent_today(pool: asyncpg.
             await asyncio.sleep(0.5)  # nothing more goes
             assert len(fake.records) == 5
             assert await pool.fetchval(held) == 15
+
+
+SERVICE = "MG" + "5" * 32
+POOL = ["+16465550101", "+16465550102", "+16465550103"]
+
+
+async def test_messaging_service_only_sending(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """An app with no DIDs of its own sends through a Messaging Service (MessagingServiceSid, no From), paced at the
+    service's 5 segments/s; the fake carrier picks each sender from the service's pool and reports it in its reply and
+    its status callbacks, and the engine records the sender Twilio chose."""
+    async with carrier(callbacks="all") as fake:
+        await admin.create_app(pool, "lib")
+        await admin.add_provider(pool, "lib", kind="fake", account_sid=DEFAULT_ACCOUNT_SID,
+                                 auth_token=DEFAULT_AUTH_TOKEN, base_url=fake.base_url, messaging_service_sid=SERVICE,
+                                 service_mps="5")
+        fake.add_service(SERVICE, POOL)
+        assert await admin.list_dids(pool, "lib") == [
+            {"number": SERVICE, "limit_per_min": 300, "burst": 1, "enabled": True,
+             "sender_type": "messaging_service", "country": None, "campaign": None}]
+        await submit_many(pool, "lib", [Outgoing(f"+1718{2000000 + i:07d}", f"m{i}") for i in range(12)])
+        async with engine_running(db_dsn):
+            counts = await wait_final(pool, 12, timeout=60)
+            assert counts == {"delivered": 12}
+            await wait_until(lambda: pool.fetchval("SELECT bool_and(sender <> $1) FROM engine_outbound", SERVICE),
+                             timeout=10, what="the senders the service chose")
+        records = list(fake.records)
+    assert {r.messaging_service_sid for r in records} == {SERVICE}
+    assert sorted(r.from_ or "" for r in records) == sorted(POOL * 4)  # each sender of the pool in turn
+    chosen = {r.body: r.from_ for r in records}
+    rows = await pool.fetch("SELECT body, sender FROM engine_outbound")
+    assert {r["body"]: r["sender"] for r in rows} == chosen
+    times = sorted(r.t for r in records)
+    assert times[-1] - times[0] >= 11 / 5 - 0.05  # paced at the service's rate, not per number of its pool
+    assert max_in_window(times, 1.0) <= 5 + 1  # (+1: the carrier's clock against ours, 200 ms apart)
+
+
+async def test_the_fake_refuses_unknown_or_empty_services(pool: asyncpg.Pool) -> None:
+    async with carrier() as fake, aiohttp.ClientSession() as session:
+        client = TwilioClient(session, account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN,
+                              base_url=fake.base_url or "", messaging_service_sid=SERVICE)
+        request = OutboundRequest(1, "+17182000000", None, "hi", None)
+        result = await client.send(request)
+        assert not result.ok and result.error_code == 21701
+        fake.add_service(SERVICE, [])
+        assert (await client.send(request)).error_code == 21704
+        fake.add_service(SERVICE, POOL[:1])
+        result = await client.send(request)
+        assert result.ok and fake.records[-1].from_ == POOL[0]
+        # Its reply names the sender it chose, as the status callbacks do.
+        url = f"{fake.base_url}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json"
+        form = {"To": "+17182000001", "Body": "hi", "MessagingServiceSid": SERVICE}
+        headers = {"Authorization": basic_authorization(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)}
+        async with session.post(url, data=form, headers=headers) as resp:
+            reply = await resp.json()
+        assert resp.status == 201 and reply["from"] == POOL[0] and reply["messaging_service_sid"] == SERVICE

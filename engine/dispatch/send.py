@@ -20,6 +20,7 @@ from engine.dispatch.place import Pending
 from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
 from engine.metrics import Metrics
 from engine.policy.admission import BLACKLISTED
+from engine.policy.senders import MESSAGING_SERVICE
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
 from engine.store.database import DB_ERRORS, Pool
@@ -173,10 +174,13 @@ class Sender:
                 self.book.end_send(d.did_id)
                 self.recorder.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
                 continue
+            did = self.book.get(d.did_id)
+            assert did is not None  # (a DID with a send in flight stays known)
             request = OutboundRequest(
                 message_id=p.id,
                 to=p.recipient,
-                from_=self.book.number(d.did_id),
+                # A Messaging Service sender has no From: Twilio picks one from the service's pool.
+                from_=None if did.sender_type == MESSAGING_SERVICE else did.number,
                 body=p.body,
                 status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
             )

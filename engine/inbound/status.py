@@ -27,6 +27,7 @@ ACK_TIMEOUT = 10.0  # seconds a callback waits for its batch to commit before we
 _ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _ERROR_CODE = re.compile(r"[0-9]{1,9}", re.ASCII)  # engine_outbound.error_code is an integer
 _SID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)  # Twilio SIDs: two letters and 32 hex digits
+_SENDER = re.compile(r"\+?[A-Za-z0-9 +_&-]{1,32}", re.ASCII)  # a phone number, short code or sender ID
 
 
 def _path_id(text: str) -> int:
@@ -80,9 +81,12 @@ class StatusIntake:
         sid = params.get("MessageSid")
         if sid is not None and not _SID.fullmatch(sid):
             sid = None
+        sender = params.get("From")
+        if sender is not None and not _SENDER.fullmatch(sender):
+            sender = None
         self.received += 1
         self._accepted.inc()
-        update = CarrierStatus(message_id, status.strip().lower(), change, code, sid)
+        update = CarrierStatus(message_id, status.strip().lower(), change, code, sid, sender)
         try:
             async with asyncio.timeout(ACK_TIMEOUT):  # no extra task per callback, unlike wait_for
                 await self.writer.put(update)

@@ -39,6 +39,7 @@ __all__ = [
     "parse_mps",
     "per_minute",
     "sender",
+    "service_pace",
     "service_sid",
     "tier",
     "tiers",
@@ -224,6 +225,20 @@ def _alphanumeric(text: str, country: str | None) -> str:
             "number", f"a sender ID is 1-{entry['max_chars']} letters, digits, spaces or '+ _ & -', "
             f"with at least one letter, not {text!r}")
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePace:
+    sid: str
+    limit_per_min: int
+    burst: int
+
+
+def service_pace(sid: str, mps: str | float | Decimal) -> ServicePace:
+    """A Messaging Service sender: its SID, and its throughput as segments per 60-s window with a burst of a tenth
+    of a second of it (like a short code: a dispatcher a few milliseconds late catches up)."""
+    rate = parse_mps(mps, field="--service-mps")
+    return ServicePace(service_sid(sid), per_minute(rate), max(1, math.floor(rate / 10)))
 
 
 def service_sid(raw: str) -> str:

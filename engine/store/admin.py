@@ -122,6 +122,7 @@ async def add_provider(
     single_sms: bool = False,
     max_per_second: int | None = None,
     carrier_handles_optout: bool = False,
+    service_mps: str | None = None,
 ) -> int:
     """Attach a carrier account to the app's SMSC, or to the shared SMSC *smsc* (replacing the previous one).
 
@@ -130,7 +131,17 @@ async def add_provider(
     every app and worker sending through the same account.
     *carrier_handles_optout*: the account answers STOP itself (Twilio Advanced Opt-Out): the engine records and
     obeys every opt-out but sends no confirmation of its own (never two).
+    *service_mps*: the SMSC sends through the Messaging Service alone (no From: Twilio picks the sender from the
+    service's pool), paced at this many segments/s: one sender row stands for the service, alone in its SMSC.
     """
+    service = None
+    if service_mps is not None:
+        if messaging_service_sid is None:
+            raise InvalidInput("--service-mps", "needs the service: --messaging-service-sid MG…")
+        try:
+            service = senders.service_pace(messaging_service_sid, service_mps)
+        except senders.SenderError as exc:
+            raise InvalidInput(exc.field, str(exc)) from None
     if kind not in ("twilio", "fake"):
         raise InvalidInput("kind", "must be 'twilio' or 'fake'")
     if not account_sid.startswith("AC") or len(account_sid) != 34:
@@ -150,6 +161,14 @@ async def add_provider(
             max_per_second, carrier_handles_optout,
         )
         await conn.execute(q.SET_SMSC_PROVIDER, smsc_id, provider_id)
+        await conn.execute(sq.DROP_SERVICE_SENDERS, smsc_id)  # the new account decides how the SMSC sends
+        if service is not None:
+            taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, [service.sid], smsc_id)
+            if taken:
+                raise InvalidInput("--messaging-service-sid", f"{service.sid} is used by another SMSC")
+            await sender_store.check_pool_mix(conn, smsc_id, [(service.sid, senders.MESSAGING_SERVICE, None)])
+            await conn.execute(q.ADD_DIDS, smsc_id, [service.sid], [service.limit_per_min], [service.burst],
+                               [senders.MESSAGING_SERVICE], [None], None, False)
     return provider_id
 
 

@@ -91,6 +91,7 @@ class CarrierStatus:
     change: StatusChange
     error_code: int | None
     sid: str | None
+    sender: str | None = None  # the callback's From: the sender a Messaging Service chose
 
 
 class Retry(NamedTuple):
@@ -254,6 +255,7 @@ async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
         [u.change.state for u in rows],
         [u.error_code for u in rows],
         [u.sid for u in rows],
+        [u.sender for u in rows],
     )
 
 

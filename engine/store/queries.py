@@ -438,13 +438,16 @@ WHERE o.id = s.id
 APPLY_STATUSES: Final = f"""
 WITH u AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
-                         $7::text[])
-         AS u(id, pstatus, status, rank, state, code, sid)
+                         $7::text[], $8::text[])
+         AS u(id, pstatus, status, rank, state, code, sid, sender)
 ){_LOCK_CURRENT}, upd AS (
     UPDATE engine_outbound o
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),
         provider_message_id = coalesce(o.provider_message_id, u.sid),
+        -- sent through a Messaging Service (its SID stands as the sender): the number Twilio chose
+        sender = CASE WHEN u.sender IS NOT NULL AND o.sender ~ '^MG[0-9a-fA-F]{{32}}$' THEN u.sender
+                      ELSE o.sender END,
         final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
         claimed_by = NULL, lease_until = NULL, updated_at = now()
     FROM u JOIN cur ON cur.id = u.id

@@ -40,6 +40,8 @@ UPDATE engine_did SET campaign_id = $3
 WHERE smsc_id = $1 AND CASE WHEN cardinality($2::text[]) = 0 THEN sender_type = 'long_code' ELSE number = ANY($2) END
 RETURNING number
 """
+# An SMSC's Messaging Service sender (replaced whenever its carrier account is).
+DROP_SERVICE_SENDERS: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND sender_type = 'messaging_service'"
 # The senders an SMSC holds, to check what may share it.
 SMSC_SENDERS: Final = "SELECT number, sender_type, country FROM engine_did WHERE smsc_id = $1"
 # The app's senders by type and campaign (with their brand), for `engine app status`.

@@ -23,6 +23,7 @@ from engine.testing.inbound import InboundSender, MoDelivery
 from engine.testing.messages import MessagesApi
 from engine.testing.numbers import NumberMarket
 from engine.testing.records import AcceptedRecord, Ledger
+from engine.testing.services import MessagingServices
 
 __all__ = ["FakeCarrier", "run_fake_carrier"]
 
@@ -57,12 +58,14 @@ class FakeCarrier:
         self._callbacks = CallbackSender(
             self._ledger, self._accounts.tokens, mode=callbacks, latency=latency, concurrency=callback_concurrency
         )
+        self._services = MessagingServices()
         self._messages = MessagesApi(
-            self._ledger, self._faults, self._callbacks, self._stopping, rng, failure_rate=failure_rate
+            self._ledger, self._faults, self._callbacks, self._stopping, rng, failure_rate=failure_rate,
+            services=self._services,
         )
         self._market = NumberMarket(rng)
         self._inbound = InboundSender(self._market, self._accounts.tokens, rng)
-        self._control = ControlApi(self._ledger, self._faults, self.reset, self._inbound)
+        self._control = ControlApi(self._ledger, self._faults, self.reset, self._inbound, self.add_service)
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
 
@@ -113,6 +116,17 @@ class FakeCarrier:
         if owner not in self.accounts:
             raise ValueError(f"unknown account {owner!r}")
         return self._market.add(number, owner)
+
+    def add_service(self, sid: str, senders: list[str], account: str | None = None) -> None:
+        """Give *account* (default: the only or first one) Messaging Service *sid* with this sender pool: a message
+        sent with its MessagingServiceSid and no From goes from the pool's senders in turn."""
+        owner = account if account is not None else next(iter(self.accounts))
+        if owner not in self.accounts:
+            raise ValueError(f"unknown account {owner!r}")
+        self._services.add(sid, owner, senders)
+
+    def service_senders(self, sid: str) -> list[str]:
+        return self._services.senders(sid)
 
     async def send_inbound(self, from_: str, to: str, body: str, *, message_sid: str | None = None) -> MoDelivery:
         """Text *to* from *from_*, as ``POST /_fake/inbound`` does: a signed webhook to its SmsUrl (NoSmsUrl

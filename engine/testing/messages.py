@@ -22,6 +22,7 @@ from engine.testing.accounts import ACCOUNT_PATH, account_of
 from engine.testing.callbacks import CallbackSender
 from engine.testing.faults import Faults
 from engine.testing.records import AcceptedRecord, Ledger
+from engine.testing.services import MessagingServices
 from engine.testing.wire import E164, error, json_reply, read_form
 
 __all__ = ["FAILURE_OUTCOMES", "MAX_BODY_CHARS", "NOT_MOBILE_NUMBER", "UNSUBSCRIBED_NUMBER", "MessagesApi", "validate"]
@@ -76,7 +77,9 @@ class MessagesApi:
         rng: random.Random,
         *,
         failure_rate: float,
+        services: MessagingServices | None = None,
     ) -> None:
+        self.services = services if services is not None else MessagingServices()
         self.ledger = ledger
         self.faults = faults
         self.callbacks = callbacks
@@ -118,6 +121,11 @@ class MessagesApi:
         final_status, error_code = self._outcome()
         from_ = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
+        if from_ is None and service is not None:  # the service picks the sender from its pool
+            picked = self.services.pick(account, service)
+            if isinstance(picked, web.Response):
+                return picked
+            from_ = picked
         callback = form.get("StatusCallback") or None
         to = form["To"]
         body = form["Body"]
