@@ -20,7 +20,7 @@ from engine.dispatch.place import Pending
 from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
 from engine.metrics import Metrics
 from engine.policy.admission import BLACKLISTED
-from engine.policy.senders import MESSAGING_SERVICE
+from engine.policy.senders import MESSAGING_SERVICE, carrier_errors
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
 from engine.store.database import DB_ERRORS, Pool
@@ -66,6 +66,7 @@ class Sender:
         self.lease_valid_until = lease_valid_until
         # Metric children resolved once (labels() takes a lock and a dict lookup per call).
         self._send_outcome = {k: metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
+        self._slow_codes = carrier_errors().codes  # 10DLC rate / daily cap refusals: retried, not failed
         self.pushed = asyncio.Event()  # the scheduler got work
         self.in_flight = 0
         self.sent_count = 0
@@ -244,6 +245,7 @@ class Sender:
         step = next_step(
             p.id, result, p.attempts, max_attempts=self.settings.max_attempts,
             at_least_once=self.settings.delivery == "at-least-once", stopping=self.stopping,
+            slow_down=self._slow_codes,
         )
         if isinstance(step, Accept):
             self.sent_count += 1

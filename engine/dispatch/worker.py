@@ -213,6 +213,7 @@ class Worker:
                              [delay for _, delay in placed.deferred])
         await senders.defer_throttled(self.pool, self.worker_id, [i for i, _ in placed.capped],
                                       [delay for _, delay in placed.capped])
+        self.metrics.cap_held.labels().inc(len(placed.capped))
         self.sender.pushed.set()
 
     async def _capped_loop(self) -> None:
@@ -230,6 +231,7 @@ class Worker:
             except DB_ERRORS:
                 self.scheduler.capped.extend(capped)  # the next round tries again
                 raise
+            self.metrics.cap_held.labels().inc(len(capped))
 
     # ---- message claims -----------------------------------------------------------------------------
     async def _claims_loop(self) -> None:

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 from aiohttp import web
 
 from engine import statuses as st
 from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
+from engine.policy.senders import carrier_day_timezone, carrier_errors
 from engine.runtime.batcher import Batcher
 from engine.store.database import MAX_ID, Pool
 from engine.store.outbound import CarrierStatus, apply_statuses
+from engine.store.senders import carrier_throttled
+from engine.throttle.daily import CarrierDay
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ class StatusIntake:
         self._accepted = self.metrics.status_callbacks.labels("accepted")  # resolved once: hot path
         self.writer = Batcher[CarrierStatus](self._write, name="statuses", max_size=2000, max_delay=0.005)
         self.received = 0
+        self.errors = carrier_errors()
+        self.carrier_day = CarrierDay(carrier_day_timezone())  # on the wall clock: when a daily cap resets
 
     @property
     def public_base(self) -> str:
@@ -86,6 +92,9 @@ class StatusIntake:
             sender = None
         self.received += 1
         self._accepted.inc()
+        if code in self.errors.codes and change.state in ("failed", "undelivered") and await self._slow_down(
+                message_id, code, sid):
+            return web.Response(status=204)
         update = CarrierStatus(message_id, status.strip().lower(), change, code, sid, sender)
         try:
             async with asyncio.timeout(ACK_TIMEOUT):  # no extra task per callback, unlike wait_for
@@ -93,6 +102,18 @@ class StatusIntake:
         except TimeoutError:
             raise web.HTTPServiceUnavailable(text="status not yet written; retry") from None
         return web.Response(status=204)
+
+    async def _slow_down(self, message_id: int, code: int, sid: str | None) -> bool:
+        """The carrier refused the message for its campaign's rate (30022) or its brand's daily cap (30023): the
+        message goes back to the queue instead of failing, and the campaign slows down or the brand waits for the
+        carrier day's reset. False when it was not requeued (sent too often already, or a stale callback): then the
+        refusal is written as any other."""
+        reset = self.carrier_day.bounds(time.time())[1]
+        done = await carrier_throttled(self.pool, [(message_id, code, sid)], reset_epoch=reset, errors=self.errors)
+        for t in done:
+            level, name = ("brand", t.brand) if code in self.errors.brand_daily_cap else ("campaign", t.campaign)
+            self.metrics.carrier_throttled.labels(level, name or "-", str(code)).inc()
+        return bool(done)
 
     async def _write(self, batch: list[CarrierStatus]) -> None:
         await apply_statuses(self.pool, batch)

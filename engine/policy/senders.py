@@ -85,6 +85,13 @@ class CarrierErrors:
     brand_daily_cap: frozenset[int]  # "this brand reached its daily cap" (30023)
     slowdown_factor: float
     slowdown_seconds: float
+    retry_seconds: float = 5.0
+    max_requeues: int = 5
+
+    @property
+    def codes(self) -> frozenset[int]:
+        """Every code that slows a campaign or brand down instead of failing the message."""
+        return self.campaign_rate | self.brand_daily_cap
 
 
 @cache
@@ -129,7 +136,8 @@ def carrier_errors() -> CarrierErrors:
     entry = _data()["carrier_errors"]
     return CarrierErrors(
         frozenset(int(c) for c in entry["campaign_rate"]), frozenset(int(c) for c in entry["brand_daily_cap"]),
-        float(entry["slowdown_factor"]), float(entry["slowdown_seconds"]),
+        float(entry["slowdown_factor"]), float(entry["slowdown_seconds"]), float(entry["retry_seconds"]),
+        int(entry["max_requeues"]),
     )
 
 

@@ -372,7 +372,7 @@ WITH u AS (
         provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
         status_rank = greatest(o.status_rank, 10), updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
-    WHERE o.id = u.id
+    WHERE o.id = u.id AND o.retired_sid IS DISTINCT FROM u.sid  -- (the carrier refused that attempt: requeued)
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 # Engine-side final or intermediate outcomes (failed, suppressed, test delivered, unknown, …).
@@ -452,6 +452,7 @@ WITH u AS (
         claimed_by = NULL, lease_until = NULL, updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
     WHERE o.id = u.id AND o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 

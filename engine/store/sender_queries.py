@@ -85,3 +85,53 @@ SET state = 'queued', claimed_by = NULL, lease_until = NULL, defers = o.defers +
 FROM unnest($1::bigint[], $2::float8[]) AS u(id, delay)
 WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $3
 """
+
+# ---- carrier feedback ------------------------------------------------------------------------------
+# The carrier refused messages ($1 ids, $2 codes, $3 their sids) for a campaign's rate (30022) or a brand's daily cap
+# ($5 codes: 30023): each goes back to the queue instead of failing (reason 'throttled', no delivery report: it is
+# still pending to the app), due again after $6 seconds, or at the carrier day's reset ($4, epoch) for a daily cap;
+# the refused attempt's sid is retired so its late callbacks touch nothing. Its campaign slows down for $8 seconds,
+# or its brand is held until the reset. Only messages sent fewer than $7 times; in one statement.
+CARRIER_THROTTLED: Final = """
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, code, sid)
+), requeued AS (
+    UPDATE engine_outbound o
+    SET state = 'queued', status = 0, status_rank = 0, provider_status = NULL, provider_message_id = NULL,
+        retired_sid = u.sid, error_code = u.code, reason = 'throttled', claimed_by = NULL, lease_until = NULL,
+        due_at = CASE WHEN u.code = ANY($5::int[]) THEN greatest(to_timestamp($4), now())
+                      ELSE now() + make_interval(secs => $6) END,
+        updated_at = now()
+    FROM u
+    WHERE o.id = u.id AND o.state IN ('sending', 'sent', 'unknown') AND o.attempts < $7
+      AND (o.provider_message_id IS NULL OR o.provider_message_id = u.sid) AND o.retired_sid IS DISTINCT FROM u.sid
+    RETURNING o.id, u.code, o.did_id
+), slowed AS (
+    UPDATE engine_campaign c SET slowed_until = now() + make_interval(secs => $8)
+    FROM engine_did d JOIN requeued r ON r.did_id = d.id
+    WHERE c.id = d.campaign_id AND r.code <> ALL($5::int[])
+    RETURNING c.id
+), held AS (
+    UPDATE engine_brand b SET capped_until = greatest(coalesce(b.capped_until, to_timestamp($4)), to_timestamp($4))
+    FROM engine_did d JOIN engine_campaign c ON c.id = d.campaign_id JOIN requeued r ON r.did_id = d.id
+    WHERE b.id = c.brand_id AND r.code = ANY($5::int[])
+    RETURNING b.id
+)
+SELECT r.id, r.code, c.name AS campaign, b.name AS brand
+FROM requeued r LEFT JOIN engine_did d ON d.id = r.did_id LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+LEFT JOIN engine_brand b ON b.id = c.brand_id
+"""
+# /metrics: every brand's day so far (since $1, the carrier day's start) and every campaign's last minute.
+LEVEL_STATS: Final = """
+SELECT 'brand' AS level, b.name, b.daily_cap::float8 AS capacity, coalesce(b.capped_until > now(), false) AS held,
+       (SELECT coalesce(sum(coalesce(o.segments, 1)), 0)::float8
+        FROM engine_outbound o JOIN engine_did d ON d.id = o.did_id JOIN engine_campaign c ON c.id = d.campaign_id
+        WHERE c.brand_id = b.id AND o.sending_at >= $1) AS sent
+FROM engine_brand b
+UNION ALL
+SELECT 'campaign', c.name, c.mps::float8, coalesce(c.slowed_until > now(), false),
+       (SELECT coalesce(sum(coalesce(o.segments, 1)), 0)::float8
+        FROM engine_outbound o JOIN engine_did d ON d.id = o.did_id
+        WHERE d.campaign_id = c.id AND o.sending_at > now() - interval '60 seconds')
+FROM engine_campaign c
+"""

@@ -17,13 +17,16 @@ from engine.store import sender_queries as sq
 __all__ = [
     "BrandCap",
     "CampaignCap",
+    "Throttled",
     "app_senders",
     "brand_sent_since",
     "campaign_id",
+    "carrier_throttled",
     "check_pool_mix",
     "create_brand",
     "create_campaign",
     "defer_throttled",
+    "level_stats",
     "list_brands",
     "list_campaigns",
     "load_caps",
@@ -192,3 +195,35 @@ async def defer_throttled(pool: asyncpg.Pool, worker_id: str, ids: list[int], de
     'throttled' meanwhile."""
     if ids:
         await pool.execute(sq.DEFER_THROTTLED, ids, delays, worker_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """A message the carrier refused for a rate or daily cap, now back in the queue."""
+
+    message_id: int
+    code: int
+    campaign: str | None
+    brand: str | None
+
+
+async def carrier_throttled(
+    pool: asyncpg.Pool, refused: list[tuple[int, int, str | None]], *, reset_epoch: float,
+    errors: senders.CarrierErrors,
+) -> list[Throttled]:
+    """(message id, Twilio code, sid) the carrier refused with 30022/30023: back to the queue (until *reset_epoch*
+    for a daily cap), their campaign slowed or brand held, in one statement. Returns those requeued (a message sent
+    too often already, or a stale callback, is not)."""
+    if not refused:
+        return []
+    rows = await pool.fetch(
+        sq.CARRIER_THROTTLED, [r[0] for r in refused], [r[1] for r in refused], [r[2] for r in refused], reset_epoch,
+        sorted(errors.brand_daily_cap), errors.retry_seconds, errors.max_requeues, errors.slowdown_seconds,
+    )
+    return [Throttled(r["id"], r["code"], r["campaign"], r["brand"]) for r in rows]
+
+
+async def level_stats(pool: asyncpg.Pool, day_start: datetime) -> list[dict[str, Any]]:
+    """Per brand (segments since *day_start*, daily cap, held) and campaign (segments in the last minute, mps,
+    slowed): what /metrics shows."""
+    return [dict(r) for r in await pool.fetch(sq.LEVEL_STATS, day_start)]

@@ -213,6 +213,15 @@ class FakeCarrier:
         """Make the next ``count`` create requests fail with HTTP ``status`` (429 adds Retry-After)."""
         self._faults.inject(status, count, retry_after=retry_after, code=code)
 
+    def refuse_next(self, count: int, code: int, status: str = "undelivered") -> None:
+        """The next *count* accepted messages end *status* with ErrorCode *code* in their status callbacks (e.g. a
+        10DLC carrier's 30022 rate limit or 30023 daily cap: accepted by the API, refused downstream)."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if status not in ("undelivered", "failed"):
+            raise ValueError("status must be 'undelivered' or 'failed'")
+        self._messages.forced.extend([(status, code)] * count)
+
     def hang(self, count: int, seconds: float) -> None:
         """Make the next ``count`` create requests wait ``seconds`` before answering (timeout tests)."""
         self._faults.hang(count, seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Final
@@ -80,6 +81,7 @@ class MessagesApi:
         services: MessagingServices | None = None,
     ) -> None:
         self.services = services if services is not None else MessagingServices()
+        self.forced: deque[tuple[str, int]] = deque()  # outcomes of the next accepted messages (refuse_next)
         self.ledger = ledger
         self.faults = faults
         self.callbacks = callbacks
@@ -157,6 +159,8 @@ class MessagesApi:
         }, 201)
 
     def _outcome(self) -> tuple[str, int | None]:
+        if self.forced:
+            return self.forced.popleft()
         if self.failure_rate and self._rng.random() < self.failure_rate:
             return self._rng.choice(FAILURE_OUTCOMES)
         return "delivered", None
