@@ -1,5 +1,6 @@
 """`engine bench`: engine vs baseline end to end (alternating A B A B), the scheduler alone, and the
-engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds; `backlog`:
+engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds, then over a mixed pool of
+long codes, a toll-free number and a short code at their types' paces; `backlog`:
 time to first send and peak RSS with a large queue and many DIDs). `--scenarios` picks some of them.
 
 With --json exactly one JSON object goes to stdout; progress and logs go to stderr.
@@ -21,10 +22,12 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
+from benchmarks.bench_mixed import mixed
 from benchmarks.bench_paced import backlog, paced
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
 SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
+MIXED_LONG_CODES = 10  # paced also runs a mixed pool: these long codes, a toll-free number and a short code
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -185,6 +188,12 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["paced"] = p.figures
                 h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']} in the window "
                       f"({p.figures['achieved_ratio']}), max per DID in 60 s {p.figures['max_per_did_60s']}")
+                h.log(f"paced, mixed pool: {MIXED_LONG_CODES} long codes, a toll-free number and a short code for "
+                      f"{cfg.paced_seconds:g}s")
+                m = await mixed(server, long_codes=MIXED_LONG_CODES, seconds=cfg.paced_seconds)
+                scenarios["paced_mixed"] = m.figures
+                h.log(f"  sent {m.figures['sent_in_window']}/{m.figures['capacity']} in the window "
+                      f"({m.figures['achieved_ratio']}), limits exceeded: {m.figures['limits_exceeded'] or 'none'}")
             if "backlog" in cfg.scenarios:
                 h.log(f"backlog: {cfg.backlog_messages} queued, {cfg.backlog_dids} DIDs at 60/min")
                 b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids)
@@ -239,6 +248,13 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"paced: {p['dids']} DIDs at {p['limit_per_min']}/min, {p['seconds']:g}s window from the first "
                      f"accept: sent {p['sent_in_window']} of capacity {p['capacity']} ({p['achieved_ratio']}), "
                      f"max per DID in any 60 s {p['max_per_did_60s']}")
+    if "paced_mixed" in s:
+        m = s["paced_mixed"]
+        kinds = ", ".join(f"{v['count']} {k} (max {v['max_per_sender_60s']}/{v['limit_per_min']} in 60 s, "
+                          f"{v['max_per_sender_1s']} in 1 s)" for k, v in m["senders"].items())
+        lines.append(f"paced, mixed pool ({kinds}): sent {m['sent_in_window']} of capacity {m['capacity']} "
+                     f"({m['achieved_ratio']}) in {m['seconds']:g}s, limits exceeded: "
+                     f"{', '.join(m['limits_exceeded']) or 'none'}")
     if "backlog" in s:
         k = s["backlog"]
         lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "

@@ -33,7 +33,8 @@ def register(sub: Subparsers) -> None:
                    help="processes scenario: worker processes compared with one `engine run` (default 2)")
     p.add_argument("--scenarios", default="all",
                    help="comma list of e2e (engine vs baseline), processes (engine run vs engine worker "
-                        "--processes N), throttle, paced, backlog (default all)")
+                        "--processes N), throttle, paced (also a mixed pool: long codes, a toll-free number, a short "
+                        "code), backlog (default all)")
 
 
 async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
