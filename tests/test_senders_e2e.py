@@ -21,7 +21,7 @@ from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.throttle.daily import CarrierDay
 from tests.helpers.database import wait_final
-from tests.helpers.engine import carrier, engine_running, setup_app
+from tests.helpers.engine import carrier, engine_running, provider_of, send_mo, setup_app
 from tests.helpers.polling import wait_until
 from tests.helpers.windows import max_in_window
 
@@ -195,3 +195,17 @@ async def test_the_fake_refuses_unknown_or_empty_services(pool: asyncpg.Pool) ->
         async with session.post(url, data=form, headers=headers) as resp:
             reply = await resp.json()
         assert resp.status == 201 and reply["from"] == POOL[0] and reply["messaging_service_sid"] == SERVICE
+
+
+async def test_stop_to_a_short_code_is_answered_from_the_short_code(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """A phone texts STOP to the app's short code (as a short-code program asks: "text JOIN to 123456"): the phone is
+    opted out and the confirmation goes from the short code it texted."""
+    async with carrier() as fake:
+        await setup_app(pool, fake.base_url or "", dids=0)
+        await admin.add_dids(pool, "lib", ["123456"], sender_type="short_code")
+        provider = await provider_of(pool)
+        async with engine_running(db_dsn) as running:
+            assert await send_mo(running.base_url, provider, "+13472643707", "123456", "STOP") == 200
+            await wait_final(pool, 1)
+        assert [(r.from_, r.to) for r in fake.records] == [("123456", "+13472643707")]
+    assert await pool.fetchval("SELECT count(*) FROM engine_blacklist WHERE phone = '+13472643707'") == 1
