@@ -139,6 +139,14 @@ async def test_command_line_types_brands_and_campaigns(db_dsn: str, pool: asyncp
     assert [(b["name"], b["daily_cap"], b["reserve"], b["used_today"]) for b in brands] == [("acme", 10000, 100, 0)]
     campaigns = json.loads((await engine_cli(db_dsn, "campaign", "list", "--json")).stdout)
     assert [(c["name"], c["mps"], c["dids"]) for c in campaigns] == [("alerts", "4.00", 1)]
+    out = await engine_cli(db_dsn, "app", "set", "lib", "--hold-transactional", "yes")
+    assert out.returncode == 0, out.stderr
+    out = await engine_cli(db_dsn, "app", "status", "lib")
+    assert out.returncode == 0, out.stderr
+    assert "senders: 1 long_code in campaign alerts (4.00 segments/s)" in out.stdout
+    assert "senders: 1 short_code" in out.stdout
+    assert "brand acme: 0/10000 segments today, 100 kept for transactional" in out.stdout
+    assert await pool.fetchval("SELECT hold_transactional FROM engine_app") is True
     out = await engine_cli(db_dsn, "campaign", "set", "alerts", "--mps", "0")
     assert out.returncode == 2 and "--mps" in out.stderr
     assert await pool.fetchval("SELECT mps FROM engine_campaign") == Decimal(4)
