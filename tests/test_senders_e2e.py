@@ -41,9 +41,10 @@ async def worker_running(pool: asyncpg.Pool, dsn: str, **kwargs: object) -> Asyn
 
 
 async def test_a_short_code_is_accepted_and_paced_at_its_rate(pool: asyncpg.Pool, db_dsn: str) -> None:
-    """300 messages through one short code (default: 100 segments/s, burst 10): all from it; never faster than its
-    rate (the run lasts at least (300 - 10) / 100 s at the carrier), and no second of the carrier's record holds more
-    than 100 + the burst (+5: 50 ms of jitter between our decision and the carrier's clock at this rate)."""
+    """300 messages through one short code (default: 100 segments/s, burst 10): all from it, and never faster than
+    its rate: the engine decides them over at least (300 - 10) / 100 = 2.9 s and no 2 s hold more than 200 + the
+    burst. On the carrier's clock each bound gets 0.25 s of slack (25 sends at this rate): the first sends reach it
+    later than the rest on a busy machine (a long code's pace would take 300 s, no pace at all well under 1 s)."""
     async with carrier(callbacks="none") as fake:
         await setup_app(pool, fake.base_url or "", dids=0)
         await admin.add_dids(pool, "lib", ["12345"], sender_type="short_code")
@@ -53,8 +54,8 @@ async def test_a_short_code_is_accepted_and_paced_at_its_rate(pool: asyncpg.Pool
         records = list(fake.records)
     assert {r.from_ for r in records} == {"12345"} and len(records) == 300
     times = sorted(r.t for r in records)
-    assert times[-1] - times[0] >= (300 - 10) / 100 - 0.05
-    assert max_in_window(times, 1.0) <= 100 + 10 + 5
+    assert times[-1] - times[0] >= (300 - 10) / 100 - 0.25
+    assert max_in_window(times, 2.0) <= 200 + 10 + 25
 
 
 class SoonMidnight:
@@ -135,7 +136,14 @@ async def test_a_starting_worker_counts_what_the_brand_sent_today(pool: asyncpg.
         clock = SoonMidnight(after=3600.0)
         async with worker_running(pool, db_dsn, carrier_day=CarrierDay(to_wall=clock)):
             held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"
-            await wait_until(lambda: pool.fetchval(held), timeout=30, what="throttled messages")
+            seen: list[object] = []
+
+            async def throttled() -> object:
+                seen[:] = [len(fake.records), await pool.fetch(
+                    "SELECT state, reason, count(*) FROM engine_outbound GROUP BY 1, 2")]
+                return await pool.fetchval(held)
+
+            await wait_until(throttled, timeout=30, what=lambda: f"throttled messages (last seen {seen})")
             await wait_until(lambda: len(fake.records) >= 5, timeout=30, what="the 5 segments left")
             await asyncio.sleep(0.5)  # nothing more goes
             assert len(fake.records) == 5
@@ -172,7 +180,8 @@ async def test_messaging_service_only_sending(pool: asyncpg.Pool, db_dsn: str) -
     rows = await pool.fetch("SELECT body, sender FROM engine_outbound")
     assert {r["body"]: r["sender"] for r in rows} == chosen
     times = sorted(r.t for r in records)
-    assert times[-1] - times[0] >= 11 / 5 - 0.05  # paced at the service's rate, not per number of its pool
+    # Paced at the service's rate, not per number of its pool (0.25 s of slack: the first send's latency).
+    assert times[-1] - times[0] >= 11 / 5 - 0.25
     assert max_in_window(times, 1.0) <= 5 + 1  # (+1: the carrier's clock against ours, 200 ms apart)
 
 

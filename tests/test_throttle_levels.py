@@ -104,6 +104,30 @@ def test_daily_cap_classes_reserve_reset_carry_and_exhaustion() -> None:
     assert replay.used == 3
 
 
+class JitteryDay(ShortDay):
+    """Day bounds through a wall-clock mapping read at different moments: off by a few microseconds each time."""
+
+    def __init__(self, length: float) -> None:
+        super().__init__(length)
+        self.calls = 0
+
+    def bounds(self, t: float) -> tuple[float, float]:
+        self.calls += 1
+        jitter = (self.calls % 3 - 1) * 1e-6
+        start, end = super().bounds(t - jitter)
+        return start + jitter, end + jitter
+
+
+def test_a_replay_at_the_days_start_counts_today_whatever_the_jitter() -> None:
+    """What a brand sent today, replayed as one sum at the day's start (a worker starting), is today's count even when
+    the day's bounds come back a microsecond apart (the replay may land in the last instant of the day before)."""
+    for shift in (-1e-6, 0.0, 1e-6):
+        cap = DailyCap(30, 5, JitteryDay(100.0), guard=0.2)
+        cap.record(20, 100.0 + shift)
+        assert cap.allows(5, BULK, 150.0) and not cap.allows(6, BULK, 150.0)
+        assert cap.used == 20
+
+
 # ---- invariants over simulated sends ------------------------------------------------------------------------------
 
 

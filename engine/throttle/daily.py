@@ -28,6 +28,7 @@ __all__ = ["BULK", "EXEMPT", "URGENT", "CarrierDay", "DailyCap"]
 EXEMPT = 0
 URGENT = 1
 BULK = 2
+SAME_INSTANT = 1.0  # seconds: two day bounds this close are the same midnight
 
 
 def _identity(t: float) -> float:
@@ -76,7 +77,9 @@ class DailyCap:
         if now < self.end:
             return
         start, end = self.day.bounds(now)
-        self.used = self.carry if start == self.end else 0
+        # The next day, or a later one? (Bounds come through a wall-clock mapping read at different moments: equal
+        # only to within microseconds.)
+        self.used = self.carry if abs(start - self.end) < SAME_INSTANT else 0
         self.carry = 0
         self.start, self.end = start, end
 
