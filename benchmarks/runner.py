@@ -22,11 +22,13 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
+from benchmarks.bench_jobs import csv_to_queued
 from benchmarks.bench_mixed import mixed
 from benchmarks.bench_paced import backlog, paced
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
+# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`)
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs")
 MIXED_LONG_CODES = 10  # paced also runs a mixed pool: these long codes, a toll-free number and a short code
 
 
@@ -56,6 +58,7 @@ class BenchConfig:
     backlog_dids: int = 100_000
     scenarios: tuple[str, ...] = SCENARIOS
     processes: int = 2
+    csv_rows: int = 100_000
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
@@ -63,7 +66,7 @@ class BenchConfig:
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
              backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
-             processes: int | None = None) -> BenchConfig:
+             processes: int | None = None, csv_rows: int | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -78,6 +81,7 @@ class BenchConfig:
             backlog_dids=backlog_dids or (10_000 if quick else 100_000),
             scenarios=scenarios,
             processes=processes or 2,
+            csv_rows=csv_rows or (20_000 if quick else 100_000),
         )
 
 
@@ -170,7 +174,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -200,6 +204,8 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["backlog"] = b.figures
                 h.log(f"  first send after {b.figures['time_to_first_send_s']}s, "
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
+            if "jobs" in cfg.scenarios:
+                scenarios["jobs"] = await csv_to_queued(server, cfg.csv_rows, cfg.rounds)
     if "throttle" in cfg.scenarios:
         h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
         scenarios["throttle"] = await _throttle(cfg)
@@ -259,6 +265,11 @@ def format_table(result: dict[str, Any]) -> str:
         k = s["backlog"]
         lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "
                      f"after the engine started, peak RSS {k['peak_rss_mb']} MB (at {k['rss_read_after_s']}s)")
+    if "jobs" in s:
+        j = s["jobs"]["median"]
+        lines.append(f"jobs: a {s['jobs']['rows']:,}-row CSV to all queued: engine send {j['command_s']} s "
+                     f"({j['rows_per_s']:,.0f} rows/s, median); in process: read {j['read_s']} s, validate "
+                     f"{j['validate_s']} s, COPY {j['copy_s']} s ({j['copy_rows_per_s']:,.0f} rows/s)")
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

@@ -15,12 +15,18 @@ class NotFound(EngineError):
     """A named object (application, DID, provider) does not exist."""
 
 
-class InvalidInput(EngineError):
-    """A caller-supplied value is invalid; the message names the parameter."""
+class Conflict(EngineError):
+    """The object is not in a state that allows the operation (e.g. resuming a job that is done)."""
 
-    def __init__(self, param: str, message: str) -> None:
+
+class InvalidInput(EngineError):
+    """A caller-supplied value is invalid; the message names the parameter. *details*: the individual problems
+    when there are many (e.g. the invalid rows of a job's CSV), for a caller that wants them all."""
+
+    def __init__(self, param: str, message: str, details: list[dict[str, object]] | None = None) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+        self.details = details
 
 
 class ProviderError(EngineError):

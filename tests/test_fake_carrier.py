@@ -139,6 +139,7 @@ async def test_accepts_and_records(make_carrier: CarrierFactory, session: aiohtt
             "body": "Hi & bye ✓",
             "final_status": "delivered",
             "error_code": None,
+            "validity_period": None,
         }
     ]
     async with session.get(f"{base}/_fake/stats") as resp:

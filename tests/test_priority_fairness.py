@@ -179,6 +179,8 @@ async def test_a_transactional_message_overtakes_a_100k_marketing_job(pool: asyn
     async with carrier() as fake:
         await setup_app(pool, fake.base_url or "", name="lib", dids=2, limit_per_min=600)
         app_id = await pool.fetchval("SELECT id FROM engine_app WHERE name = 'lib'")
+        # Priority, not quiet hours, is under test: at night in New York (tests run at any hour) the job would wait.
+        await pool.execute("UPDATE engine_app SET quiet_hours = false WHERE id = $1", app_id)
         job = int(await pool.fetchval(
             "INSERT INTO engine_job (app_id, source, category, total) VALUES ($1, 'api', 'marketing', 100000) "
             "RETURNING id", app_id))

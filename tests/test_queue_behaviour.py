@@ -195,7 +195,8 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(
     statements = {
         "CLAIM": (q.CLAIM, ("w", 500, 30.0, [1])),
         "NEXT_DUE": (q.NEXT_DUE, ([1],)),
-        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0)),
+        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0,
+                                          [None, None], datetime.now(UTC))),
         "MARK_ACCEPTED": (q.MARK_ACCEPTED, ([1, 2], ["SM1", "SM2"], ["queued", "queued"])),
         "APPLY_STATUSES": (q.APPLY_STATUSES, ([1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])),
         "ADMISSION_FACTS": (q.ADMISSION_FACTS, ([1, 2], ["b1", None], [60.0, 0.0])),

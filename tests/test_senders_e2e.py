@@ -20,6 +20,7 @@ from engine.store import admin, senders
 from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.throttle.daily import CarrierDay
+from tests.helpers.bulk import queue_job
 from tests.helpers.database import wait_final
 from tests.helpers.engine import carrier, engine_running, provider_of, send_mo, setup_app
 from tests.helpers.polling import wait_until
@@ -78,22 +79,19 @@ class SoonMidnight:
 
 
 async def test_a_daily_cap_reached_mid_job_holds_the_rest_until_the_reset(pool: asyncpg.Pool, db_dsn: str) -> None:
-    """A brand capped at 30 segments per carrier day (5 kept for transactional) and a marketing job of 40: 25 go,
-    15 wait in the queue with reason 'throttled' (engine app status says so), transactional messages still go (the
-    app does not hold them), and at the reset the 15 go. Nothing is lost or sent twice."""
+    """A brand capped at 30 segments per carrier day (5 kept for transactional) and a bulk job of 40: 25 go, 15 wait
+    in the queue with reason 'throttled' (engine app status says so), transactional messages still go (the app does
+    not hold them), and at the reset the 15 go. Nothing is lost or sent twice."""
     async with carrier(callbacks="none") as fake:
         await setup_app(pool, fake.base_url or "", dids=4, limit_per_min=6000)
         await senders.create_brand(pool, "acme", daily_cap=30, reserve=5)
         await senders.create_campaign(pool, "promo", "acme", "100")
         await admin.assign_campaign(pool, "promo", app="lib")
         app_id = await pool.fetchval("SELECT id FROM engine_app WHERE name = 'lib'")
-        await pool.execute(
-            "INSERT INTO engine_outbound (app_id, recipient, body, category) "
-            "SELECT $1, '+1718' || (2000000 + i)::text, 'sale ' || i, 'marketing' FROM generate_series(0, 39) i",
-            app_id)
+        await queue_job(pool, app_id, 40)
         clock = SoonMidnight(after=6.0)
         async with worker_running(pool, db_dsn, carrier_day=CarrierDay(to_wall=clock)):
-            await wait_until(lambda: len(fake.records) >= 25, timeout=30, what="the marketing the cap allows")
+            await wait_until(lambda: len(fake.records) >= 25, timeout=30, what="the bulk work the cap allows")
             held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"
             await wait_until(lambda: pool.fetchval(held), timeout=10, what="throttled messages")
             assert await pool.fetchval(held) == 15 and len(fake.records) == 25
@@ -117,7 +115,7 @@ async def test_a_daily_cap_reached_mid_job_holds_the_rest_until_the_reset(pool: 
 
 async def test_a_starting_worker_counts_what_the_brand_sent_today(pool: asyncpg.Pool, db_dsn: str) -> None:
     """The brand already sent 20 segments today (another worker, before a restart: in the database): a worker that
-    starts counts them, so only 25 - 20 = 5 marketing segments go before the reset."""
+    starts counts them, so only 25 - 20 = 5 bulk segments go before the reset."""
     async with carrier(callbacks="none") as fake:
         numbers = await setup_app(pool, fake.base_url or "", dids=2, limit_per_min=6000)
         await senders.create_brand(pool, "acme", daily_cap=30, reserve=5)
@@ -129,10 +127,7 @@ async def test_a_starting_worker_counts_what_the_brand_sent_today(pool: asyncpg.
             "INSERT INTO engine_outbound (app_id, recipient, body, state, status, did_id, sender, segments, sending_at,"
             " sent_at) SELECT $1, '+1718' || (3000000 + i)::text, 'earlier', 'sent', 4, $2, $3, 2, now() - interval "
             "'1 minute', now() FROM generate_series(1, 10) i", app_id, did, numbers[0])
-        await pool.execute(
-            "INSERT INTO engine_outbound (app_id, recipient, body, category) "
-            "SELECT $1, '+1718' || (2000000 + i)::text, 'sale ' || i, 'marketing' FROM generate_series(0, 19) i",
-            app_id)
+        await queue_job(pool, app_id, 20)
         clock = SoonMidnight(after=3600.0)
         async with worker_running(pool, db_dsn, carrier_day=CarrierDay(to_wall=clock)):
             held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"

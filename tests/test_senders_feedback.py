@@ -15,6 +15,7 @@ from engine.providers import SendResult
 from engine.store import admin, senders
 from engine.submit import Outgoing, submit_many
 from engine.throttle.daily import CarrierDay
+from tests.helpers.bulk import queue_job
 from tests.helpers.database import wait_final
 from tests.helpers.engine import Running, carrier, engine_running, setup_app
 from tests.helpers.polling import wait_until
@@ -67,7 +68,7 @@ async def test_30022_slows_the_campaign_and_the_refused_messages_go_again(pool: 
 
 async def test_30023_holds_the_brand_until_the_reset(pool: asyncpg.Pool, db_dsn: str) -> None:
     """The carrier answers 30023 for the brand's first message: it waits in the queue until the carrier day resets
-    (midnight US Pacific), the brand is held meanwhile (marketing waits with it), transactional messages still go."""
+    (midnight US Pacific), the brand is held meanwhile (bulk work waits with it), transactional messages still go."""
     async with carrier(callbacks="final") as fake:
         app_id = await _campaign_app(pool, fake.base_url or "", cap=1000)
         fake.refuse_next(1, 30023)
@@ -78,10 +79,7 @@ async def test_30023_holds_the_brand_until_the_reset(pool: asyncpg.Pool, db_dsn:
             await wait_until(lambda: pool.fetchval("SELECT capped_until IS NOT NULL FROM engine_brand"), timeout=30,
                              what="the brand held by the carrier")
             await wait_until(lambda: worker.caps.brand_held, timeout=30, what="the worker to learn it")
-            await pool.execute(
-                "INSERT INTO engine_outbound (app_id, recipient, body, category) "
-                "SELECT $1, '+1718' || (3000000 + i)::text, 'sale ' || i, 'marketing' FROM generate_series(0, 4) i",
-                app_id)
+            await queue_job(pool, app_id, 5, first=3000000)
             await submit_many(pool, "lib", [Outgoing("+17185550000", "your code is 123456")])
             held = "SELECT count(*) FROM engine_outbound WHERE state = 'queued' AND reason = 'throttled'"
             await wait_until(lambda: any(r.body == "your code is 123456" and r.error_code is None

@@ -25,18 +25,23 @@ from aiohttp import web
 
 from engine.api import openapi
 from engine.api import params as pp
+from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
 from engine.config import Settings
-from engine.errors import InvalidInput, ProviderError
-from engine.httpserver.forms import UnreadableBody, read_form
+from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
+from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
 from engine.policy import senders
 from engine.policy.admission import prepare
+from engine.policy.lifetime import Notification
+from engine.policy.quiet_hours import valid_zone
 from engine.policy.senders import SENDER_TYPES
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
+from engine.store import lifetime, notify
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
+from engine.store.jobs import JobSpec
 
 __all__ = ["ApiError", "CarouselApi"]
 
@@ -44,7 +49,6 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE: Final = "application/json"
 CACHE_MAX: Final = 10_000
-_FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
 _CODE: Final = re.compile(r"[0-9]{6}", re.ASCII)
 OPTIN_CODE_SECONDS: Final = 600  # a web opt-in code is valid 10 minutes …
 OPTIN_MAX_TRIES: Final = 5  # … and locked after 5 wrong tries
@@ -103,11 +107,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _read_params(request: web.Request, read_timeout: float) -> dict[str, str]:
-    """Query string, then form fields (which win); file uploads are ignored."""
-    values = dict(request.query.items())
+async def _read_params(request: web.Request, read_timeout: float, uploads: tuple[str, ...] = ()) -> Form:
+    """Query string, then form fields (which win); file uploads are ignored but for those named in *uploads*
+    (then the body may be up to MAX_UPLOAD_BYTES)."""
+    values = Form(dict(request.query.items()))
     if request.method == "POST" and request.body_exists:
-        values.update(await read_form(request, timeout=read_timeout))
+        if uploads:
+            request = request.clone(client_max_size=MAX_UPLOAD_BYTES)
+        form = await read_form(request, timeout=read_timeout, uploads=uploads)
+        values.update(form)
+        values.files.update(form.files)
     return values
 
 
@@ -133,6 +142,7 @@ class CarouselApi:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._apps: dict[str, tuple[float, store.ApiApp]] = {}
+        self._key_generation = 0  # bumped by forget_keys: a lookup that raced a key change is not cached
         self.calls: dict[str, Handler] = {
             "send_message": self.send_message,
             "send_messages": self.send_messages,
@@ -147,6 +157,7 @@ class CarouselApi:
             "add_did": self.add_did,
             "delete_did": self.delete_did,
             "close_sessions": self.close_sessions,
+            "set_time_zone": self.set_time_zone,
             "blacklist": self.blacklist,
             "unblacklist": self.unblacklist,
             "blacklist_status": self.blacklist_status,
@@ -154,6 +165,8 @@ class CarouselApi:
             "associate_keyword": self.associate_keyword,
             "dissociate_keyword": self.dissociate_keyword,
         }
+        self.jobs = JobsApi(pool, settings, clock)
+        self.calls.update(self.jobs.calls)
         self._document = orjson.dumps(openapi.document())
 
     def routes(self) -> list[web.RouteDef]:
@@ -175,7 +188,7 @@ class CarouselApi:
             handler = self.calls.get(call)
             if handler is None:
                 raise ApiError(404, f"unknown call {call!r}")
-            params = await _read_params(request, self.settings.read_timeout)
+            params = await _read_params(request, self.settings.read_timeout, UPLOADS.get(call, ()))
             app = await self.authenticate(params.get("api_key"))
             _check_text(params)
             return _json(await handler(app, params))
@@ -186,7 +199,12 @@ class CarouselApi:
             reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
             return reply
         except InvalidInput as exc:
-            return _json({"error": str(exc)}, 400)
+            return _json({"error": str(exc)} if exc.details is None else {"error": str(exc), "invalid": exc.details},
+                         400)
+        except NotFound as exc:  # e.g. another application's job: no different from one that does not exist
+            return _json({"error": str(exc)}, 404)
+        except Conflict as exc:
+            return _json({"error": str(exc)}, 409)
         except ProviderError as exc:
             return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
@@ -209,14 +227,34 @@ class CarouselApi:
         cached = self._apps.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._key_generation
         app = await store.app_by_key_hash(self.pool, digest)
         if app is None:
             raise ApiError(401, "api_key is not valid")
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and generation == self._key_generation:
             if len(self._apps) >= CACHE_MAX:
                 self._apps.clear()
             self._apps[digest] = (now + self.cache_seconds, app)
         return app
+
+    def forget_keys(self) -> None:
+        """Drop every cached key: each app's next call looks its key up again."""
+        self._key_generation += 1
+        self._apps.clear()
+
+    async def watch_keys(self, dsn: str) -> None:
+        """Until cancelled: drop the cache whenever an API key changes (``engine app rotate-key``, the console), so
+        an old key stops working at once in every API server, not after the cache's few seconds."""
+        changed = asyncio.Event()
+        listening = asyncio.create_task(notify.listener(dsn, notify.API_KEYS, changed, name="api-keys").run())
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                self.forget_keys()
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
     @staticmethod
     def _smsc(app: store.ApiApp) -> int:
@@ -249,14 +287,25 @@ class CarouselApi:
         Admission's own split, so the parts are the ones a message from any other door would get."""
         return prepare(body, app.rules).parts
 
-    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft]) -> Reply:
+    async def _queue(
+        self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft], *, notification: bool = False,
+        template: str | None = None,
+    ) -> Reply:
+        """Queue *drafts*; with *notification*, the call's type, category and lifetime apply to them; with a
+        *template* (send_messages) they are a job of their own, whose id is added to the reply."""
         tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on) if notification else Notification()
         action_expected = pp.parse_bool(p, "action_expected")
-        results = await store.queue_messages(
-            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected
+        job = None if template is None else JobSpec("send_messages", None, template, tag, on, note)
+        job_id, results = await store.queue_job_messages(
+            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected, notification=note, job=job
         )
-        return {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        reply: Reply = {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        if job_id is not None:
+            reply["job_id"] = str(job_id)
+        return reply
 
     async def send_message(self, app: store.ApiApp, p: pp.Params) -> Reply:
         body = p.get("body")
@@ -270,7 +319,7 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
-        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
+        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws], notification=True)
 
     async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
         template = p.get("template")
@@ -289,7 +338,7 @@ class CarouselApi:
             pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
                              max_segments=self.settings.max_segments, smart=app.smart_encoding)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
-        return await self._queue(app, p, drafts)
+        return await self._queue(app, p, drafts, template=template)
 
     async def _send_to_subscribers(self, app: store.ApiApp, p: pp.Params, body: str, tags: tuple[str, ...]) -> Reply:
         """send_message with tags=: to the app's subscribers with any of the tags (not with phone numbers too)."""
@@ -299,14 +348,16 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
+        tag = pp.validate_tag(p)
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on)
         phones = await store.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
         if len(phones) >= MAX_SUBSCRIBER_SEND:
             raise InvalidInput("tags", f"more than {MAX_SUBSCRIBER_SEND - 1} subscribers: send a job instead")
-        tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
         results = await store.queue_messages(
             self.pool, app, [store.Draft(phone, parts) for phone in phones], tag=tag, send_at=on,
-            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True,
+            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True, notification=note,
         )
         # Subscribers who opted out since are left out, not reported: the caller named tags, not phones.
         return {"message_ids": ",".join(str(i) for ids in results for i in ids if i > 0)}
@@ -350,6 +401,15 @@ class CarouselApi:
             raise InvalidInput("code", result.problem or "not accepted")
         return {}
 
+    async def set_time_zone(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        """The recipient's time zone for quiet hours (blank: forget it; the number's own zone applies)."""
+        phone = self._one_phone(p)
+        zone = pp.optional(p, "time_zone")
+        if zone is not None and not valid_zone(zone):
+            raise InvalidInput("time_zone", f"{zone[:64]!r} is not an IANA time zone (e.g. America/Chicago)")
+        await lifetime.set_contact_zone(self.pool, app.id, phone, zone)
+        return {"phone_number": _did_text(phone), "time_zone": zone}
+
     async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
         statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))
         return {str(message_id): status for message_id, status in sorted(statuses.items())}
@@ -370,9 +430,7 @@ class CarouselApi:
 
     async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
         """Numbers for sale: local ones and toll-free ones (``type`` long_code or toll_free narrows it)."""
-        fragment = pp.optional(p, "number")
-        if fragment is not None and not _FRAGMENT.fullmatch(fragment):
-            raise InvalidInput("number", "use up to 16 digits, letters or '*'")
+        fragment = pp.parse_number_fragment(p)
         country = pp.parse_country(p)
         kinds = _search_kinds(pp.optional(p, "type"))
         numbers: list[str] = []

@@ -59,12 +59,9 @@ def register(sub: Subparsers) -> None:
 
 def _carrier(session: aiohttp.ClientSession, account: ProviderAccount, timeout: float) -> TwilioClient:
     """The client for *account* on *session*: always through the factory."""
-    from engine.providers.factory import carrier_client
+    from engine.providers.factory import account_client
 
-    return carrier_client(
-        session, kind=account.kind, account_sid=account.account_sid, auth_token=account.auth_token,
-        base_url=account.base_url, messaging_service_sid=account.messaging_service_sid, timeout=timeout,
-    )
+    return account_client(session, account, timeout)
 
 
 def _public_base(settings: Settings, kind: str) -> str:

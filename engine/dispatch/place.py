@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from engine import statuses as st
 from engine.dispatch.dids import DidBook
@@ -33,6 +34,7 @@ class Pending:
     returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
     queued_at: float = 0.0  # clock time it entered a DID queue (throttle wait metric)
     from_did: int | None = None  # a reply goes out from the DID the phone texted
+    expires_at: datetime | None = None  # never sent at or after this (MARK_SENDING refuses it)
     urgent: bool = False  # transactional or a reply: goes ahead of bulk and marketing on its DID
     cap_exempt: bool = False  # urgent work of an app that does not hold it at its brand's daily cap
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from engine import statuses as st
 from engine.config import Settings
@@ -19,7 +21,8 @@ from engine.dispatch.dids import DidBook
 from engine.dispatch.place import Pending
 from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
 from engine.metrics import Metrics
-from engine.policy.admission import BLACKLISTED
+from engine.policy.admission import BLACKLISTED, EXPIRED, expired
+from engine.policy.lifetime import carrier_validity
 from engine.policy.senders import MESSAGING_SERVICE, carrier_errors
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
@@ -52,6 +55,7 @@ class Sender:
         clock: Callable[[], float],
         metrics: Metrics,
         lease_valid_until: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -62,6 +66,7 @@ class Sender:
         self.recorder = recorder
         self.orphans = orphans
         self.clock = clock
+        self.wall_clock = wall_clock  # epoch seconds: message lifetimes are wall-clock instants
         self.metrics = metrics
         self.lease_valid_until = lease_valid_until
         # Metric children resolved once (labels() takes a lock and a dict lookup per call).
@@ -150,11 +155,13 @@ class Sender:
         for d in decisions:  # a DID with a send between decision and reply is never handed over
             self.book.start_send(d.did_id)
         marks = [
-            SendMark(d.payload.id, d.did_id, self.book.number(d.did_id), d.payload.segments, d.payload.encoding)
+            SendMark(d.payload.id, d.did_id, self.book.number(d.did_id), d.payload.segments, d.payload.encoding,
+                     d.payload.expires_at)
             for d in decisions
         ]
+        now = datetime.fromtimestamp(self.wall_clock(), UTC)
         try:
-            ok = await outbound.mark_sending(self.pool, self.worker_id, self.settings.lease_seconds, marks)
+            ok = await outbound.mark_sending(self.pool, self.worker_id, self.settings.lease_seconds, marks, now)
         except DB_ERRORS:
             log.exception("marking %d messages as sending failed; they go back to the queue", len(decisions))
             # Not sent (their tokens are spent, which only errs on the safe side).
@@ -163,13 +170,13 @@ class Sender:
                 self.book.end_send(d.did_id)
             return
         if len(ok) < len(decisions):
-            await self._refuse_blacklisted([d.payload.id for d in decisions if d.payload.id not in ok])
+            await self._refuse_unmarked([d.payload for d in decisions if d.payload.id not in ok], now)
         base = self.settings.callback_base
         for d in decisions:
             p = d.payload
             if p.id not in ok:
                 self.book.end_send(d.did_id)
-                continue  # lost our claim (lease expired and someone else took it), or the phone opted out
+                continue  # lost our claim (lease expired and someone else took it), opted out, or expired
             binding = self.carriers.get(p.smsc_id)
             if binding is None:
                 self.book.end_send(d.did_id)
@@ -184,24 +191,34 @@ class Sender:
                 from_=None if did.sender_type == MESSAGING_SERVICE else did.number,
                 body=p.body,
                 status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
+                # The rest of its lifetime, so the carrier's own queue cannot deliver it late either.
+                validity_period=carrier_validity(p.expires_at, now),
             )
             self.in_flight += 1
             task = asyncio.create_task(self._send(d, binding, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _refuse_blacklisted(self, ids: list[int]) -> None:
-        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory: it ends
-        failed (reason blacklisted) like one refused at admission. (The others lost their claim.)"""
+    async def _refuse_unmarked(self, unmarked: list[Pending], now: datetime) -> None:
+        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory, or when its
+        expiry passed meanwhile: it ends failed (reason blacklisted) or expired like one refused at admission.
+        (The others lost their claim.)"""
         try:
-            blocked = await outbound.blacklisted_claims(self.pool, self.worker_id, ids)
+            ours = await outbound.unmarked_claims(self.pool, self.worker_id, [p.id for p in unmarked])
         except DB_ERRORS:
-            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(ids))
+            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(unmarked))
             return
-        for message_id in blocked:
-            self.recorder.outcomes.put_nowait(Outcome(
-                message_id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
-            ))
+        for p in unmarked:
+            if p.id not in ours:
+                continue
+            if ours[p.id]:
+                self.recorder.outcomes.put_nowait(Outcome(
+                    p.id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
+                ))
+            elif expired(p.expires_at, now):
+                self.recorder.outcomes.put_nowait(Outcome(
+                    p.id, st.EXPIRED, None, "the message expired before it could be sent", reason=EXPIRED
+                ))
 
     async def _send(self, d: Decision[Pending], binding: Binding, request: OutboundRequest) -> None:
         p = d.payload

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 
 from engine.config import Settings
 from engine.dispatch.admit import admit
@@ -28,7 +29,7 @@ from engine.policy.admission import AppRules, BodyLimits
 from engine.policy.senders import carrier_day_timezone
 from engine.runtime.clock import Clock
 from engine.runtime.tasks import TaskGroup
-from engine.store import leases, notify, outbound, senders
+from engine.store import leases, lifetime, notify, outbound, senders
 from engine.store.database import DB_ERRORS, Pool
 from engine.store.outbound import Claimed
 from engine.store.topology import load_topology
@@ -53,6 +54,7 @@ class Worker:
         settings: Settings,
         *,
         clock: Clock | None = None,
+        wall_clock: Clock | None = None,
         worker_id: str | None = None,
         metrics: Metrics | None = None,
         carrier_day: CarrierDay | None = None,
@@ -62,11 +64,12 @@ class Worker:
         self.pool = pool
         self.dsn = dsn
         self.settings = settings
-        self.clock: Clock = clock or time.monotonic
+        self.clock: Clock = clock or time.monotonic  # pacing
+        self.wall_clock: Clock = wall_clock or time.time  # lifetimes and quiet hours (epoch seconds)
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.limits = BodyLimits(settings.max_body_chars, settings.max_segments, settings.no_unicode_destinations)
-        day = carrier_day or CarrierDay(carrier_day_timezone(), to_wall=lambda t: t - self.clock() + time.time())
+        day = carrier_day or CarrierDay(carrier_day_timezone(), to_wall=lambda t: t - self.clock() + self.wall_clock())
         self.scheduler: Scheduler[Pending] = Scheduler(carrier_day=day, cap_exempt=_cap_exempt)
         self.holding: frozenset[int] = frozenset()  # apps whose transactional messages wait at a reached daily cap
         self.book = DidBook()
@@ -82,6 +85,7 @@ class Worker:
         self.sender = Sender(
             pool, self.worker_id, settings, self.scheduler, self.book, self.carriers, self.recorder, self.orphans,
             clock=self.clock, metrics=self.metrics, lease_valid_until=lambda: self.leases.valid_until,
+            wall_clock=self.wall_clock,
         )
         self.claimer = Claimer(
             pool, self.worker_id, settings, self.scheduler, self.orphans, self.handle_claimed, self._servable
@@ -98,6 +102,10 @@ class Worker:
     def sent_count(self) -> int:
         return self.sender.sent_count
 
+    def now(self) -> datetime:
+        """The wall-clock time lifetimes and quiet hours are judged by."""
+        return datetime.fromtimestamp(self.wall_clock(), UTC)
+
     # ---- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until *stop* is set, then stop claiming, finish in-flight sends and release claims."""
@@ -112,6 +120,8 @@ class Worker:
             tasks.spawn_resilient(self._claims_loop, name="leases")
             tasks.spawn_resilient(self._topology_loop, name="topology")
             tasks.spawn_resilient(self._capped_loop, name="capped")
+            if self.settings.purge_seconds > 0:
+                tasks.spawn_resilient(self._purge_loop, name="purge")
             await stop.wait()
             self.stopping = True
             self.claimer.stop()
@@ -182,7 +192,7 @@ class Worker:
         """Admission (the same policy for every door), then placement of what may be sent."""
         known = [m for m in rows if m.app_id in self.apps]  # the claim only takes apps we know
         rules = {app_id: app_rules for app_id, (_smsc, app_rules) in self.apps.items()}
-        triage = await admit(self.pool, self.worker_id, known, rules, self.limits)
+        triage = await admit(self.pool, self.worker_id, known, rules, self.limits, now=self.now())
         for o in triage.outcomes:
             self.recorder.outcomes.put_nowait(o)
         if triage.refused or triage.events:
@@ -199,6 +209,7 @@ class Worker:
             fresh.append(Pending(
                 m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
                 info.segments, info.encoding, m.attempts, m.tag, m.defers > 0, from_did=m.from_did,
+                expires_at=s.expires_at,
                 urgent=urgent, cap_exempt=urgent and m.app_id not in self.holding,
             ))
         await outbound.defer(self.pool, self.worker_id, unroutable, [30.0] * len(unroutable))
@@ -235,7 +246,8 @@ class Worker:
 
     # ---- message claims -----------------------------------------------------------------------------
     async def _claims_loop(self) -> None:
-        """Keep our claims alive; return dead workers' claims to the queue."""
+        """Keep our claims alive; return dead workers' claims to the queue; expire queued messages whose lifetime
+        ended (so delivery_status says so even while their pool is too busy to claim them)."""
         requeue = self.settings.delivery != "at-most-once"
         while not self.stopping:
             try:
@@ -244,4 +256,31 @@ class Worker:
                     self.claimer.wake.set()
             except DB_ERRORS:
                 log.exception("lease heartbeat failed")
+            await self.expire_sweep()
             await asyncio.sleep(self.settings.lease_seconds / 3)
+
+    async def expire_sweep(self, *, rounds: int = 10) -> int:
+        """Expire queued messages past their lifetime, in rounds of 1,000 (each one short transaction)."""
+        total = 0
+        try:
+            for _ in range(rounds):
+                done = await lifetime.expire_queued(self.pool, self.now(), limit=1000)
+                total += done
+                if done < 1000:
+                    break
+        except DB_ERRORS:
+            log.exception("expiry sweep failed")
+        return total
+
+    # ---- retention ---------------------------------------------------------------------------------------
+    async def _purge_loop(self) -> None:
+        """Purge what is older than each app's retention, now and then (small batches: never blocks sending)."""
+        while not self.stopping:
+            try:
+                report = await lifetime.purge(self.pool, self.now(), batch=self.settings.purge_batch)
+                if report.messages or report.callback_events:
+                    log.info("purged %d messages and %d callback events past their retention",
+                             report.messages, report.callback_events)
+            except DB_ERRORS:
+                log.exception("purge failed")
+            await asyncio.sleep(self.settings.purge_seconds)

@@ -298,7 +298,7 @@ class TwilioClient:
     __str__ = __repr__
 
     def encode_form(self, request: OutboundRequest) -> bytes:
-        """The create request's form body: To, From?, Body, StatusCallback?, MessagingServiceSid?.
+        """The create request's form body: To, From?, Body, StatusCallback?, ValidityPeriod?, MessagingServiceSid?.
 
         Same bytes as ``urlencode`` over those fields, minus its per-field overhead on the hot path.
         """
@@ -313,6 +313,8 @@ class TwilioClient:
                 self._last_callback = callback
                 self._last_callback_quoted = quote_plus(callback, safe="")
             parts += ("&StatusCallback=", self._last_callback_quoted)
+        if request.validity_period is not None:
+            parts += ("&ValidityPeriod=", str(request.validity_period))
         parts.append(self._service_suffix)
         return "".join(parts).encode()
 

@@ -15,7 +15,7 @@ from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
 from engine.policy import senders
-from engine.store import carousel, outbound
+from engine.store import carousel, outbound, vault
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
 from engine.store import sender_queries as sq
@@ -77,9 +77,22 @@ async def get_app(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> AppRow:
     return AppRow(**dict(row))
 
 
+async def rotate_api_key(pool: asyncpg.Pool, name: str) -> str:
+    """Give the application a new API key (returned, to be shown once; stored hashed). The old key stops working at
+    once: API servers drop their cached keys when the change is committed (NOTIFY in the same transaction)."""
+    api_key = secrets.token_urlsafe(24)
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(q.ROTATE_API_KEY, name, hash_api_key(api_key)) is None:
+            raise NotFound(f"no application named {name!r}")
+        await conn.execute(q.API_KEYS_CHANGED)
+    return api_key
+
+
 async def delete_app(pool: asyncpg.Pool, name: str) -> bool:
     """Delete the application called *name* with everything it owns; False when there was none."""
-    status: str = await pool.execute(q.DELETE_APP, name)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(q.DETACH_APP_INBOUND, name)
+        status: str = await conn.execute(q.DELETE_APP, name)
     return status != "DELETE 0"
 
 
@@ -157,8 +170,8 @@ async def add_provider(
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, owner = await _pool_of(conn, app, smsc)
         provider_id: int = await conn.fetchval(
-            q.CREATE_PROVIDER, owner, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
-            max_per_second, carrier_handles_optout,
+            q.CREATE_PROVIDER, owner, kind, account_sid, vault.seal(auth_token), messaging_service_sid, base_url,
+            single_sms, max_per_second, carrier_handles_optout,
         )
         await conn.execute(q.SET_SMSC_PROVIDER, smsc_id, provider_id)
         await conn.execute(sq.DROP_SERVICE_SENDERS, smsc_id)  # the new account decides how the SMSC sends
@@ -197,7 +210,7 @@ async def app_provider(pool: asyncpg.Pool, app: str | None = None, *, smsc: str 
     if rec is None:
         target = f"--app {app}" if app is not None else f"--smsc {smsc}"
         raise NotFound(f"{target} has no provider; add one with `engine provider add {target}`")
-    return ProviderAccount(**dict(rec))
+    return ProviderAccount(**(dict(rec) | {"auth_token": vault.reveal(rec["auth_token"])}))
 
 
 async def update_app(pool: asyncpg.Pool, app: str, changes: AppChanges) -> None:

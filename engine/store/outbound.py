@@ -30,7 +30,6 @@ __all__ = [
     "TagKey",
     "admission_facts",
     "apply_statuses",
-    "blacklisted_claims",
     "claim",
     "count_by_state",
     "defer",
@@ -45,6 +44,7 @@ __all__ = [
     "queue_depth",
     "split_into_parts",
     "sticky_dids",
+    "unmarked_claims",
     "write_refusals",
 ]
 
@@ -72,6 +72,7 @@ class SendMark(NamedTuple):
     sender: str
     segments: int
     encoding: str
+    expires_at: datetime | None = None  # not marked (so not sent) at or after this
 
 
 class Accepted(NamedTuple):
@@ -156,7 +157,10 @@ async def admission_facts(pool: asyncpg.Pool, requests: Sequence[FactsRequest]) 
     )
     facts = [Facts()] * len(requests)  # a message deleted meanwhile has no row: nothing known against it
     for r in rows:
-        facts[r["i"] - 1] = Facts(r["blacklisted"], r["flood_used"], r["duplicate"])
+        facts[r["i"] - 1] = Facts(
+            r["blacklisted"], r["flood_used"], r["duplicate"], r["expires_at"], r["marketing"], r["subscribed"],
+            r["time_zone"],
+        )
     return facts
 
 
@@ -174,11 +178,12 @@ async def split_into_parts(pool: asyncpg.Pool, worker_id: str, splits: Sequence[
         )
 
 
-async def blacklisted_claims(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int]) -> list[int]:
-    """Of *ids* still claimed by *worker_id*, those whose phone is blacklisted for their app."""
+async def unmarked_claims(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int]) -> dict[int, bool]:
+    """Of *ids* that MARK_SENDING left unmarked, those still claimed by *worker_id* -> whether the phone is
+    blacklisted for their app (if not, its expiry passed). The others lost their claim to another worker."""
     if not ids:
-        return []
-    return [r["id"] for r in await pool.fetch(q.BLACKLISTED_CLAIMS, list(ids), worker_id)]
+        return {}
+    return {r["id"]: r["blacklisted"] for r in await pool.fetch(q.UNMARKED_CLAIMS, list(ids), worker_id)}
 
 
 async def defer(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int], delays: Sequence[float]) -> None:
@@ -188,10 +193,10 @@ async def defer(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int], delays: 
 
 
 async def mark_sending(
-    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, marks: Sequence[SendMark]
+    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, marks: Sequence[SendMark], now: datetime
 ) -> set[int]:
-    """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, or the
-    phone opted out meanwhile (see :func:`blacklisted_claims`)."""
+    """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, the phone
+    opted out meanwhile, or the message's expiry is not after *now* (see :func:`unmarked_claims`)."""
     marked: list[int] = await pool.fetchval(
         q.MARK_SENDING,
         [m.id for m in marks],
@@ -201,6 +206,8 @@ async def mark_sending(
         [m.encoding for m in marks],
         worker_id,
         lease_seconds,
+        [m.expires_at for m in marks],
+        now,
     )
     return set(marked)
 
@@ -307,12 +314,16 @@ async def pin_tags(pool: asyncpg.Pool, pins: Mapping[TagKey, int]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A validated message to queue: E.164 recipient, body, optional tag, when to send (aware; None = now)."""
+    """A validated message to queue: E.164 recipient, body, optional tag, when to send (aware; None = now), its
+    free type label, its category and when it expires (aware; None = the app's default lifetime, if any)."""
 
     recipient: str
     body: str
     tag: str | None = None
     send_at: datetime | None = None
+    type: str | None = None
+    category: str = "transactional"
+    expires_at: datetime | None = None
 
 
 async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list[int]:
@@ -324,6 +335,9 @@ async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list
         [m.body for m in messages],
         [m.tag for m in messages],
         [m.send_at for m in messages],
+        [m.type for m in messages],
+        [m.category for m in messages],
+        [m.expires_at for m in messages],
     )
     return [r["id"] for r in records]
 

@@ -41,6 +41,23 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding,
 FROM engine_app a ORDER BY a.id
 """
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
+# A new API key (its hash): the old one stops working at once; API servers drop their cache on the notification.
+ROTATE_API_KEY: Final = "UPDATE engine_app SET api_key_hash = $2 WHERE name = $1 RETURNING id"
+API_KEYS_CHANGED: Final = "SELECT pg_notify('engine_api_keys', '')"
+# Before DELETE_APP: the MOs that outlive the app lose their links to it, its carrier accounts and its DIDs in one
+# update (left to the three ON DELETE SET NULL actions of one cascade, the second found the row changed by the
+# first and failed its foreign-key check on a DID the cascade had already deleted).
+DETACH_APP_INBOUND: Final = """
+WITH app AS (SELECT id FROM engine_app WHERE name = $1),
+providers AS (SELECT p.id FROM engine_provider p WHERE p.app_id IN (SELECT id FROM app)),
+dids AS (SELECT d.id FROM engine_did d JOIN engine_smsc s ON s.id = d.smsc_id WHERE s.app_id IN (SELECT id FROM app))
+UPDATE engine_inbound i
+SET app_id = CASE WHEN i.app_id IN (SELECT id FROM app) THEN NULL ELSE i.app_id END,
+    provider_id = CASE WHEN i.provider_id IN (SELECT id FROM providers) THEN NULL ELSE i.provider_id END,
+    did_id = CASE WHEN i.did_id IN (SELECT id FROM dids) THEN NULL ELSE i.did_id END
+WHERE i.app_id IN (SELECT id FROM app) OR i.provider_id IN (SELECT id FROM providers)
+   OR i.did_id IN (SELECT id FROM dids)
+"""
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
 INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
@@ -70,6 +87,13 @@ APP_SETTERS: Final[dict[str, str]] = {
     "loop_window_seconds": "UPDATE engine_app SET loop_window_seconds = $2 WHERE id = $1",
     "loop_max_repeats": "UPDATE engine_app SET loop_max_repeats = $2 WHERE id = $1",
     "loop_cooldown_seconds": "UPDATE engine_app SET loop_cooldown_seconds = $2 WHERE id = $1",
+    # Lifetime, retention and quiet hours (0014): intervals travel as their text ('7200 seconds', '18 months').
+    "valid_for": "UPDATE engine_app SET valid_for = $2::text::interval WHERE id = $1",
+    "retention": "UPDATE engine_app SET retention = $2::text::interval WHERE id = $1",
+    "quiet_hours": "UPDATE engine_app SET quiet_hours = $2 WHERE id = $1",
+    "quiet_window": """
+UPDATE engine_app SET quiet_start = split_part($2::text, '-', 1)::time, quiet_end = split_part($2::text, '-', 2)::time
+WHERE id = $1""",
     "smsc_limit_per_min": (
         "UPDATE engine_smsc s SET limit_per_min = $2 FROM engine_app a WHERE a.id = $1 AND s.id = a.smsc_id"
     ),
@@ -81,7 +105,10 @@ UPDATE engine_app SET flood_limit = $2, flood_period = make_interval(secs => $3)
 APP_SETTINGS: Final = """
 SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text, a.welcome_text, a.optout_text,
        a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
-       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency, a.hold_transactional
+       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency,
+       extract(epoch FROM a.valid_for)::float8 AS valid_for_seconds, a.retention::text AS retention, a.quiet_hours,
+       to_char(a.quiet_start, 'HH24:MI') || '-' || to_char(a.quiet_end, 'HH24:MI') AS quiet_window,
+       a.hold_transactional
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
@@ -112,7 +139,8 @@ WHERE d.enabled ORDER BY d.id
 # What admission applies per app (single_sms comes from the carrier account of the app's SMSC).
 LOAD_APPS: Final = """
 SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
-       extract(epoch FROM a.flood_period)::float8 AS flood_seconds, coalesce(p.single_sms, false) AS single_sms
+       extract(epoch FROM a.flood_period)::float8 AS flood_seconds, coalesce(p.single_sms, false) AS single_sms,
+       a.quiet_hours, a.quiet_start, a.quiet_end
 FROM engine_app a
 LEFT JOIN engine_smsc s ON s.id = a.smsc_id
 LEFT JOIN engine_provider p ON p.id = s.provider_id
@@ -138,9 +166,11 @@ ORDER BY sending_at
 
 # ---- submit ----------------------------------------------------------------------------------
 SUBMIT_MANY: Final = """
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at)
-SELECT $1, r, b, t, s, coalesce(s, now())
-FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(r, b, t, s)
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, type, category, expires_at)
+SELECT $1, r, b, t, s, coalesce(s, now()), ty, coalesce(ca, 'transactional'), ex
+FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::timestamptz[])
+     WITH ORDINALITY AS u(r, b, t, s, ty, ca, ex, i)
+ORDER BY u.i
 RETURNING id
 """
 
@@ -237,12 +267,17 @@ SELECT extract(epoch FROM (min(s.due_at) - now()))::float8 FROM (
             ORDER BY o.due_at LIMIT 1)
     FROM engine_job j WHERE j.state = 'running' AND j.app_id = ANY($1::bigint[])
 ) AS s
+-- (a paused job's messages wait with due_at = infinity, engine.store.jobs: never due, and PostgreSQL cannot
+-- subtract an infinite timestamp)
+WHERE s.due_at < 'infinity'
 """
 # Admission's one batched lookup per claim. Per claimed id ($1), in order (i): is the phone blacklisted for the
 # app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
 # out those refused for blacklist or flood and the engine's own STOP/HELP answers (the HTTP door counts the
 # same, see carousel_queries.RECENT_COUNTS); and does an earlier live message of the app to the phone, within
-# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked).
+# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). Then its
+# lifetime (its own expiry, else the app's default lifetime from when it was due; the engine's STOP/HELP answers
+# never expire) and, for a marketing message, whether the phone is subscribed to the app and its stored zone.
 ADMISSION_FACTS: Final = """
 SELECT c.i::int AS i,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
@@ -256,16 +291,25 @@ SELECT c.i::int AS i,
            SELECT 1 FROM engine_outbound p
            WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
              AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
-             AND p.body = c.head AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
-       ) AS duplicate
+             AND p.body = c.head AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered', 'expired')
+       ) AS duplicate,
+       CASE WHEN m.kind <> 'compliance'
+            THEN coalesce(m.expires_at, coalesce(m.send_at, m.created_at) + a.valid_for) END AS expires_at,
+       m.category = 'marketing' AS marketing,
+       m.category = 'marketing' AND EXISTS (
+           SELECT 1 FROM engine_subscription s WHERE s.app_id = m.app_id AND s.phone = m.recipient) AS subscribed,
+       CASE WHEN m.category = 'marketing' THEN (
+           SELECT z.time_zone FROM engine_contact_zone z WHERE z.app_id = m.app_id AND z.phone = m.recipient)
+       END AS time_zone
 FROM unnest($1::bigint[], $2::text[], $3::float8[]) WITH ORDINALITY AS c(id, head, flood, i)
 JOIN engine_outbound m ON m.id = c.id
 JOIN engine_app a ON a.id = m.app_id
 ORDER BY c.i
 """
 # A claimed message for a single-SMS carrier becomes its `(i/n) ` parts: the row keeps part 1 ($2, the caller's
-# id still tracks it), parts 2..n are new rows ($3 owner id, $4 body, in order) linked by part_of, queued now.
-# Engine code only (compliance messages may be split too: the caller sets engine.compliance).
+# id still tracks it), parts 2..n are new rows ($3 owner id, $4 body, in order) linked by part_of, queued now,
+# with part 1's type, category and expiry. Engine code only (compliance messages may be split too: the caller
+# sets engine.compliance).
 SPLIT_INTO_PARTS: Final = """
 WITH head AS (
     UPDATE engine_outbound o SET body = u.head, updated_at = now()
@@ -283,12 +327,14 @@ JOIN head h ON h.id = p.owner
 ORDER BY p.i
 RETURNING id
 """
-# Of our claimed ids $1, those whose phone is blacklisted for the app (MARK_SENDING left them unmarked).
-BLACKLISTED_CLAIMS: Final = """
-SELECT o.id FROM engine_outbound o
+# Of ids $1 that MARK_SENDING left unmarked, those still claimed by us ($2), and whether the phone is blacklisted
+# for the app (else it was left for its expiry; the ids not returned lost their claim).
+UNMARKED_CLAIMS: Final = """
+SELECT o.id,
+       o.kind <> 'compliance' AND EXISTS (
+           SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient) AS blacklisted
+FROM engine_outbound o
 WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $2
-  AND o.kind <> 'compliance'
-  AND EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient)
 """
 # Existing sticky DIDs for (app, recipient, tag) triples; i is the 1-based position in the arrays.
 TAGS_LOOKUP: Final = """
@@ -316,8 +362,8 @@ WITH marked AS (
     SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
         attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
         sent_by = $6, updated_at = now(), reason = nullif(o.reason, 'throttled')  -- its wait for a daily cap is over
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
-         AS u(id, did, sender, segments, encoding)
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $8::timestamptz[])
+         AS u(id, did, sender, segments, encoding, expires)
     -- "claimed by us", written so that no index on state can serve it: the rows are found by primary key. With
     -- `o.state = 'claimed'` the planner could (and under load did) drive this from a partial index on state,
     -- whose 'claimed' range keeps a dead entry for every message claimed since the last vacuum (bitmap scans
@@ -326,6 +372,8 @@ WITH marked AS (
       -- The last word of the blacklist: a phone that opted out while its message waited in memory gets nothing.
       AND (o.kind = 'compliance'
            OR NOT EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient))
+      -- … and of the lifetime: a message whose expiry ($8, as admission computed it) passed meanwhile ($9 = now).
+      AND (u.expires IS NULL OR u.expires > $9::timestamptz)
     RETURNING o.id
 )
 SELECT coalesce(array_agg(id), '{}'::bigint[]) FROM marked

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from engine.policy.admission import AppRules
+from engine.policy.quiet_hours import Window
 from engine.store import queries as q
 from engine.store import sender_queries as sq
+from engine.store import vault
 from engine.store.senders import BrandCap, CampaignCap, load_caps
 
 __all__ = ["AppRow", "CapRow", "DidRow", "ProviderRow", "RecentSend", "Topology", "load_topology", "recent_sends"]
@@ -88,13 +90,14 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
     return Topology(
         apps=[
             AppRow(r["id"], r["smsc_id"], AppRules(
-                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"]))
+                r["smart_encoding"], r["split_mode"], r["single_sms"], r["flood_limit"], r["flood_seconds"],
+                quiet_hours=r["quiet_hours"], quiet_window=Window(r["quiet_start"], r["quiet_end"])))
             for r in apps
         ],
         dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"], r["sender_type"],
                      r["campaign_id"], r["brand_id"]) for r in dids],
         providers=[
-            ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], r["auth_token"],
+            ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], vault.reveal(r["auth_token"]),
                         r["messaging_service_sid"], r["base_url"])
             for r in providers
         ],

@@ -104,6 +104,7 @@ class ControlApi:
                 "body": r.body,
                 "final_status": r.final_status,
                 "error_code": r.error_code,
+                "validity_period": r.validity_period,
             }
             for r in self.ledger.records
         ])

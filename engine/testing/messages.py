@@ -59,6 +59,10 @@ def validate(form: Mapping[str, str]) -> web.Response | None:
     callback = form.get("StatusCallback")
     if callback and not callback.startswith(("http://", "https://")):
         return error(400, 21609, f"The StatusCallback URL {callback} is not a valid URL.")
+    validity = form.get("ValidityPeriod")
+    if validity is not None and (not validity.isascii() or not validity.isdigit() or not 1 <= int(validity) <= 36000):
+        return error(400, 21624, "Validity period can only be set to integers between 1 and 36,000 seconds "
+                     "(10 hours max).")
     if to == NOT_MOBILE_NUMBER:
         return error(400, 21614, f"'To' number {to} is not a valid mobile number")
     if to == UNSUBSCRIBED_NUMBER:
@@ -131,7 +135,8 @@ class MessagesApi:
         callback = form.get("StatusCallback") or None
         to = form["To"]
         body = form["Body"]
-        record = AcceptedRecord(now, sid, from_, to, body, service, callback, final_status, error_code)
+        validity = int(form["ValidityPeriod"]) if form.get("ValidityPeriod") else None
+        record = AcceptedRecord(now, sid, from_, to, body, service, callback, final_status, error_code, validity)
         self.ledger.records.append(record)
         self.ledger.accepted += 1
         self.callbacks.schedule(record, account)
