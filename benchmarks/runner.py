@@ -22,14 +22,19 @@ from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_paced import backlog, paced
+from benchmarks.bench_tracking import tracking_scenario
 
-# e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
+# e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`;
+# tracking = the tracking queries on a 10-million-message table (minutes to build: only when named, or 'all')
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "tracking")
+DEFAULT_SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
-    """A comma list of scenario names (None or 'all' = every one), in the canonical order."""
-    if text is None or text.strip() in ("", "all"):
+    """A comma list of scenario names (None or '' = the default ones, 'all' = every one), in the canonical order."""
+    if text is None or not text.strip():
+        return DEFAULT_SCENARIOS
+    if text.strip() == "all":
         return SCENARIOS
     names = {n.strip() for n in text.split(",") if n.strip()}
     unknown = names - set(SCENARIOS)
@@ -51,16 +56,17 @@ class BenchConfig:
     paced_seconds: float = 60.0
     backlog_messages: int = 1_000_000
     backlog_dids: int = 100_000
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     processes: int = 2
+    tracking_messages: int = 10_000_000
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
              limit_per_min: int = 600_000, throttle_dids: int | None = None,
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
-             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
-             processes: int | None = None) -> BenchConfig:
+             backlog_dids: int | None = None, scenarios: tuple[str, ...] = DEFAULT_SCENARIOS,
+             processes: int | None = None, tracking_messages: int | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -75,6 +81,7 @@ class BenchConfig:
             backlog_dids=backlog_dids or (10_000 if quick else 100_000),
             scenarios=scenarios,
             processes=processes or 2,
+            tracking_messages=tracking_messages or (1_000_000 if quick else 10_000_000),
         )
 
 
@@ -167,7 +174,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "tracking"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -191,6 +198,8 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["backlog"] = b.figures
                 h.log(f"  first send after {b.figures['time_to_first_send_s']}s, "
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
+            if "tracking" in cfg.scenarios:
+                scenarios["tracking"] = await tracking_scenario(server, messages=cfg.tracking_messages)
     if "throttle" in cfg.scenarios:
         h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
         scenarios["throttle"] = await _throttle(cfg)
@@ -243,6 +252,12 @@ def format_table(result: dict[str, Any]) -> str:
         k = s["backlog"]
         lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "
                      f"after the engine started, peak RSS {k['peak_rss_mb']} MB (at {k['rss_read_after_s']}s)")
+    if "tracking" in s:
+        t = s["tracking"]
+        lines.append(f"tracking: {t['messages']:,} messages (built in {t['fill_s']} s + indexes {t['indexes_s']} s, "
+                     f"{t['table_and_indexes_mb']} MB), ms per query, p50 / p99 of {t['runs']}:")
+        lines += [f"  {name:<28}{q['p50_ms']:>9} {q['p99_ms']:>9}" for name, q in t["queries"].items()
+                  if isinstance(q, dict)]
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

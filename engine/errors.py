@@ -15,6 +15,15 @@ class NotFound(EngineError):
     """A named object (application, DID, provider) does not exist."""
 
 
+class Conflict(EngineError):
+    """The request is well formed but the state of things refuses it (e.g. resending to a phone that opted out);
+    *reason* is a short machine-readable word."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class InvalidInput(EngineError):
     """A caller-supplied value is invalid; the message names the parameter."""
 

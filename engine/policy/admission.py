@@ -10,7 +10,8 @@ and its 400s, so the two can never disagree. Order of the checks, first match wi
 4. body limits (characters and billed segments, after the app's smart encoding);
 5. destinations without Unicode support;
 6. single-SMS carriers: a long body becomes ``(i/n) `` parts (one row each);
-7. the duplicate window (same app, recipient and first part within the window).
+7. the duplicate window (same app, recipient and first part within the window) — except for a resend
+   (``resent_from`` set: a person asked for it), which the lookup never reports as a duplicate.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Facts:
 
     blacklisted: bool = False
     flood_used: int = 0  # earlier messages to the phone within the app's flood period
-    duplicate: bool = False  # an earlier live message with the same first part is within the window
+    duplicate: bool = False  # an earlier live message with the same first part is within the window (never a resend)
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,8 @@ SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WH
 # app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
 # out those refused for blacklist or flood and the engine's own STOP/HELP answers (the HTTP door counts the
 # same, see carousel_queries.RECENT_COUNTS); and does an earlier live message of the app to the phone, within
-# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked).
+# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). A resend
+# (resent_from set: a person asked for it) is never a duplicate; every other rule applies to it.
 ADMISSION_FACTS: Final = """
 SELECT c.i::int AS i,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
@@ -177,7 +178,7 @@ SELECT c.i::int AS i,
              AND p.created_at > m.created_at - make_interval(secs => c.flood) AND p.kind <> 'compliance'
              AND p.reason IS DISTINCT FROM 'blacklisted' AND p.reason IS DISTINCT FROM 'flood_limit'
        ) ELSE 0 END AS flood_used,
-       c.head IS NOT NULL AND EXISTS (
+       c.head IS NOT NULL AND m.resent_from IS NULL AND EXISTS (
            SELECT 1 FROM engine_outbound p
            WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
              AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
@@ -357,12 +358,23 @@ WHERE o.id = s.id
 """
 
 # ---- statuses from the carrier -------------------------------------------------------------
+# Every callback of the batch arrives in `a`; per message the highest rank (the first of equals) is applied (`u`),
+# statuses never moving backwards. The timeline (engine_message_event) records the applied ones through its
+# trigger, and `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late).
 APPLY_STATUSES: Final = f"""
-WITH u AS (
+WITH a AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
-                         $7::text[])
-         AS u(id, pstatus, status, rank, state, code, sid)
-){_LOCK_CURRENT}, upd AS (
+                         $7::text[]) WITH ORDINALITY
+         AS a(id, pstatus, status, rank, state, code, sid, i)
+), u AS (
+    SELECT DISTINCT ON (a.id) a.* FROM a ORDER BY a.id, a.rank DESC, a.i
+){_LOCK_CURRENT}, ignored AS (
+    INSERT INTO engine_message_event (message_id, state, status, provider_status, error_code, applied)
+    SELECT o.id, o.state, o.status, a.pstatus, a.code, false
+    FROM a JOIN engine_outbound o ON o.id = a.id
+    WHERE NOT EXISTS (SELECT 1 FROM u JOIN cur ON cur.id = u.id WHERE u.i = a.i)
+    ORDER BY a.i
+), upd AS (
     UPDATE engine_outbound o
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),

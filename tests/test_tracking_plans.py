@@ -1,0 +1,138 @@
+"""Plan tests of the tracking queries: every filter combination the list supports is served by an index (never a
+scan of the table's history), and the detail, timeline and resend lookups go by their keys, also in the generic
+plans prepared statements end up with. (Speed on 10 million messages is measured in benchmarks/bench_tracking.)"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from engine.store import queries as q
+from engine.store import tracking_queries as tq
+from engine.store.tracking import STATES_BY_STATUS, MessageFilter, list_messages
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+ROWS = 40_000
+
+_FILL = """
+INSERT INTO engine_outbound (app_id, recipient, body, tag, type, job_id, state, status, status_rank, created_at)
+SELECT CASE WHEN g % 20 = 0 THEN $2::bigint ELSE $1::bigint END,
+       '+1212' || (5000000 + (g * 7919) % 5000)::text, 'm' || g,
+       CASE WHEN g % 5 = 0 THEN 't' || (g * 31) % 2000 END,
+       CASE WHEN g % 500 = 1 THEN 'rare' WHEN g % 10 < 3 THEN 'reminder' WHEN g % 10 < 5 THEN 'registration' END,
+       CASE WHEN g BETWEEN 10001 AND 20000 AND g % 20 <> 0 THEN ($3::bigint[])[1 + (g - 10001) / 2500] END,
+       s.state, CASE s.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 4 WHEN 'queued' THEN 0 ELSE 2 END,
+       CASE s.state WHEN 'sent' THEN 30 WHEN 'queued' THEN 0 ELSE 100 END,
+       $4::timestamptz - make_interval(secs => ($5 - g) * 60.0)
+FROM generate_series(1, $5::int) AS g
+CROSS JOIN LATERAL (SELECT CASE WHEN g % 97 = 0 THEN 'failed' WHEN g % 89 = 0 THEN 'undelivered'
+                                WHEN g % 37 = 0 THEN 'sent' WHEN g % 41 = 0 THEN 'queued' ELSE 'delivered' END
+                           AS state) AS s
+"""
+
+BASE = "engine_outbound_app_created"
+# The index that serves each selective filter.
+SERVES = {"phone": "engine_outbound_dedup", "tag": "engine_outbound_app_tag", "type_": "engine_outbound_app_type",
+          "job": "engine_outbound_job"}
+FILTERS = ("phone", "type_", "tag", "job", "since", "until", "cursor")
+STATUSES = {"any": (), "failed": STATES_BY_STATUS[2], "delivered": ("delivered",), "pending": STATES_BY_STATUS[0]}
+
+
+async def _fill(pool: asyncpg.Pool) -> dict[str, object]:
+    apps = [await pool.fetchval("INSERT INTO engine_app (name) VALUES ($1) RETURNING id", n) for n in ("a", "b")]
+    jobs = [await pool.fetchval("INSERT INTO engine_job (app_id, source) VALUES ($1, 'csv') RETURNING id", apps[0])
+            for _ in range(4)]
+    await pool.execute(_FILL, apps[0], apps[1], jobs, NOW, ROWS)
+    await pool.execute("VACUUM ANALYZE engine_outbound")
+    phone = await pool.fetchval("SELECT recipient FROM engine_outbound WHERE app_id = $1 LIMIT 1", apps[0])
+    middle = await pool.fetchrow("SELECT created_at, id FROM engine_outbound WHERE app_id = $1 ORDER BY id "
+                                 "OFFSET $2 LIMIT 1", apps[0], ROWS // 3)
+    return {
+        "apps": [apps[0]], "phone": phone, "type": "rare", "tag": "t62", "job_id": jobs[1],
+        # A wide range (four fifths of the history): the time filter alone is not what narrows the list.
+        "since": NOW - timedelta(minutes=ROWS * 0.9), "until": NOW - timedelta(minutes=ROWS * 0.1),
+        "cursor_at": middle["created_at"], "cursor_id": middle["id"],
+    }
+
+
+def _expected(flags: dict[str, bool], status: str) -> set[str]:
+    """The indexes a plan may drive the list from: one serving a filter given (a phone, tag, type, job; failures by
+    their partial index, pending states by the open states' one; a time range by the app's list index), or, with
+    nothing selective given, the app's list index. Never the app's whole list for a selective filter."""
+    allowed = {SERVES[f] for f, on in flags.items() if on and f in SERVES}
+    if flags["since"] or flags["until"] or (not allowed and status != "failed"):
+        allowed.add(BASE)  # (pending messages are the newest ones: the app's list finds them first)
+    if status == "failed":
+        allowed.add("engine_outbound_app_failed")
+    if status == "pending":
+        allowed.add("engine_outbound_open")
+    return allowed
+
+
+async def test_every_filter_combination_is_served_by_an_index(pool: asyncpg.Pool) -> None:
+    values = await _fill(pool)
+    checked = 0
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(tq.CUSTOM_PLANS)  # as list_messages runs it: planned for the values
+        for on in itertools.product((False, True), repeat=len(FILTERS)):
+            flags = dict(zip(FILTERS, on, strict=True))
+            for status, states in STATUSES.items():
+                sql, names = tq.list_messages(**flags, states=states)
+                args = [values["apps"], 51, *(values[n] for n in names)]
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+                where = f"{flags} status={status}:\n{plan}"
+                assert "Seq Scan on engine_outbound" not in plan, where
+                assert any(name in plan for name in _expected(flags, status)), where
+                checked += 1
+    assert checked == 2 ** len(FILTERS) * len(STATUSES)
+
+
+async def test_the_store_function_runs_them(pool: asyncpg.Pool) -> None:
+    """list_messages runs the statement of its filter set (every parameter in its place)."""
+    values = await _fill(pool)
+    apps = values["apps"]
+    assert isinstance(apps, list)
+    phone = await pool.fetchval("SELECT recipient FROM engine_outbound WHERE app_id = $1 AND type = 'reminder' "
+                                "AND state = 'delivered' LIMIT 1", apps[0])
+    flt = MessageFilter(phone=phone, states=STATES_BY_STATUS[1], type="reminder")
+    page = await list_messages(pool, apps, flt, limit=500)
+    expected = await pool.fetch(
+        "SELECT id FROM engine_outbound WHERE app_id = $1 AND recipient = $2 AND state = 'delivered' "
+        "AND type = 'reminder' ORDER BY created_at DESC, id DESC", apps[0], phone)
+    assert [m.id for m in page.messages] == [r["id"] for r in expected] and expected
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+async def test_generic_plans_of_the_lookups_go_by_their_keys(pool: asyncpg.Pool, analyzed: bool) -> None:
+    await _fill(pool)
+    await pool.execute("INSERT INTO engine_message_event (message_id, state, status) "
+                       "SELECT id, 'delivered', 1 FROM engine_outbound WHERE id % 4 = 0")
+    if analyzed:
+        await pool.execute("ANALYZE engine_message_event")
+    statements = {
+        "MESSAGE": (tq.MESSAGE, (5,), "engine_outbound_pkey"),
+        "ORIGINAL": (tq.ORIGINAL, (5,), "engine_outbound_pkey"),
+        "TIMELINE": (tq.TIMELINE, (5,), "engine_message_event_message"),
+        "PARTS": (tq.PARTS, (5,), "engine_outbound_part_of"),
+        "RESENDS": (tq.RESENDS, (5,), "engine_outbound_resent_from"),
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for name, (sql, args, index) in statements.items():
+            stmt = await conn.prepare("EXPLAIN " + sql)
+            plan = "\n".join(r[0] for r in await stmt.fetch(*args))
+            assert index in plan and "Seq Scan" not in plan, f"{name}:\n{plan}"
+
+
+async def test_status_writes_still_go_by_primary_key(pool: asyncpg.Pool) -> None:
+    """APPLY_STATUSES now also notes the callbacks that changed nothing: still no scan of the history."""
+    await _fill(pool)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        stmt = await conn.prepare("EXPLAIN " + q.APPLY_STATUSES)
+        plan = "\n".join(r[0] for r in await stmt.fetch(
+            [1, 1], ["sent", "delivered"], [4, 1], [30, 100], ["sent", "delivered"], [None, None], ["SM1", "SM1"]))
+    assert "Seq Scan on engine_outbound" not in plan and "engine_outbound_pkey" in plan, plan
