@@ -1,17 +1,21 @@
 """SQL of the tracking list (GET /api/messages, `engine messages list`), a message's detail and timeline, and
 resends, by name.
 
-The list is one statement per combination of filters, built from the fragments below by :func:`list_messages`
-(only the filters given appear, so each combination gets a plan of its own that its index serves: a single
-statement with ``($n IS NULL OR …)`` for every filter would leave PostgreSQL's generic plan one index for all).
-Values travel as parameters; only the state list is written into the text, from the closed set of states, so
-that partial indexes on states can serve it.
-
+The list is one statement per combination of filters, built from the fragments below by :func:`list_messages`.
 Order: newest first by (created_at, id), paged by keyset on that pair, so a page costs the same at any depth and
-messages arriving meanwhile never shift later pages (no duplicates, no gaps). The indexes (migration 0013):
-``engine_outbound_app_created`` (app_id, created_at, id) for the plain list and time ranges, partial ones for
-tags, types and failures, ``engine_outbound_dedup`` (recipient, app_id, created_at) for a phone and
-``engine_outbound_job`` for a job.
+messages arriving meanwhile never shift later pages (no duplicates, no gaps).
+
+Each statement reads ONE index in that order, chosen here, not by the planner: the most selective filter given
+drives (a phone, then a tag, a job, a type, failed states, else the application's whole list), with the time
+range and the cursor as its range, and the other filters are checked on its rows until the page is full. The
+driving scan sits in a subquery fenced with ``OFFSET 0`` so the planner can neither swap its index nor move the
+other filters into it. Left to itself, the planner assumes matching rows are spread evenly: it read an app's whole
+list backwards for a job whose rows all lay far back, or intersected the bitmaps of all the app's failures and a
+whole job (tens of milliseconds on a million messages, growing with the table). The drivers' indexes (migrations
+0006, 0013): ``engine_outbound_dedup`` (recipient, app_id, created_at), ``engine_outbound_app_tag``,
+``engine_outbound_job`` (job_id, created_at, id), ``engine_outbound_app_type``, ``engine_outbound_app_failed`` and
+``engine_outbound_app_created`` (app_id, created_at, id). Values travel as parameters; only the state list is
+written into the text, from the closed set of states (so the failures' partial index matches it).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["LIST_ALL_FILTERS", "LIST_PLAIN", "STATES", "list_messages"]
+__all__ = ["FAILED_STATES", "LIST_ALL_FILTERS", "LIST_PLAIN", "STATES", "driver", "list_messages"]
 
 # Every engine state (engine_outbound_state_check). The list's state filter is written from these only.
 STATES: Final = frozenset({
     "queued", "claimed", "sending", "sent", "delivered", "undelivered", "failed", "suppressed", "canceled",
     "unknown", "expired",
 })
+# The states of engine_outbound_app_failed's predicate (Carousel status 2).
+FAILED_STATES: Final = frozenset({"failed", "undelivered", "suppressed", "canceled", "expired"})
 
 _COLUMNS: Final = """o.id, o.app_id, o.recipient, o.sender, o.body, o.tag, o.type, o.category, o.job_id, o.state,
            o.status, o.segments, o.error_code, o.reason, o.resent_from, o.part_of, o.kind, o.created_at, o.send_at,
@@ -37,14 +43,34 @@ _LIST: Final = """
 SELECT m.* FROM unnest($1::bigint[]) AS a(id)
 CROSS JOIN LATERAL (
     SELECT {columns}
-    FROM engine_outbound o
-    WHERE o.app_id = a.id{where}
-    ORDER BY o.created_at DESC, o.id DESC
+    FROM (
+        SELECT o.* FROM engine_outbound o
+        WHERE {driving}
+        ORDER BY o.created_at DESC, o.id DESC
+        OFFSET 0
+    ) AS o{checked}
     LIMIT $2
 ) AS m
 ORDER BY m.created_at DESC, m.id DESC
 LIMIT $2
 """
+
+# The driving index of each filter, most selective first.
+DRIVERS: Final = (
+    ("phone", "engine_outbound_dedup"),
+    ("tag", "engine_outbound_app_tag"),
+    ("job", "engine_outbound_job"),
+    ("type", "engine_outbound_app_type"),
+    ("failed", "engine_outbound_app_failed"),
+    ("app", "engine_outbound_app_created"),
+)
+
+
+def driver(*, phone: bool, tag: bool, job: bool, type_: bool, states: Sequence[str]) -> str:
+    """Which filter drives the list: phone, tag, job, type, failed (every state asked for is a failed one) or app."""
+    given = {"phone": phone, "tag": tag, "job": job, "type": type_,
+             "failed": bool(states) and set(states) <= FAILED_STATES}
+    return next((name for name, _ in DRIVERS if given.get(name)), "app")
 
 
 def list_messages(
@@ -64,34 +90,39 @@ def list_messages(
     unknown = set(states) - STATES
     if unknown:
         raise ValueError(f"unknown states {sorted(unknown)}")
-    where: list[str] = []
+    lead = driver(phone=phone, tag=tag, job=job, type_=type_, states=states)
+    driving: list[str] = []
+    checked: list[str] = []
     names: list[str] = []
 
-    def param(name: str, condition: str) -> None:
+    def param(name: str, condition: str, drives: bool) -> None:
         names.append(name)
-        where.append(condition.format(f"${len(names) + 2}"))
+        (driving if drives else checked).append(condition.format(f"${len(names) + 2}"))
 
+    # The app: part of every driving index but the job's (a job is one app's: checked on its rows).
+    (checked if lead == "job" else driving).append("o.app_id = a.id")
     if phone:
-        param("phone", "o.recipient = {}")
+        param("phone", "o.recipient = {}", lead == "phone")
     if states:
         listed = ",".join(sorted(set(states)))
-        where.append(f"o.state = ANY('{{{listed}}}'::text[])")
+        (driving if lead == "failed" else checked).append(f"o.state = ANY('{{{listed}}}'::text[])")
     if type_:
-        param("type", "o.type = {}")
+        param("type", "o.type = {}", lead == "type")
     if tag:
-        param("tag", "o.tag = {}")
+        param("tag", "o.tag = {}", lead == "tag")
     if job:
-        param("job_id", "o.job_id = {}::bigint")
+        param("job_id", "o.job_id = {}::bigint", lead == "job")
     if since:
-        param("since", "o.created_at >= {}::timestamptz")
+        param("since", "o.created_at >= {}::timestamptz", True)
     if until:
-        param("until", "o.created_at < {}::timestamptz")
+        param("until", "o.created_at < {}::timestamptz", True)
     if cursor:
         names += ["cursor_at", "cursor_id"]
         n = len(names) + 2
-        where.append(f"(o.created_at, o.id) < (${n - 1}::timestamptz, ${n}::bigint)")
-    text = "".join(f"\n      AND {w}" for w in where)
-    return _LIST.format(columns=_COLUMNS, where=text), names
+        driving.append(f"(o.created_at, o.id) < (${n - 1}::timestamptz, ${n}::bigint)")
+    where = "\n          AND ".join(driving)
+    rest = "".join(f"\n    {'WHERE' if i == 0 else '  AND'} {c}" for i, c in enumerate(checked))
+    return _LIST.format(columns=_COLUMNS, driving=where, checked=rest), names
 
 
 # Representatives for the registry test (every statement prepares); tests/test_tracking_plans.py prepares and
@@ -102,8 +133,12 @@ LIST_ALL_FILTERS: Final = list_messages(
 )[0]
 
 APPS: Final = "SELECT id, name FROM engine_app ORDER BY id"
-# The list is planned for its values every time (in its own read-only transaction): see tracking.list_messages.
-CUSTOM_PLANS: Final = "SET LOCAL plan_cache_mode = force_custom_plan"
+JOB_APP: Final = "SELECT app_id FROM engine_job WHERE id = $1"
+# Run before the list, in its read-only transaction: the driving index is read in order and nothing else. With
+# sorts and bitmap scans allowed, the planner, assuming the rows a filter keeps are spread evenly, read a whole
+# job (or phone, tag…) through a bitmap and sorted it whenever it expected fewer matches than a page, though the
+# index in order stops at the page's last row (a job of 200,000 messages: a sort of 200,000 rows per page).
+LIST_PLANNING: Final = "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
 
 # ---- one message ---------------------------------------------------------------------------------------
 MESSAGE: Final = f"""
