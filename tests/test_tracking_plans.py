@@ -132,3 +132,20 @@ async def test_status_writes_still_go_by_primary_key(pool: asyncpg.Pool) -> None
         plan = "\n".join(r[0] for r in await stmt.fetch(
             [1, 1], ["sent", "delivered"], [4, 1], [30, 100], ["sent", "delivered"], [None, None], ["SM1", "SM1"]))
     assert "Seq Scan on engine_outbound" not in plan and "engine_outbound_pkey" in plan, plan
+
+
+async def test_the_timeline_trigger_never_pairs_rows_in_a_nested_loop(pool: asyncpg.Pool) -> None:
+    """PL/pgSQL keeps the plan of the trigger's first call, sized for that call's transition tables: a nested loop
+    planned for one row paired old and new rows in O(n²) once a statement updated thousands (a heartbeat over
+    5,000 claimed messages: 9 s). The function plans without nested loops; and a statement over many rows after a
+    one-row first call still records each change exactly once."""
+    config = await pool.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'engine_outbound_timeline'")
+    assert config == ["enable_nestloop=off"]
+    await _fill(pool)
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE engine_outbound SET state = 'failed' WHERE id = 1 AND state <> 'failed'")
+        changed = await conn.fetchval(
+            "WITH c AS (UPDATE engine_outbound SET state = CASE WHEN state = 'delivered' THEN 'failed' "
+            "ELSE 'delivered' END WHERE id BETWEEN 2 AND 5001 RETURNING 1) SELECT count(*) FROM c")
+    assert changed == 5000
+    assert await pool.fetchval("SELECT count(*) FROM engine_message_event WHERE message_id BETWEEN 2 AND 5001") == 5000

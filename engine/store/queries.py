@@ -359,8 +359,9 @@ WHERE o.id = s.id
 
 # ---- statuses from the carrier -------------------------------------------------------------
 # Every callback of the batch arrives in `a`; per message the highest rank (the first of equals) is applied (`u`),
-# statuses never moving backwards. The timeline (engine_message_event) records the applied ones through its
-# trigger, and `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late).
+# statuses never moving backwards; `cur` locks the rows it will change as _LOCK_CURRENT does, noting which callback
+# (`i`) changes each. The timeline (engine_message_event) records the applied ones through its trigger, and
+# `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late).
 APPLY_STATUSES: Final = f"""
 WITH a AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
@@ -368,11 +369,15 @@ WITH a AS (
          AS a(id, pstatus, status, rank, state, code, sid, i)
 ), u AS (
     SELECT DISTINCT ON (a.id) a.* FROM a ORDER BY a.id, a.rank DESC, a.i
-){_LOCK_CURRENT}, ignored AS (
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status, u.i FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+    ORDER BY o.id FOR UPDATE OF o
+), ignored AS (
     INSERT INTO engine_message_event (message_id, state, status, provider_status, error_code, applied)
     SELECT o.id, o.state, o.status, a.pstatus, a.code, false
     FROM a JOIN engine_outbound o ON o.id = a.id
-    WHERE NOT EXISTS (SELECT 1 FROM u JOIN cur ON cur.id = u.id WHERE u.i = a.i)
+    WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = a.i)
     ORDER BY a.i
 ), upd AS (
     UPDATE engine_outbound o
