@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from engine.store import carousel_queries as cq
 from engine.store import queries as q
 from engine.store import tracking_queries as tq
 from engine.store.tracking import STATES_BY_STATUS, MessageFilter, list_messages
@@ -149,3 +150,36 @@ async def test_the_timeline_trigger_never_pairs_rows_in_a_nested_loop(pool: asyn
             "ELSE 'delivered' END WHERE id BETWEEN 2 AND 5001 RETURNING 1) SELECT count(*) FROM c")
     assert changed == 5000
     assert await pool.fetchval("SELECT count(*) FROM engine_message_event WHERE message_id BETWEEN 2 AND 5001") == 5000
+
+
+LIST_ONLY = ("engine_outbound_app_created", "engine_outbound_app_failed", "engine_outbound_app_tag",
+             "engine_outbound_app_type")
+
+
+@pytest.mark.parametrize(("rows", "analyzed"), [(20000, False), (20000, True), (60, False)])
+async def test_the_send_path_never_reads_the_lists_indexes(pool: asyncpg.Pool, rows: int, analyzed: bool) -> None:
+    """The list's indexes are for the list. Admission's duplicate-window lookup once took the app's list index
+    (app, created_at, id) over engine_outbound_dedup on a table without statistics, reading the app's whole window
+    for every claimed message; "id > 0", a predicate only the list states, keeps it out of every other plan."""
+    await pool.execute("INSERT INTO engine_app (name) VALUES ('g')")
+    await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state, tag, type) "
+                       "SELECT id, '+1347264' || lpad((g % 10000)::text, 4, '0'), 'b' || g, "
+                       "CASE WHEN g % 50 = 0 THEN 'queued' ELSE 'delivered' END, 't' || g % 7, 'reminder' "
+                       "FROM engine_app, generate_series(1, $1::int) g", rows)
+    if analyzed:
+        await pool.execute("ANALYZE engine_outbound")
+    statements = {
+        "CLAIM": (q.CLAIM, ("w", 500, 30.0, [1])),
+        "ADMISSION_FACTS": (q.ADMISSION_FACTS, ([1, 2], ["b1", "b2"], [60.0, 0.0])),
+        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0)),
+        "MARK_ACCEPTED": (q.MARK_ACCEPTED, ([1, 2], ["SM1", "SM2"], ["queued", "queued"])),
+        "APPLY_STATUSES": (q.APPLY_STATUSES, ([1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])),
+        "RECENT_COUNTS": (cq.RECENT_COUNTS, (1, ["+13472640001"], 3600.0)),
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            for name, (sql, args) in statements.items():
+                stmt = await conn.prepare("EXPLAIN " + sql)
+                plan = "\n".join(r[0] for r in await stmt.fetch(*args))
+                assert not [i for i in LIST_ONLY if i in plan], f"{name} ({mode}):\n{plan}"

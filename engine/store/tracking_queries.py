@@ -99,8 +99,11 @@ def list_messages(
         names.append(name)
         (driving if drives else checked).append(condition.format(f"${len(names) + 2}"))
 
-    # The app: part of every driving index but the job's (a job is one app's: checked on its rows).
+    # The app: part of every driving index but the job's (a job is one app's: checked on its rows). "id > 0" (every
+    # row) is the predicate of the app's list index, which only the list may use (see migration 0013).
     (checked if lead == "job" else driving).append("o.app_id = a.id")
+    if lead == "app":
+        driving.append("o.id > 0")
     if phone:
         param("phone", "o.recipient = {}", lead == "phone")
     if states:
