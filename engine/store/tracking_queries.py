@@ -39,6 +39,10 @@ _COLUMNS: Final = """o.id, o.app_id, o.recipient, o.sender, o.body, o.tag, o.typ
 
 # $1 the applications (one for an API call; the CLI may list several: each is read by its own index range and
 # the pages merged), $2 the page size (+1, to know whether another page follows). Parameters from $3 on.
+# Per application, the first $2 rows the driving scan yields that pass the other filters: the scan is already in
+# the list's order (the subquery's ORDER BY, kept through the filter), and no ORDER BY at that level lets the
+# planner know only the first rows are wanted, so that it reads the index in order rather than all of it. The
+# outer ORDER BY merges the applications' pages.
 _LIST: Final = """
 SELECT m.* FROM unnest($1::bigint[]) AS a(id)
 CROSS JOIN LATERAL (
