@@ -1,5 +1,6 @@
 """`engine bench`: engine vs baseline end to end (alternating A B A B), the scheduler alone, and the
-engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds; `backlog`:
+engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds, then over a mixed pool of
+long codes, a toll-free number and a short code at their types' paces; `backlog`:
 time to first send and peak RSS with a large queue and many DIDs). `--scenarios` picks some of them.
 
 With --json exactly one JSON object goes to stdout; progress and logs go to stderr.
@@ -21,13 +22,17 @@ import asyncpg
 from benchmarks import harness as h
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
+from benchmarks.bench_jobs import csv_to_queued
+from benchmarks.bench_mixed import mixed
 from benchmarks.bench_paced import backlog, paced
 from benchmarks.bench_tracking import tracking_scenario
 
-# e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`;
-# tracking = the tracking queries on a 10-million-message table (minutes to build: only when named, or 'all')
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "tracking")
-DEFAULT_SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog")
+# e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
+# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`); tracking = the tracking queries on a
+# 10-million-message table (minutes to build: only when named, or 'all')
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "tracking")
+DEFAULT_SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs")
+MIXED_LONG_CODES = 10  # paced also runs a mixed pool: these long codes, a toll-free number and a short code
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -58,6 +63,7 @@ class BenchConfig:
     backlog_dids: int = 100_000
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     processes: int = 2
+    csv_rows: int = 100_000
     tracking_messages: int = 10_000_000
 
     @classmethod
@@ -66,7 +72,8 @@ class BenchConfig:
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
              backlog_dids: int | None = None, scenarios: tuple[str, ...] = DEFAULT_SCENARIOS,
-             processes: int | None = None, tracking_messages: int | None = None) -> BenchConfig:
+             processes: int | None = None, csv_rows: int | None = None,
+             tracking_messages: int | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -81,6 +88,7 @@ class BenchConfig:
             backlog_dids=backlog_dids or (10_000 if quick else 100_000),
             scenarios=scenarios,
             processes=processes or 2,
+            csv_rows=csv_rows or (20_000 if quick else 100_000),
             tracking_messages=tracking_messages or (1_000_000 if quick else 10_000_000),
         )
 
@@ -174,7 +182,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "tracking"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs", "tracking"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -192,12 +200,20 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["paced"] = p.figures
                 h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']} in the window "
                       f"({p.figures['achieved_ratio']}), max per DID in 60 s {p.figures['max_per_did_60s']}")
+                h.log(f"paced, mixed pool: {MIXED_LONG_CODES} long codes, a toll-free number and a short code for "
+                      f"{cfg.paced_seconds:g}s")
+                m = await mixed(server, long_codes=MIXED_LONG_CODES, seconds=cfg.paced_seconds)
+                scenarios["paced_mixed"] = m.figures
+                h.log(f"  sent {m.figures['sent_in_window']}/{m.figures['capacity']} in the window "
+                      f"({m.figures['achieved_ratio']}), limits exceeded: {m.figures['limits_exceeded'] or 'none'}")
             if "backlog" in cfg.scenarios:
                 h.log(f"backlog: {cfg.backlog_messages} queued, {cfg.backlog_dids} DIDs at 60/min")
                 b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids)
                 scenarios["backlog"] = b.figures
                 h.log(f"  first send after {b.figures['time_to_first_send_s']}s, "
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
+            if "jobs" in cfg.scenarios:
+                scenarios["jobs"] = await csv_to_queued(server, cfg.csv_rows, cfg.rounds)
             if "tracking" in cfg.scenarios:
                 scenarios["tracking"] = await tracking_scenario(server, messages=cfg.tracking_messages)
     if "throttle" in cfg.scenarios:
@@ -248,10 +264,22 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"paced: {p['dids']} DIDs at {p['limit_per_min']}/min, {p['seconds']:g}s window from the first "
                      f"accept: sent {p['sent_in_window']} of capacity {p['capacity']} ({p['achieved_ratio']}), "
                      f"max per DID in any 60 s {p['max_per_did_60s']}")
+    if "paced_mixed" in s:
+        m = s["paced_mixed"]
+        kinds = ", ".join(f"{v['count']} {k} (max {v['max_per_sender_60s']}/{v['limit_per_min']} in 60 s, "
+                          f"{v['max_per_sender_1s']} in 1 s)" for k, v in m["senders"].items())
+        lines.append(f"paced, mixed pool ({kinds}): sent {m['sent_in_window']} of capacity {m['capacity']} "
+                     f"({m['achieved_ratio']}) in {m['seconds']:g}s, limits exceeded: "
+                     f"{', '.join(m['limits_exceeded']) or 'none'}")
     if "backlog" in s:
         k = s["backlog"]
         lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "
                      f"after the engine started, peak RSS {k['peak_rss_mb']} MB (at {k['rss_read_after_s']}s)")
+    if "jobs" in s:
+        j = s["jobs"]["median"]
+        lines.append(f"jobs: a {s['jobs']['rows']:,}-row CSV to all queued: engine send {j['command_s']} s "
+                     f"({j['rows_per_s']:,.0f} rows/s, median); in process: read {j['read_s']} s, validate "
+                     f"{j['validate_s']} s, COPY {j['copy_s']} s ({j['copy_rows_per_s']:,.0f} rows/s)")
     if "tracking" in s:
         t = s["tracking"]
         lines.append(f"tracking: {t['messages']:,} messages (built in {t['fill_s']} s + indexes {t['indexes_s']} s, "

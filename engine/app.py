@@ -1,4 +1,4 @@
-"""Composition root: wires the database, the HTTP server (webhooks, health) and the dispatch worker.
+"""Composition root: wires the database, the HTTP server (webhooks, API, health, the console) and the dispatch worker.
 
 The only module that builds concrete adapters and hands them to the pipeline.
 """
@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from engine.api.carousel import CarouselApi
 from engine.api.health import HealthApi
+from engine.api.jobs import finish_jobs_loop
 from engine.callbacks.outbox import OutboxDeliverer
 from engine.config import Settings
+from engine.console import Console
+from engine.console.server import MOUNT as CONSOLE_MOUNT
 from engine.dispatch.worker import Worker
 from engine.httpserver.bad_requests import BadRequestLog
 from engine.inbound.mo import MoIntake
@@ -41,15 +44,18 @@ class Runtime:
 
 
 async def start_http(
-    settings: Settings, routes: list[web.RouteDef], metrics: Metrics | None = None
+    settings: Settings, routes: list[web.RouteDef], metrics: Metrics | None = None,
+    subapps: Mapping[str, web.Application] | None = None,
 ) -> tuple[web.AppRunner, str]:
-    """Serve *routes* on settings.host:port; returns the runner and its base URL.
+    """Serve *routes* (and *subapps* under their prefixes) on settings.host:port; returns the runner and base URL.
 
     Malformed requests aiohttp refuses are counted in *metrics* and logged at WARNING at most once per
     peer per minute (:mod:`engine.httpserver.bad_requests`), not at ERROR with a traceback each.
     """
     app = web.Application(client_max_size=1024 * 1024)  # send_messages carries up to 1,000 recipients
     app.add_routes(routes)
+    for prefix, subapp in (subapps or {}).items():
+        app.add_subapp(prefix, subapp)
     bad_requests = BadRequestLog((metrics or Metrics()).http_bad_requests)
     runner = web.AppRunner(app, access_log=None, logger=bad_requests)
     await runner.setup()
@@ -81,21 +87,27 @@ async def run_engine(
                                       read_timeout=settings.read_timeout)
                 mo_intake = MoIntake(database.pool, settings.callback_base, read_timeout=settings.read_timeout)
                 api = CarouselApi(database.pool, settings)
+                console = Console(database.pool, settings, forget_keys=api.forget_keys)
                 routes = (
                     intake.routes()
                     + mo_intake.routes()
                     + api.routes()
                     + HealthApi(database.pool, runtime.metrics).routes()
+                    + console.routes()
                 )
-                runner, runtime.base_url = await start_http(settings, routes, runtime.metrics)
+                runner, runtime.base_url = await start_http(settings, routes, runtime.metrics,
+                                                            {CONSOLE_MOUNT: console.app()})
                 if not settings.public_url:
                     # Port 0 picks a free port: the callback URLs must carry the real one.
                     settings = settings.override(public_url=runtime.base_url)
                     intake.public_base = runtime.base_url
                     mo_intake.public_base = runtime.base_url
                     api.settings = settings  # add_did points the numbers it buys at this base
+                    console.settings = settings  # and so does the console's Buy
                 runtime.intake = intake
+                runtime.extras["console"] = console
                 tasks.spawn(intake.writer.run(), name="status-writer")
+                tasks.spawn(api.watch_keys(database.dsn), name="api-keys")
                 log.info("HTTP listening on %s", runtime.base_url)
                 # Callbacks to applications: their own task, their own HTTP session; never blocks sending.
                 deliverer = OutboxDeliverer(database.pool, dsn=database.dsn)
@@ -110,6 +122,8 @@ async def run_engine(
                                         lease_seconds=settings.lease_seconds, poll_seconds=settings.poll_seconds)
                 runtime.extras["inbound"] = processor
                 tasks.spawn(processor.run(stop), name="inbound")
+            # Jobs none of whose messages may still change become 'done' (also whenever their status is read).
+            tasks.spawn_resilient(lambda: finish_jobs_loop(database.pool, stop), name="jobs")
             if on_ready is not None:
                 on_ready(runtime)
             await stop.wait()

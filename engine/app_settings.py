@@ -12,6 +12,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from engine.errors import InvalidInput
+from engine.policy.lifetime import DurationError, parse_duration, parse_retention
+from engine.policy.quiet_hours import DEFAULT_WINDOW, parse_window
 
 TRUE_WORDS: Final = frozenset({"1", "t", "true", "y", "yes"})
 FALSE_WORDS: Final = frozenset({"0", "f", "false", "n", "no"})
@@ -65,6 +67,23 @@ def parse_period(raw: str, *, name: str = "period") -> float:
     if seconds <= 0 or seconds > MAX_PERIOD:
         raise InvalidInput(name, f"the period must be between 1s and 366d, got {raw!r}")
     return seconds
+
+
+def format_period(seconds: float) -> str:
+    """The inverse of :func:`parse_period`: 3600 -> '1h', 90 -> '90s' (the largest unit that divides it)."""
+    whole = int(seconds)
+    for unit in ("d", "h", "m"):
+        size = int(_UNITS[unit])
+        if whole > 0 and whole % size == 0 and whole == seconds:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def format_flood_limit(limit: int | None, seconds: float | None) -> str:
+    """What `--flood-limit` takes for the stored limit: 'N/PERIOD', or 'off'."""
+    if limit is None or seconds is None:
+        return "off"
+    return f"{limit}/{format_period(seconds)}"
 
 
 def parse_flood_limit(raw: str, *, name: str = "--flood-limit") -> tuple[int, float] | None:
@@ -150,6 +169,56 @@ class AppChanges:
         return lines
 
 
+def parse_lifetime(raw: str, *, name: str = "--valid-for") -> str | None:
+    """The app's default message lifetime (``2h``, ``1d``, ``PT30M``…, at most 365 days) as interval text, or
+    None for 'off' / '' (messages live until sent)."""
+    if raw.strip().lower() in _CLEAR:
+        return None
+    try:
+        return f"{parse_duration(raw).total_seconds():g} seconds"
+    except DurationError as exc:
+        raise InvalidInput(name, str(exc)) from None
+
+
+def parse_retention_setting(raw: str, *, name: str = "--retention") -> str:
+    """How long final messages and delivered callback events are kept (``18 months``, ``2y``, ``90d``)."""
+    try:
+        return parse_retention(raw)
+    except DurationError as exc:
+        raise InvalidInput(name, str(exc)) from None
+
+
+_INTERVAL_UNITS: Final = {"year": "y", "years": "y", "mon": "mo", "mons": "mo", "day": "days", "days": "days"}
+
+
+def format_retention(interval: str) -> str:
+    """What `--retention` takes for a stored retention, from PostgreSQL's text of the interval: '1 year 6 mons' ->
+    '1y6mo', '90 days' -> '90d', '1 day 02:00:00' -> '1d2h' (the console shows it so; it reads back the same)."""
+    parts: list[str] = []
+    words = interval.split()
+    for i, word in enumerate(words):
+        if ":" in word:  # the time part: whole hours are all a retention holds
+            hours = int(word.split(":")[0])
+            if hours:
+                parts.append(f"{hours}h")
+        elif i + 1 < len(words) and words[i + 1] in _INTERVAL_UNITS:
+            unit = _INTERVAL_UNITS[words[i + 1]]
+            parts.append(f"{int(word)}{'d' if unit == 'days' else unit}")
+    return "".join(parts) or interval
+
+
+def parse_quiet_window(raw: str, *, name: str = "--quiet-window") -> str:
+    """The app's own marketing window, ``HH:MM-HH:MM`` local to the recipient; it only narrows the law's
+    (08:00-21:00, stricter in some states), so it must overlap 08:00-21:00."""
+    try:
+        window = parse_window(raw.strip(), where=name)
+    except ValueError as exc:
+        raise InvalidInput(name, str(exc).removeprefix(f"{name}: ")) from None
+    if window & DEFAULT_WINDOW is None:
+        raise InvalidInput(name, f"{window} never overlaps the law's {DEFAULT_WINDOW}: no marketing could ever go")
+    return f"{window.start:%H:%M}-{window.end:%H:%M}"
+
+
 def _column(name: str, value: str, opt: str) -> tuple[str, Any]:
     """A setting that is one column of the app (or its SMSC): (column, validated value)."""
     if name in TEXT_FLAGS:
@@ -163,13 +232,21 @@ def _column(name: str, value: str, opt: str) -> tuple[str, Any]:
         if mode not in SPLIT_MODES:
             raise InvalidInput(opt, f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}")
         return name, mode
-    if name == "smart_encoding":
+    if name in ("smart_encoding", "hold_transactional"):
         return name, parse_bool(value, name=opt)
     if name == "callback_concurrency":
         return name, parse_count(value, name=opt, low=1, high=MAX_CALLBACK_CONCURRENCY)
     if name == "smsc_limit_per_min":
         off = value.strip().lower() in ("off", "none", "")
         return name, None if off else parse_count(value, name=opt, low=1, high=MAX_SMSC_LIMIT)
+    if name == "valid_for":
+        return name, parse_lifetime(value, name=opt)
+    if name == "retention":
+        return name, parse_retention_setting(value, name=opt)
+    if name == "quiet_hours":
+        return name, parse_bool(value, name=opt)
+    if name == "quiet_window":
+        return name, parse_quiet_window(value, name=opt)
     if name in PERIOD_COLUMNS:
         return PERIOD_COLUMNS[name], int(parse_period(value, name=opt))
     if name in COUNT_COLUMNS:

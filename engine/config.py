@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -44,19 +44,33 @@ class Settings:
     # lease period a starting worker takes no more than its share among that many, so workers started together
     # split the DIDs at once instead of one taking them all and handing half over later.
     expected_workers: int = 1
+    # Every worker purges what is older than each app's retention this often (0: only `engine purge` does), in
+    # transactions of purge_batch rows.
+    purge_seconds: float = 3600.0
+    purge_batch: int = 1000
     log_level: str = "INFO"
+    # The Fernet key that seals carrier tokens at rest (engine.store.vault); unset: the key file below.
+    secret_key: str | None = field(default=None, repr=False)
+    secret_key_file: Path | None = None  # default: secret.key beside the embedded data directory
+    # The console's session cookie gets the Secure attribute: 'auto' (when the request or the public URL is
+    # https), 'yes' (always: the console is only reached through https) or 'no'.
+    console_secure_cookie: str = "auto"
 
     def __post_init__(self) -> None:
         if self.port < 0 or self.port > 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         for name in ("batch_size", "max_in_flight", "max_attempts", "max_body_chars", "max_segments",
-                     "expected_workers"):
+                     "expected_workers", "purge_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         for name in ("lease_seconds", "horizon_seconds", "poll_seconds", "request_timeout", "read_timeout",
                      "drain_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
+        if self.purge_seconds < 0:
+            raise ConfigError("purge_seconds must be >= 0 (0 turns the worker's purge off)")
+        if self.console_secure_cookie not in ("auto", "yes", "no"):
+            raise ConfigError(f"console_secure_cookie must be auto, yes or no, got {self.console_secure_cookie!r}")
         if self.delivery not in get_args(DeliveryMode):
             raise ConfigError(f"delivery must be one of {get_args(DeliveryMode)}, got {self.delivery!r}")
 
@@ -81,6 +95,14 @@ class Settings:
     def no_unicode_destinations(self) -> tuple[str, ...]:
         """The parsed `no_unicode_prefixes`."""
         return tuple(p.strip() for p in self.no_unicode_prefixes.split(",") if p.strip())
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the secret key is kept when ENGINE_SECRET_KEY is unset: apart from the database's own files, so a
+        copy of the data directory alone does not reveal the tokens sealed in it."""
+        if self.secret_key_file is not None:
+            return Path(self.secret_key_file)
+        return self.data_dir.parent / "secret.key"
 
     @property
     def callback_base(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import sys
 import time
 from typing import Any
@@ -23,16 +24,20 @@ from aiohttp import web
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
+from engine.console.passwords import hash_password
+from engine.errors import InvalidInput
+from engine.progress import JobProgress, ProgressLine
 from engine.providers.factory import carrier_client
 from engine.providers.twilio import inbound_webhook_url
-from engine.store import admin, outbound
+from engine.store import admin, operators, outbound
 from engine.store import inbound as inbound_store
 from engine.store.database import Database
 from engine.submit import Outgoing, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, max_per_sender_by_sender
 
 DEMO_APP = "demo"
-FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
+DEMO_OPERATOR = "demo"
+FINAL_STATES = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown", "expired")
 
 _EVENTS = [
     "Storytime for Toddlers", "Teen Coding Club", "Author Talk: Local History", "ESL Conversation Circle",
@@ -152,20 +157,33 @@ async def _point_dids(carrier_url: str, base_url: str, provider_id: int, numbers
         await asyncio.gather(*(client.buy_number(n, sms_url=sms_url) for n in numbers))
 
 
-def _bar(counts: dict[str, int], total: int, started: float, capacity_per_s: float, tty: bool) -> None:
-    done = sum(counts.get(s, 0) for s in FINAL_STATES)
-    sent = done + counts.get("sent", 0)
-    delivered = counts.get("delivered", 0)
-    failed = counts.get("failed", 0) + counts.get("undelivered", 0) + counts.get("unknown", 0)
+async def _console_login(pool: Any, base_url: str, settings: Settings) -> None:
+    """The demo operator with a new random password (shown once), and where the console is: on stderr, so the
+    demo's own output (and --json) stays as it was."""
+    password = secrets.token_urlsafe(12)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    try:
+        await operators.create_operator(pool, DEMO_OPERATOR, password_hash)
+    except InvalidInput:  # from an earlier demo: a new password, its old sessions ended
+        await operators.set_password(pool, DEMO_OPERATOR, password_hash)
+    print(f"console: {base_url}/console/ (while the demo runs; afterwards `engine run` serves it at "
+          f"http://{settings.host}:{settings.port}/console/)\n"
+          f"  log in as {DEMO_OPERATOR} / {password}  (shown only now; `engine operator passwd {DEMO_OPERATOR}` "
+          "sets another)", file=sys.stderr, flush=True)
+
+
+def _line(counts: dict[str, int], total: int, started: float, capacity_per_s: float) -> ProgressLine:
+    """The demo job's progress: final of total, queued, at the carrier, delivered, failed, rate, ETA (at the
+    pool's capacity)."""
+    queued = counts.get("queued", 0) + counts.get("claimed", 0)
+    handed = total - queued - counts.get("sending", 0)
     elapsed = time.monotonic() - started
-    rate = sent / elapsed if elapsed > 0 else 0.0
-    eta = max(0.0, (total - sent) / capacity_per_s)
-    width = 30
-    filled = int(width * done / total) if total else width
-    line = (f"[{'#' * filled}{'.' * (width - filled)}] sent {sent}/{total} delivered {delivered} "
-            f"failed {failed} {rate:5.1f} msg/s ETA {eta:4.0f}s")
-    sys.stderr.write(("\r" + line) if tty else (line + "\n"))
-    sys.stderr.flush()
+    return ProgressLine(
+        final=sum(counts.get(s, 0) for s in FINAL_STATES), queued=queued, sent=counts.get("sent", 0),
+        delivered=counts.get("delivered", 0),
+        failed=counts.get("failed", 0) + counts.get("undelivered", 0) + counts.get("unknown", 0),
+        rate=handed / elapsed if elapsed > 0 else 0.0, eta=max(0.0, (total - handed) / capacity_per_s),
+    )
 
 
 async def run_demo(
@@ -201,30 +219,25 @@ async def run_demo(
             run_engine(settings.override(port=0), stop, db=db, on_ready=on_ready)
         )
         await asyncio.wait_for(ready.wait(), 30)
+        await _console_login(db.pool, runtimes[0].base_url or "", settings)
         await _point_dids(carrier_url, runtimes[0].base_url or "", provider_id, numbers)
         started = time.monotonic()
         for i in range(0, len(job), 5000):
             await submit_many(db.pool, DEMO_APP, job[i : i + 5000])
         texting = asyncio.create_task(_text_back(carrier_url, numbers, job))
         capacity = dids * limit_per_min / 60.0
-        tty = sys.stderr.isatty()
-        last_print = 0.0
-        while True:
-            counts = await outbound.count_by_state(db.pool, app.app_id, "message")  # the job
-            done = sum(counts.get(s, 0) for s in FINAL_STATES)
-            now = time.monotonic()
-            if now - last_print >= (0.5 if tty else 5.0) or done >= messages:
-                _bar(counts, messages, started, capacity, tty)
-                last_print = now
-            if done >= messages and texting.done() and await inbound_store.inbound_settled(db.pool):
-                break
-            if engine_task.done():
-                engine_task.result()
-                raise RuntimeError("engine stopped unexpectedly")
-            await asyncio.sleep(0.25)
+        with JobProgress(messages, f"demo: {messages:,} messages") as bar:
+            while True:
+                counts = await outbound.count_by_state(db.pool, app.app_id, "message")  # the job
+                done = sum(counts.get(s, 0) for s in FINAL_STATES)
+                bar.update(_line(counts, messages, started, capacity))
+                if done >= messages and texting.done() and await inbound_store.inbound_settled(db.pool):
+                    break
+                if engine_task.done():
+                    engine_task.result()
+                    raise RuntimeError("engine stopped unexpectedly")
+                await asyncio.sleep(0.25)
         elapsed = time.monotonic() - started
-        if tty:
-            sys.stderr.write("\n")
         phones = texting.result()
         async with aiohttp.ClientSession() as session, session.get(f"{carrier_url}/_fake/messages") as resp:
             records = orjson.loads(await resp.read())

@@ -16,8 +16,8 @@ class NotFound(EngineError):
 
 
 class Conflict(EngineError):
-    """The request is well formed but the state of things refuses it (e.g. resending to a phone that opted out);
-    *reason* is a short machine-readable word."""
+    """The object is not in a state that allows the operation (e.g. resuming a job that is done, resending to a
+    phone that opted out); *reason*, when given, is a short machine-readable word."""
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -25,11 +25,13 @@ class Conflict(EngineError):
 
 
 class InvalidInput(EngineError):
-    """A caller-supplied value is invalid; the message names the parameter."""
+    """A caller-supplied value is invalid; the message names the parameter. *details*: the individual problems
+    when there are many (e.g. the invalid rows of a job's CSV), for a caller that wants them all."""
 
-    def __init__(self, param: str, message: str) -> None:
+    def __init__(self, param: str, message: str, details: list[dict[str, object]] | None = None) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+        self.details = details
 
 
 class ProviderError(EngineError):

@@ -21,7 +21,7 @@ FINAL_RANK: Final = 100
 
 State = Literal[
     "queued", "claimed", "sending", "sent", "delivered", "undelivered", "failed", "suppressed",
-    "canceled", "unknown",
+    "canceled", "unknown", "expired",
 ]
 
 
@@ -57,6 +57,8 @@ UNKNOWN: Final = StatusChange("unknown", PENDING, 5)
 TEST_DELIVERED: Final = StatusChange("delivered", DELIVERED, FINAL_RANK)
 SUPPRESSED: Final = StatusChange("suppressed", FAILED, FINAL_RANK)
 SEND_FAILED: Final = StatusChange("failed", FAILED, FINAL_RANK)
+# Still unsent when its lifetime ran out: never sent late (status 2, reason 'expired' in its delivery report).
+EXPIRED: Final = StatusChange("expired", FAILED, FINAL_RANK)
 
 
 def from_twilio(message_status: str) -> StatusChange | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from cryptography.fernet import Fernet
 
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
@@ -23,6 +24,9 @@ from tests.helpers.database import with_database
 from tests.helpers.loops import LoopExceptions, loop_factory, loop_name
 
 TEMPLATE = "engine_test_template"
+# One secret key for the whole run, this process and the engine processes tests start (they inherit the
+# environment): carrier tokens are sealed with it, and no test writes a key file into the working directory.
+os.environ.setdefault("ENGINE_SECRET_KEY", Fernet.generate_key().decode())
 _counter = itertools.count()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,12 +20,13 @@ from engine.store.outbound import Claimed
 PHONE = "+13472643707"
 FLOOD = AppRules(flood_limit=2, flood_seconds=60.0)
 DEFAULT_LIMITS = BodyLimits()
+NOW = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)  # noon in New York: no message here waits for quiet hours
 
 
 def _decide(facts: Facts, *, body: str = "hi", kind: str = "message", rules: AppRules = FLOOD,
             recipient: str = PHONE, first_part: bool = True, limits: BodyLimits = DEFAULT_LIMITS) -> policy.Verdict:
     return policy.decide(recipient=recipient, body=body, kind=kind, first_part=first_part,
-                         prepared=policy.prepare(body, rules), facts=facts, rules=rules, limits=limits)
+                         prepared=policy.prepare(body, rules), facts=facts, rules=rules, limits=limits, now=NOW)
 
 
 def _reason(verdict: policy.Verdict) -> str | None:
@@ -142,7 +144,7 @@ def test_triage_sorts_verdicts_into_what_happens_next() -> None:
     assert [r.flood_seconds for r in requests] == [60.0] * 6 + [0.0]  # parts are counted with their first part
     assert requests[4].head == prepared[4].parts[0] and requests[4].head.startswith("(1/")
     facts = [Facts(), Facts(blacklisted=True), Facts(), Facts(), Facts(), Facts(duplicate=True), Facts(flood_used=3)]
-    out = triage(messages, prepared, facts, rules, limits)
+    out = triage(messages, prepared, facts, rules, limits, now=NOW)
     assert [(s.message.id, s.info.segments, s.info.encoding) for s in out.sendable] == [
         (1, 1, GSM7), (5, 1, GSM7), (7, 1, GSM7)]
     assert out.sendable[1].info.body == prepared[4].parts[0]  # the row now carries part 1, smart-encoded

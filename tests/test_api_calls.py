@@ -152,7 +152,8 @@ async def test_openapi_document_describes_every_call(api: Api) -> None:
         assert {"200", "400", "401", "500"} <= set(path["post"]["responses"])
     send = doc["paths"]["/api/send_message"]["get"]["parameters"]
     assert {p["name"] for p in send} == {
-        "phone_number", "phone_numbers", "body", "tags", "action_expected", "on", "tag"}
+        "phone_number", "phone_numbers", "body", "tags", "action_expected", "on", "tag",
+        "type", "category", "valid_for", "expires_at"}
 
 
 # ---- send_message -------------------------------------------------------------------------------

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.app_settings import (
+    format_flood_limit,
+    format_period,
+    format_retention,
     parse_bool,
     parse_flood_limit,
     parse_gateway_url,
     parse_period,
+    parse_retention_setting,
     validate_app_changes,
 )
 from engine.errors import InvalidInput
@@ -25,6 +31,31 @@ def test_periods(raw: str, seconds: float) -> None:
 def test_bad_periods(raw: str) -> None:
     with pytest.raises(InvalidInput):
         parse_period(raw)
+
+
+@given(st.integers(min_value=1, max_value=366 * 86400))
+def test_a_period_formatted_reads_back_the_same(seconds: int) -> None:
+    """The console shows stored periods as `engine app set` takes them: what it shows must read back unchanged
+    (else saving an untouched form would change the setting)."""
+    text = format_period(seconds)
+    assert parse_period(text) == seconds
+    assert text == min((f"{seconds // u}{n}" for n, u in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+                        if seconds % u == 0), key=len)
+
+
+@given(st.integers(min_value=1, max_value=10_000), st.integers(min_value=1, max_value=366 * 86400))
+def test_a_flood_limit_formatted_reads_back_the_same(limit: int, seconds: int) -> None:
+    assert parse_flood_limit(format_flood_limit(limit, float(seconds))) == (limit, seconds)
+    assert format_flood_limit(None, None) == "off" and parse_flood_limit("off") is None
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("1 year 6 mons", "1y6mo"), ("90 days", "90d"), ("1 day 02:00:00", "1d2h"), ("2 years", "2y"), ("18 mons", "18mo"),
+])
+def test_a_stored_retention_is_shown_as_retention_reads_it(stored: str, shown: str) -> None:
+    assert format_retention(stored) == shown
+    assert parse_retention_setting(shown)  # what the console shows, `--retention` reads (the same interval: a
+    # round trip through PostgreSQL is in tests/test_console_pages.py)
 
 
 def test_flood_limit() -> None:

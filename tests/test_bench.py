@@ -27,7 +27,7 @@ def test_bench_size_flags_win_over_the_preset_and_quick_is_smaller() -> None:
     # --quick runs the same scenarios, smaller in every size.
     assert quick.scenarios == full.scenarios
     for size in ("messages", "rounds", "throttle_dids", "throttle_decisions", "paced_dids", "paced_seconds",
-                 "backlog_messages", "backlog_dids", "tracking_messages"):
+                 "backlog_messages", "backlog_dids", "csv_rows", "tracking_messages"):
         assert getattr(quick, size) < getattr(full, size), size
 
 

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from engine.config import Settings
+from engine.console.passwords import verify_password
 from engine.errors import ConfigError
 from tests.helpers.processes import run_command as engine
 
@@ -49,7 +50,7 @@ async def test_admin_commands_create_app_provider_and_dids(db_dsn: str, pool: as
 
 
 @pytest.mark.system
-async def test_demo_json_summary_small(db_dsn: str) -> None:
+async def test_demo_json_summary_small(db_dsn: str, pool: asyncpg.Pool) -> None:
     out = await engine(db_dsn, "demo", "--messages", "120", "--dids", "20", "--limit-per-min", "600", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
@@ -67,6 +68,11 @@ async def test_demo_json_summary_small(db_dsn: str) -> None:
         "app_replies": 1, "confirmations": 2}
     stop_phone = inbound["texts_to_the_phone_that_said_stop"]
     assert sum("unsubscribed" in body for body in stop_phone) == 1
+    # The console's address and a login for it, on stderr (stdout is the one JSON object).
+    assert "/console/" in out.stderr and "log in as demo / " in out.stderr
+    password = out.stderr.split("log in as demo / ")[1].split()[0]
+    stored = await pool.fetchval("SELECT password_hash FROM engine_operator WHERE name = 'demo'")
+    assert verify_password(stored, password)
 
 
 def test_settings_from_env_and_flags() -> None:

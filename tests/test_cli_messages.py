@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -15,6 +16,7 @@ from tests.helpers.processes import run_command as engine
 pytestmark = pytest.mark.system
 
 DID = "+16462000001"
+NOW = datetime.now(UTC)
 
 
 async def _messages(pool: asyncpg.Pool) -> tuple[list[int], list[int]]:
@@ -36,7 +38,7 @@ async def _messages(pool: asyncpg.Pool) -> tuple[list[int], list[int]]:
     mid = await pool.fetchval("INSERT INTO engine_outbound (app_id, recipient, body) VALUES ($1, '+13472643707', "
                               "'Your hold is ready') RETURNING id", app)
     await outbound.claim(pool, "w", 1, 30.0, [app])
-    await outbound.mark_sending(pool, "w", 30.0, [SendMark(mid, did, DID, 1, "GSM-7")])
+    await outbound.mark_sending(pool, "w", 30.0, [SendMark(mid, did, DID, 1, "GSM-7")], NOW)
     await outbound.mark_accepted(pool, [Accepted(mid, "SM" + "a" * 32, "queued")])
     for status in ("delivered", "sent"):
         change = st.from_twilio(status)

@@ -87,13 +87,13 @@ async def test_status_statements_write_delivery_reports(pool: asyncpg.Pool) -> N
     ]
     # Carrier steps that stay "queued at carrier" (sending, sent) report nothing new.
     await pool.execute(q.APPLY_STATUSES, [a, b], ["sent", "sent"], [4, 4], [30, 30], ["sent", "sent"],
-                       [None, None], ["SMa", "SMb"])
+                       [None, None], ["SMa", "SMb"], [None, None])
     assert len(await _outbox(pool)) == 2
     # Finals: delivered, and undelivered with the carrier's error code; a repeat changes nothing.
     for _ in range(2):
         await pool.execute(q.APPLY_STATUSES, [a, b, e], ["delivered", "undelivered", "delivered"], [1, 2, 1],
                            [100, 100, 100], ["delivered", "undelivered", "delivered"], [None, 30003, None],
-                           [None, None, None])
+                           [None, None, None], [None, None, None])
     reports = await _outbox(pool)
     assert reports[2:] == [
         {"message_id": str(a), "status": "1", "final": "true"},
@@ -119,10 +119,10 @@ async def test_status_and_its_event_commit_together(pool: asyncpg.Pool) -> None:
     # Make every outbox insert fail: the status update in the same statement must not happen either.
     await pool.execute("ALTER TABLE engine_outbox ADD CONSTRAINT refuse CHECK (false) NOT VALID")
     with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])
+        await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"], [None])
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 0
     await pool.execute("ALTER TABLE engine_outbox DROP CONSTRAINT refuse")
-    await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])
+    await pool.execute(q.APPLY_STATUSES, [mid], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"], [None])
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 1
     assert await pool.fetchval("SELECT count(*) FROM engine_outbox") == 1
 

@@ -41,7 +41,8 @@ class Run:
 
 async def engine_cli(dsn: str, *args: str) -> Run:
     """`python -m engine ARGS` in its own process; the event loop stays free to serve the fake carrier."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")} | {"ENGINE_DSN": dsn}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")} | {
+        "ENGINE_DSN": dsn, "ENGINE_SECRET_KEY": os.environ["ENGINE_SECRET_KEY"]}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "engine", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

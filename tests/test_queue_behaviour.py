@@ -159,16 +159,22 @@ async def test_concurrent_migrations_serialise(server_dsn: str) -> None:
 
 async def test_claim_and_status_queries_use_their_indexes(pool: asyncpg.Pool) -> None:
     await pool.execute("INSERT INTO engine_app (name) VALUES ('x')")
-    await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state) "
-                       "SELECT id, '+13472643707', 'b' || g, CASE WHEN g % 50 = 0 THEN 'queued' ELSE 'delivered' END "
-                       "FROM engine_app, generate_series(1, 20000) g")
+    await pool.execute("INSERT INTO engine_job (app_id, source) SELECT id, 'csv' FROM engine_app")
+    await pool.execute("INSERT INTO engine_outbound (app_id, recipient, body, state, job_id) "
+                       "SELECT a.id, '+13472643707', 'b' || g, "
+                       "CASE WHEN g % 50 = 0 THEN 'queued' ELSE 'delivered' END, "
+                       "CASE WHEN g % 3 = 0 THEN j.id END FROM engine_app a JOIN engine_job j ON j.app_id = a.id, "
+                       "generate_series(1, 20000) g")
     await pool.execute("ANALYZE engine_outbound")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + q.CLAIM, "w", 10, 30.0, [1]))
-        assert "engine_outbound_due" in plan
+        # each flow from its own partial index: the app's messages by class, the job's by job
+        assert "engine_outbound_due_app" in plan and "engine_outbound_due_job" in plan, plan
+        assert "engine_job_running" in plan or "engine_job_app" in plan, plan
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + q.APPLY_STATUSES, [1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"]))
+            "EXPLAIN " + q.APPLY_STATUSES, [1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"],
+            ["+16462000001"]))
         assert "engine_outbound_pkey" in plan
 
 
@@ -189,9 +195,12 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(
         await pool.execute("ANALYZE engine_outbound")
     statements = {
         "CLAIM": (q.CLAIM, ("w", 500, 30.0, [1])),
-        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0)),
+        "NEXT_DUE": (q.NEXT_DUE, ([1],)),
+        "MARK_SENDING": (q.MARK_SENDING, ([1, 2], [1, 1], ["+1", "+1"], [1, 1], ["GSM-7", "GSM-7"], "w", 30.0,
+                                          [None, None], datetime.now(UTC))),
         "MARK_ACCEPTED": (q.MARK_ACCEPTED, ([1, 2], ["SM1", "SM2"], ["queued", "queued"])),
-        "APPLY_STATUSES": (q.APPLY_STATUSES, ([1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"])),
+        "APPLY_STATUSES": (q.APPLY_STATUSES, ([1], ["delivered"], [1], [100], ["delivered"], [None], ["SM1"],
+                                              ["+16462000001"])),
         "ADMISSION_FACTS": (q.ADMISSION_FACTS, ([1, 2], ["b1", None], [60.0, 0.0])),
     }
     async with pool.acquire() as conn, conn.transaction():
@@ -205,9 +214,11 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(
                 assert "Seq Scan on engine_outbound" not in plan, f"{name}:\n{plan}"
             if name != "CLAIM":  # rows by id: never a range of a state index, full of dead entries under churn
                 assert "engine_outbound_open" not in plan and "engine_outbound_leased" not in plan, f"{name}:\n{plan}"
-            if name == "CLAIM":
-                assert "engine_outbound_dedup" not in plan, plan
-                assert "engine_outbound_due" in plan or "engine_outbound_open" in plan, plan
+            if name in ("CLAIM", "NEXT_DUE"):
+                # each flow from its own partial index (never the state index, a join over every queued row)
+                assert "engine_outbound_dedup" not in plan and "engine_outbound_open" not in plan, plan
+                if rows > 1000:
+                    assert "engine_outbound_due_app" in plan and "engine_outbound_due_job" in plan, plan
 
 
 async def test_counts_by_state_query(pool: asyncpg.Pool) -> None:

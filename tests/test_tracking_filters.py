@@ -110,6 +110,16 @@ def test_each_filter_set_gets_its_own_numbered_parameters(on: tuple[bool, ...]) 
     assert names == expected
     assert sorted(set(re.findall(r"\$(\d+)", sql)), key=int) == [str(i) for i in range(1, len(names) + 3)]
     assert "'{failed}'::text[]" in sql
+    lead = tq.driver(phone=flags["phone"], tag=flags["tag"], job=flags["job"], type_=flags["type_"],
+                     states=("failed",))
+    assert ("o.state = st.state" in sql) == (lead == "job")  # a job drives: one range of its index per state
+
+
+def test_a_job_reads_each_state_asked_for() -> None:
+    every = ",".join(sorted(tq.STATES))
+    assert f"unnest('{{{every}}}'::text[]) AS st(state)" in tq.list_messages(job=True)[0]
+    assert "unnest('{failed,undelivered}'::text[]) AS st(state)" in tq.list_messages(
+        job=True, states=("undelivered", "failed"))[0]
 
 
 def test_only_known_states_are_written_into_the_statement() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import asyncpg
 
 from engine import statuses as st
@@ -11,6 +13,7 @@ from engine.store.outbound import Accepted, CarrierStatus, Outcome, Retry, SendM
 from engine.store.tracking import message_detail
 
 DID = "+16462000001"
+NOW = datetime.now(UTC)
 
 
 async def _setup(pool: asyncpg.Pool, n: int) -> tuple[int, int, list[int]]:
@@ -37,10 +40,10 @@ async def test_each_step_of_the_send_path_is_recorded_once_and_internal_moves_ar
     assert await pool.fetchval("SELECT count(*) FROM engine_message_event") == 0
     await outbound.claim(pool, "w", 300, 30.0, [app])
     marks = [SendMark(i, did, DID, 1, "GSM-7") for i in ids]
-    assert await outbound.mark_sending(pool, "w", 30.0, marks) == set(ids)
+    assert await outbound.mark_sending(pool, "w", 30.0, marks, NOW) == set(ids)
     a, b, c = ids[:3]
     await outbound.mark_retries(pool, [Retry(a, 20429, "Too many requests")], 30.0)
-    await outbound.mark_sending(pool, "w", 30.0, [SendMark(a, did, DID, 1, "GSM-7")])
+    await outbound.mark_sending(pool, "w", 30.0, [SendMark(a, did, DID, 1, "GSM-7")], NOW)
     await outbound.mark_accepted(pool, [Accepted(i, f"SM{i}", "queued") for i in ids if i != c])
     await outbound.mark_outcomes(pool, [Outcome(c, st.SEND_FAILED, 21211, "invalid To", reason=None)])
     sent, delivered = st.from_twilio("sent"), st.from_twilio("delivered")

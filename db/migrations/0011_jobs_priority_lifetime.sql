@@ -45,7 +45,9 @@ ALTER TABLE engine_outbound
              WHEN category = 'marketing' OR job_id IS NOT NULL THEN 2
              ELSE 1 END) STORED;
 
--- The claim: per app and class (messages outside jobs), and per job, the due rows in order.
+-- The claim: per app and class (messages outside jobs), and per job, the due rows in order. The old global due
+-- index goes: a cached generic plan could walk it past every other flow's rows (a large job's) to find a few.
+DROP INDEX engine_outbound_due;
 CREATE INDEX engine_outbound_due_app ON engine_outbound (app_id, priority, due_at, id)
     WHERE state = 'queued' AND job_id IS NULL;
 CREATE INDEX engine_outbound_due_job ON engine_outbound (job_id, due_at, id)

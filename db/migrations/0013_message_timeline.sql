@@ -71,11 +71,12 @@ CREATE TRIGGER engine_outbound_timeline_truncated AFTER TRUNCATE ON engine_outbo
 -- dedup's three), reading the app's whole window for every claimed message: Postgres CPU per message 400 -> 2,600 us
 -- in a benchmark round.
 CREATE INDEX engine_outbound_app_created ON engine_outbound (app_id, created_at, id) WHERE id > 0;
--- A job's messages in the list's order, and its counts by state (job_status) from the index alone: one index
--- for both instead of 0011's (job_id, state), which could count but not page (a job's first page read and
--- sorted every message of the job, or scanned the app's newer history for them).
+-- A job's messages: 0011's (job_id, state) extended by the list's order. Its prefix still counts a job by state from
+-- the index alone and finds its open messages by state (job_status, finishing jobs); per state the rows come in
+-- the list's order, so a job's page merges its states' ranges (a Merge Append) instead of reading and sorting
+-- every message of the job, or scanning the app's newer history for them.
 DROP INDEX engine_outbound_job;
-CREATE INDEX engine_outbound_job ON engine_outbound (job_id, created_at, id) INCLUDE (state) WHERE job_id IS NOT NULL;
+CREATE INDEX engine_outbound_job ON engine_outbound (job_id, state, created_at, id) WHERE job_id IS NOT NULL;
 CREATE INDEX engine_outbound_app_failed ON engine_outbound (app_id, created_at, id)
     WHERE state IN ('failed', 'undelivered', 'suppressed', 'canceled', 'expired');
 CREATE INDEX engine_outbound_app_tag ON engine_outbound (app_id, tag, created_at, id) WHERE tag IS NOT NULL;

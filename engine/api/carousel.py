@@ -25,17 +25,24 @@ from aiohttp import web
 
 from engine.api import openapi
 from engine.api import params as pp
+from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
 from engine.api.tracking import TrackingApi
 from engine.config import Settings
 from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
-from engine.httpserver.forms import UnreadableBody, read_form
+from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
+from engine.policy import senders
 from engine.policy.admission import prepare
+from engine.policy.lifetime import Notification
+from engine.policy.quiet_hours import valid_zone
+from engine.policy.senders import SENDER_TYPES
 from engine.providers.factory import carrier_client
-from engine.providers.twilio import TwilioClient, inbound_webhook_url
+from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
+from engine.store import lifetime, notify
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
+from engine.store.jobs import JobSpec
 
 __all__ = ["ApiError", "CarouselApi"]
 
@@ -43,7 +50,6 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE: Final = "application/json"
 CACHE_MAX: Final = 10_000
-_FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
 _CODE: Final = re.compile(r"[0-9]{6}", re.ASCII)
 OPTIN_CODE_SECONDS: Final = 600  # a web opt-in code is valid 10 minutes …
 OPTIN_MAX_TRIES: Final = 5  # … and locked after 5 wrong tries
@@ -71,15 +77,47 @@ def _did_text(e164: str) -> str:
     return e164.removeprefix("+")
 
 
+def _search_kinds(wanted: str | None) -> tuple[str, ...]:
+    """find_did's ``type``: which of Twilio's AvailablePhoneNumbers lists to search (default both)."""
+    if wanted is None:
+        return NUMBER_KINDS
+    if wanted in ("long_code", "local"):
+        return ("Local",)
+    if wanted == "toll_free":
+        return ("TollFree",)
+    raise InvalidInput("type", "is long_code or toll_free")
+
+
+def _buy_type(wanted: str | None, number: str | None) -> str:
+    """add_did's sender type: what *number* is (a toll-free number is toll_free), or *wanted* (default long_code);
+    short codes and sender IDs are not bought through the API."""
+    if wanted is not None and wanted not in SENDER_TYPES:
+        raise InvalidInput("type", f"is one of {', '.join(SENDER_TYPES)}")
+    if wanted in ("short_code", "alphanumeric"):
+        raise InvalidInput("type", "short codes and sender IDs come from the carrier, not a purchase: add them with "
+                                   "`engine did add --type " + wanted + "`")
+    if number is None:
+        return wanted or "long_code"
+    try:
+        return senders.sender(number, wanted)[1]
+    except senders.SenderError as exc:
+        raise InvalidInput(exc.field, str(exc)) from None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _read_params(request: web.Request, read_timeout: float) -> dict[str, str]:
-    """Query string, then form fields (which win); file uploads are ignored."""
-    values = dict(request.query.items())
+async def _read_params(request: web.Request, read_timeout: float, uploads: tuple[str, ...] = ()) -> Form:
+    """Query string, then form fields (which win); file uploads are ignored but for those named in *uploads*
+    (then the body may be up to MAX_UPLOAD_BYTES)."""
+    values = Form(dict(request.query.items()))
     if request.method == "POST" and request.body_exists:
-        values.update(await read_form(request, timeout=read_timeout))
+        if uploads:
+            request = request.clone(client_max_size=MAX_UPLOAD_BYTES)
+        form = await read_form(request, timeout=read_timeout, uploads=uploads)
+        values.update(form)
+        values.files.update(form.files)
     return values
 
 
@@ -105,6 +143,7 @@ class CarouselApi:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._apps: dict[str, tuple[float, store.ApiApp]] = {}
+        self._key_generation = 0  # bumped by forget_keys: a lookup that raced a key change is not cached
         self.calls: dict[str, Handler] = {
             "send_message": self.send_message,
             "send_messages": self.send_messages,
@@ -119,6 +158,7 @@ class CarouselApi:
             "add_did": self.add_did,
             "delete_did": self.delete_did,
             "close_sessions": self.close_sessions,
+            "set_time_zone": self.set_time_zone,
             "blacklist": self.blacklist,
             "unblacklist": self.unblacklist,
             "blacklist_status": self.blacklist_status,
@@ -126,6 +166,8 @@ class CarouselApi:
             "associate_keyword": self.associate_keyword,
             "dissociate_keyword": self.dissociate_keyword,
         }
+        self.jobs = JobsApi(pool, settings, clock)
+        self.calls.update(self.jobs.calls)
         self.calls.update(TrackingApi(pool, lambda: self.clock()).calls)  # messages, message, resend
         self._document = orjson.dumps(openapi.document())
 
@@ -148,7 +190,7 @@ class CarouselApi:
             handler = self.calls.get(call)
             if handler is None:
                 raise ApiError(404, f"unknown call {call!r}")
-            params = await _read_params(request, self.settings.read_timeout)
+            params = await _read_params(request, self.settings.read_timeout, UPLOADS.get(call, ()))
             app = await self.authenticate(params.get("api_key"))
             _check_text(params)
             return _json(await handler(app, params))
@@ -159,8 +201,9 @@ class CarouselApi:
             reply.force_close()  # the rest of the body was not read: this connection cannot carry another request
             return reply
         except InvalidInput as exc:
-            return _json({"error": str(exc)}, 400)
-        except NotFound as exc:
+            return _json({"error": str(exc)} if exc.details is None else {"error": str(exc), "invalid": exc.details},
+                         400)
+        except NotFound as exc:  # e.g. another application's job: no different from one that does not exist
             return _json({"error": str(exc)}, 404)
         except Conflict as exc:
             return _json({"error": str(exc), **({"reason": exc.reason} if exc.reason else {})}, 409)
@@ -186,14 +229,34 @@ class CarouselApi:
         cached = self._apps.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._key_generation
         app = await store.app_by_key_hash(self.pool, digest)
         if app is None:
             raise ApiError(401, "api_key is not valid")
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and generation == self._key_generation:
             if len(self._apps) >= CACHE_MAX:
                 self._apps.clear()
             self._apps[digest] = (now + self.cache_seconds, app)
         return app
+
+    def forget_keys(self) -> None:
+        """Drop every cached key: each app's next call looks its key up again."""
+        self._key_generation += 1
+        self._apps.clear()
+
+    async def watch_keys(self, dsn: str) -> None:
+        """Until cancelled: drop the cache whenever an API key changes (``engine app rotate-key``, the console), so
+        an old key stops working at once in every API server, not after the cache's few seconds."""
+        changed = asyncio.Event()
+        listening = asyncio.create_task(notify.listener(dsn, notify.API_KEYS, changed, name="api-keys").run())
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                self.forget_keys()
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
     @staticmethod
     def _smsc(app: store.ApiApp) -> int:
@@ -226,14 +289,25 @@ class CarouselApi:
         Admission's own split, so the parts are the ones a message from any other door would get."""
         return prepare(body, app.rules).parts
 
-    async def _queue(self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft]) -> Reply:
+    async def _queue(
+        self, app: store.ApiApp, p: pp.Params, drafts: list[store.Draft], *, notification: bool = False,
+        template: str | None = None,
+    ) -> Reply:
+        """Queue *drafts*; with *notification*, the call's type, category and lifetime apply to them; with a
+        *template* (send_messages) they are a job of their own, whose id is added to the reply."""
         tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on) if notification else Notification()
         action_expected = pp.parse_bool(p, "action_expected")
-        results = await store.queue_messages(
-            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected
+        job = None if template is None else JobSpec("send_messages", None, template, tag, on, note)
+        job_id, results = await store.queue_job_messages(
+            self.pool, app, drafts, tag=tag, send_at=on, open_session=action_expected, notification=note, job=job
         )
-        return {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        reply: Reply = {"message_ids": ",".join(str(i) for ids in results for i in ids)}
+        if job_id is not None:
+            reply["job_id"] = str(job_id)
+        return reply
 
     async def send_message(self, app: store.ApiApp, p: pp.Params) -> Reply:
         body = p.get("body")
@@ -247,7 +321,7 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
-        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws])
+        return await self._queue(app, p, [store.Draft(to_e164(raw), parts) for raw in raws], notification=True)
 
     async def send_messages(self, app: store.ApiApp, p: pp.Params) -> Reply:
         template = p.get("template")
@@ -266,7 +340,7 @@ class CarouselApi:
             pp.validate_body(f"recipients (the message for {phone})", text, max_chars=limit,
                              max_segments=self.settings.max_segments, smart=app.smart_encoding)
             drafts.append(store.Draft(to_e164(phone), self._parts(app, text)))
-        return await self._queue(app, p, drafts)
+        return await self._queue(app, p, drafts, template=template)
 
     async def _send_to_subscribers(self, app: store.ApiApp, p: pp.Params, body: str, tags: tuple[str, ...]) -> Reply:
         """send_message with tags=: to the app's subscribers with any of the tags (not with phone numbers too)."""
@@ -276,14 +350,16 @@ class CarouselApi:
             "body", body, max_chars=self.settings.max_body_chars, max_segments=self.settings.max_segments,
             smart=app.smart_encoding,
         ))
+        tag = pp.validate_tag(p)
+        now = self.clock()
+        on = pp.parse_on(p, now)
+        note = pp.parse_notification(p, now, on)
         phones = await store.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
         if len(phones) >= MAX_SUBSCRIBER_SEND:
             raise InvalidInput("tags", f"more than {MAX_SUBSCRIBER_SEND - 1} subscribers: send a job instead")
-        tag = pp.validate_tag(p)
-        on = pp.parse_on(p, self.clock())
         results = await store.queue_messages(
             self.pool, app, [store.Draft(phone, parts) for phone in phones], tag=tag, send_at=on,
-            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True,
+            open_session=pp.parse_bool(p, "action_expected"), to_subscribers=True, notification=note,
         )
         # Subscribers who opted out since are left out, not reported: the caller named tags, not phones.
         return {"message_ids": ",".join(str(i) for ids in results for i in ids if i > 0)}
@@ -327,6 +403,15 @@ class CarouselApi:
             raise InvalidInput("code", result.problem or "not accepted")
         return {}
 
+    async def set_time_zone(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        """The recipient's time zone for quiet hours (blank: forget it; the number's own zone applies)."""
+        phone = self._one_phone(p)
+        zone = pp.optional(p, "time_zone")
+        if zone is not None and not valid_zone(zone):
+            raise InvalidInput("time_zone", f"{zone[:64]!r} is not an IANA time zone (e.g. America/Chicago)")
+        await lifetime.set_contact_zone(self.pool, app.id, phone, zone)
+        return {"phone_number": _did_text(phone), "time_zone": zone}
+
     async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
         statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))
         return {str(message_id): status for message_id, status in sorted(statuses.items())}
@@ -346,12 +431,14 @@ class CarouselApi:
         return {"dids": ",".join(_did_text(n) for n in numbers)}
 
     async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        fragment = pp.optional(p, "number")
-        if fragment is not None and not _FRAGMENT.fullmatch(fragment):
-            raise InvalidInput("number", "use up to 16 digits, letters or '*'")
+        """Numbers for sale: local ones and toll-free ones (``type`` long_code or toll_free narrows it)."""
+        fragment = pp.parse_number_fragment(p)
         country = pp.parse_country(p)
+        kinds = _search_kinds(pp.optional(p, "type"))
+        numbers: list[str] = []
         async with self._carrier(app) as carrier:
-            numbers = await carrier.search_numbers(country, fragment)
+            for kind in kinds:
+                numbers += await carrier.search_numbers(country, fragment, kind=kind)
         return {"dids": ",".join(_did_text(n) for n in numbers)}
 
     @staticmethod
@@ -367,20 +454,24 @@ class CarouselApi:
             return None
         return inbound_webhook_url(self.settings.callback_base, app.provider.id)
 
-    async def _pick_number(self, carrier: TwilioClient, country: str) -> str:
-        for candidate in await carrier.search_numbers(country, None, limit=5):
+    async def _pick_number(self, carrier: TwilioClient, country: str, kind: str) -> str:
+        for candidate in await carrier.search_numbers(country, None, limit=5, kind=kind):
             if await store.did_smsc(self.pool, candidate) is None:
                 return candidate
-        raise ProviderError(f"no {country} numbers available", status=404)
+        what = "toll-free numbers" if kind == "TollFree" else "numbers"
+        raise ProviderError(f"no {country} {what} available", status=404)
 
     async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
         """Buy a number already pointed at the engine (SmsUrl in the purchase request itself: bought and pointed,
         or neither) and add it to the SMSC; released again if another SMSC got it meanwhile. A number the SMSC
-        already has is answered as is (``engine provider sync`` re-points numbers)."""
+        already has is answered as is (``engine provider sync`` re-points numbers). ``type`` (long_code, the
+        default, or toll_free) says what to buy when no number is given, and sets the DID's default pace."""
         smsc = self._smsc(app)
         country = pp.parse_country(p)
         raw = pp.optional(p, "number")
+        wanted = pp.optional(p, "type")
         number = None if raw is None else self._did_number(raw, country)
+        kind = _buy_type(wanted, number)
         if number is not None:
             owner = await store.did_smsc(self.pool, number)
             if owner == smsc:
@@ -389,10 +480,10 @@ class CarouselApi:
                 raise InvalidInput("number", f"{number} is in use by another SMSC")
         async with self._carrier(app) as carrier:
             if number is None:
-                number = await self._pick_number(carrier, country)
+                number = await self._pick_number(carrier, country, "TollFree" if kind == "toll_free" else "Local")
             bought = await carrier.buy_number(number, sms_url=self._inbound_url(app))
             bought = to_e164(bought) or bought
-            if not await store.record_did(self.pool, smsc, bought):
+            if not await store.record_did(self.pool, smsc, bought, kind):
                 await carrier.release_number(bought)
                 raise InvalidInput("number", f"{bought} is in use by another SMSC")
         return {"did": _did_text(bought)}

@@ -24,7 +24,7 @@ DID_NOTE: Final = "DIDs are returned as E.164 digits without the '+' (e.g. 13472
 class ApiParam:
     name: str
     description: str
-    kind: str = "string"  # string | boolean | integer
+    kind: str = "string"  # string | boolean | integer | file (a multipart upload)
     required: bool = False
     enum: tuple[int, ...] = ()
 
@@ -40,7 +40,7 @@ class ApiCall:
     tag: str = "Messaging"
     carrier: bool = False  # talks to the app's carrier account (422 / 502 / 409 possible)
     needs_smsc: bool = False
-    errors: tuple[tuple[str, str], ...] = ()  # further error replies: (HTTP status, when)
+    errors: tuple[tuple[int, str], ...] = ()  # further error answers this call may give
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -66,6 +66,18 @@ _SEND_COMMON = (
              "02-09-2007 12:30:44 PM EST, Wednesday, January 10, 2001, 10/12/2008 12:55AM -0500, now, "
              "tomorrow); UTC when no zone. With slashes the month comes first, with dashes (dd-mm-yyyy) the day."),
     ApiParam("tag", "Conversation thread: messages with the same tag to a phone go out through the same DID."),
+)
+_NOTIFICATION = (
+    ApiParam("type", "A free label for the notification (registration, reminder, waitlist, cancellation, …), "
+             "1-64 characters; stored and filterable."),
+    ApiParam("category", "transactional (default) or marketing. A marketing message goes only to phones subscribed "
+             "to the application (others end failed, reason no_consent) and waits for the recipient's local quiet "
+             "hours to end (08:00-21:00 by default, stricter in some US states)."),
+    ApiParam("valid_for", "Lifetime from when the message is due: seconds (3600), units (90m, 2h, 1d, 1h30m) or ISO "
+             "8601 (PT2H); at most 365 days. Still unsent when it ends, the message ends expired (status 2, reason "
+             "expired) and is never sent late; the rest of it goes to the carrier (Twilio ValidityPeriod)."),
+    ApiParam("expires_at", "When the message may no longer be sent (parsed like on; UTC when no zone); the earlier "
+             "of valid_for and expires_at wins. Without either, the application's default lifetime applies."),
 )
 _MESSAGE_IDS = _obj(
     {"message_ids": {"type": "string", "description": "Comma-separated ids in recipient order, one per part when "
@@ -113,7 +125,88 @@ _DETAIL = {**_MESSAGE, "properties": {
     "timeline": {"type": "array", "items": _EVENT},
 }}
 _MESSAGE_ID = ApiParam("message_id", "A message id of this application.", required=True)
-_NOT_FOUND = (("404", "No such message of this application."),)
+_NOT_FOUND = ((404, "No such message of this application."),)
+
+# ---- notification jobs (engine/api/jobs.py) -----------------------------------------------------------------
+_JOB_ID = ApiParam("job_id", "The job's id (send_job's reply). Another application's job is a 404.", required=True)
+_JOB = {
+    "job_id": {"type": "string"}, "app": {"type": "string"}, "name": {"type": "string", "nullable": True},
+    "source": {"type": "string", "enum": ["csv", "api", "send_messages"]},
+    "state": {"type": "string", "enum": ["running", "paused", "canceled", "done"]},
+    "total": {"type": "integer", "description": "Messages of the job (a part of a split message counts one)."},
+    "type": {"type": "string", "nullable": True}, "category": {"type": "string"},
+    "tag": {"type": "string", "nullable": True}, "send_at": {"type": "string", "nullable": True},
+    "created_at": {"type": "string"}, "finished_at": {"type": "string", "nullable": True},
+}
+_COUNTS = _obj({k: {"type": "integer"} for k in (
+    "queued", "sending", "sent", "delivered", "failed", "unknown", "canceled", "expired", "suppressed")})
+_JOB_CHANGE = "A finished job (done) cannot be paused, resumed or canceled; a canceled one cannot be resumed."
+_JOB_ERRORS = ((404, "No such job for this application."), (409, _JOB_CHANGE))
+_SKIPPED = {"type": "array", "items": _obj({"line": {"type": "integer"}, "phone": {"type": "string"},
+                                            "problem": {"type": "string"}})}
+JOB_CALLS: Final[tuple[ApiCall, ...]] = (
+    ApiCall(
+        "send_job", "Send a {{placeholder}} template to many recipients as one job (JSON or an uploaded CSV)",
+        (ApiParam("template", f"Template with {{{{name}}}} placeholders, at most {MAX_BODY_CHARS} characters after "
+                  "substitution.", required=True),
+         ApiParam("recipients", 'JSON object: phone number -> substitutions, e.g. {"13472643707": {"name": "Alex"}} '
+                  "(or csv instead)."),
+         ApiParam("csv", "A CSV file (multipart upload; or its text as a field) with a header line: the phone "
+                  "column and one column per placeholder. UTF-8; delimiter , ; TAB or | (from the header line).",
+                  "file"),
+         ApiParam("phone_column", "The CSV's phone column (default phone)."),
+         ApiParam("skip_invalid", "Queue the valid recipients and report the others in skipped (default: any "
+                  "invalid recipient fails the call, nothing queued). " + BOOLEAN_NOTE, "boolean"),
+         ApiParam("name", "A label for the job (default: the uploaded file's name)."),
+         ApiParam("type", "A free label for the messages (registration, reminder, …), at most 64 characters."),
+         ApiParam("category", "transactional (default) or marketing."),
+         ApiParam("valid_for", "The messages' lifetime from when they are due: 3600, 90m, 2h, 1d, PT2H."),
+         ApiParam("expires_at", "When the messages expire (parsed as on); the earlier of this and valid_for wins."),
+         _SEND_COMMON[1], _SEND_COMMON[2]),
+        _obj({"job_id": {"type": "string"}, "recipients": {"type": "integer"},
+              "messages": {"type": "integer", "description": "Messages queued (parts count one each)."},
+              "skipped": {**_SKIPPED, "description": "Recipients not sent (skip_invalid): CSV line or position."}},
+             ("job_id", "recipients", "messages", "skipped")),
+        {"job_id": "12", "recipients": 2, "messages": 2, "skipped": []},
+        description="Every recipient is checked first (phone number, a value for each placeholder, the message's "
+        "length and segments); invalid ones fail the call with 400, each named by CSV line (or JSON position) in "
+        "the reply's invalid list, and nothing is queued, unless skip_invalid. The job and all its messages are "
+        "queued in one transaction.",
+        tag="Jobs",
+    ),
+    ApiCall(
+        "job_status", "A job's progress: counts, rate, ETA", (_JOB_ID,),
+        _obj({**_JOB, "counts": {**_COUNTS, "description": "Messages by progress group; they add up to total."},
+              "by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
+              "by_status": {"type": "object", "additionalProperties": {"type": "integer"},
+                            "description": "Carousel status (0, 1, 2, 4) -> messages."},
+              "final": {"type": "integer"}, "rate": {"type": "number", "description": "Messages per second."},
+              "capacity_per_s": {"type": "number", "nullable": True},
+              "eta_seconds": {"type": "number", "nullable": True}}),
+        {"job_id": "12", "state": "running", "total": 2, "counts": {"queued": 1, "delivered": 1}, "rate": 1.0,
+         "eta_seconds": 1.0},
+        tag="Jobs", errors=_JOB_ERRORS[:1],
+    ),
+    ApiCall(
+        "pause_job", "Pause a job: its queued messages wait", (_JOB_ID,),
+        _obj({**_JOB, "paused_count": {"type": "integer"}}), {"job_id": "12", "state": "paused", "paused_count": 7},
+        description="Messages a worker already took from the queue may still go out.", tag="Jobs",
+        errors=_JOB_ERRORS,
+    ),
+    ApiCall(
+        "resume_job", "Resume a paused job", (_JOB_ID,),
+        _obj({**_JOB, "resumed_count": {"type": "integer"}}), {"job_id": "12", "state": "running",
+                                                               "resumed_count": 7},
+        tag="Jobs", errors=_JOB_ERRORS,
+    ),
+    ApiCall(
+        "cancel_job", "Cancel a job: its queued messages become canceled (status 2)", (_JOB_ID,),
+        _obj({**_JOB, "canceled_count": {"type": "integer"}}), {"job_id": "12", "state": "canceled",
+                                                                "canceled_count": 7},
+        description="Messages a worker already took from the queue may still go out.", tag="Jobs",
+        errors=_JOB_ERRORS,
+    ),
+)
 
 CALLS: Final[tuple[ApiCall, ...]] = (
     ApiCall(
@@ -121,7 +214,7 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         (*_PHONES, ApiParam("body", f"Message text, at most {MAX_BODY_CHARS} characters.", required=True),
          ApiParam("tags", "Comma-separated subscription tags: send to the application's subscribers with any of "
                   "them instead of to phone numbers (phones that opted out are left out)."),
-         *_SEND_COMMON),
+         *_SEND_COMMON, *_NOTIFICATION),
         _MESSAGE_IDS, {"message_ids": "5554055,-1"},
         description="Invalid numbers, blacklisted numbers and flooded numbers get a negative id; the others are "
         "queued in one transaction.",
@@ -134,7 +227,10 @@ CALLS: Final[tuple[ApiCall, ...]] = (
                   f"At most {MAX_RECIPIENTS} numbers. A placeholder missing from a recipient's substitutions fails "
                   "the whole call (400).", required=True),
          *_SEND_COMMON),
-        _MESSAGE_IDS, {"message_ids": "5554173,5554174"},
+        _obj({**_MESSAGE_IDS["properties"],
+              "job_id": {"type": "string", "description": "The messages form a job (job_status)."}},
+             ("message_ids", "job_id")),
+        {"message_ids": "5554173,5554174", "job_id": "12"},
     ),
     ApiCall(
         "cancel_messages", "Cancel messages not yet sent (scheduled or still queued)",
@@ -220,7 +316,7 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         "original, sent now, even inside the duplicate window (a person asked for it); every other rule applies. A "
         "part of a split message resends the whole message.",
         tag="Tracking",
-        errors=(*_NOT_FOUND, ("409", "Not resent, nothing queued (reason given): the phone opted out (blacklisted) or "
+        errors=(*_NOT_FOUND, (409, "Not resent, nothing queued (reason given): the phone opted out (blacklisted) or "
                               "reached the flood limit, the message has not been sent yet (not_sent), its lifetime "
                               "is over (expired), or it is an engine STOP/HELP answer (compliance).")),
     ),
@@ -237,13 +333,16 @@ CALLS: Final[tuple[ApiCall, ...]] = (
     ),
     ApiCall(
         "find_did", "Find DIDs available for purchase",
-        (ApiParam("number", "Fragment of the desired number (e.g. an area code); digits, letters, '*'."), _COUNTRY),
+        (ApiParam("number", "Fragment of the desired number (e.g. an area code); digits, letters, '*'."), _COUNTRY,
+         ApiParam("type", "long_code (local numbers) or toll_free; omitted: local numbers, then toll-free ones.")),
         _obj({"dids": {"type": "string", "description": "Comma-separated. " + DID_NOTE}}, ("dids",)),
         {"dids": "13475550123,13475550456"}, tag="DIDs", carrier=True,
     ),
     ApiCall(
         "add_did", "Buy a DID and add it to the application's SMSC",
-        (ApiParam("number", "The DID to buy; omitted: the first available number of the country."), _COUNTRY),
+        (ApiParam("number", "The DID to buy; omitted: the first available number of the country."), _COUNTRY,
+         ApiParam("type", "long_code (default) or toll_free: what to buy when no number is given; sets the DID's "
+                          "default pace (60 or 180 segments/min).")),
         _obj({"did": {"type": "string", "description": DID_NOTE}}, ("did",)), {"did": "13475550123"},
         tag="DIDs", carrier=True, needs_smsc=True,
     ),
@@ -251,6 +350,15 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         "delete_did", "Release a DID at the carrier and remove it from the application",
         (ApiParam("number", "The DID to delete.", required=True),),
         _EMPTY, {}, tag="DIDs", carrier=True, needs_smsc=True,
+    ),
+    ApiCall(
+        "set_time_zone", "Store the time zone of a recipient (quiet hours are judged in it)",
+        (ApiParam("phone_number", "The recipient.", required=True),
+         ApiParam("time_zone", "An IANA time zone (America/Chicago, Europe/Paris); blank forgets the stored one, "
+                  "and the number's own zone (from its area code) applies again.")),
+        _obj({"phone_number": {"type": "string"}, "time_zone": {"type": "string", "nullable": True}},
+             ("phone_number", "time_zone")),
+        {"phone_number": "13472643707", "time_zone": "America/Chicago"}, tag="Contacts",
     ),
     ApiCall(
         "close_sessions", "Close sessions with phone numbers",
@@ -291,10 +399,13 @@ CALLS: Final[tuple[ApiCall, ...]] = (
         "dissociate_keyword", "Dissociate a keyword from the application",
         (_KEYWORD,), _ERRORS, {}, tag="Keywords", needs_smsc=True,
     ),
+    *JOB_CALLS,
 )
 
 
 def _schema(param: ApiParam) -> dict[str, Any]:
+    if param.kind == "file":
+        return {"type": "string", "format": "binary"}
     if param.kind == "integer":
         schema: dict[str, Any] = {"type": "integer"}
         if param.enum:
@@ -322,7 +433,7 @@ def _responses(call: ApiCall) -> dict[str, Any]:
     if call.carrier or call.needs_smsc:
         responses["409"] = _error_response("The application has no SMSC or no carrier account.")
     for status, description in call.errors:
-        responses[status] = _error_response(description)
+        responses[str(status)] = _error_response(description)
     if call.carrier:
         responses["422"] = _error_response(
             "The carrier turned the request down (e.g. no such number for sale); its message is included. "
@@ -346,15 +457,17 @@ def _operation(call: ApiCall, method: str) -> dict[str, Any]:
     if method == "get":
         operation["parameters"] = [
             {"name": p.name, "in": "query", "required": p.required, "description": p.description, "schema": _schema(p)}
-            for p in call.params
+            for p in call.params if p.kind != "file"
         ]
     elif call.params:
-        properties = {p.name: {**_schema(p), "description": p.description} for p in call.params}
-        body = _obj(properties, tuple(p.name for p in call.params if p.required))
-        operation["requestBody"] = {
-            "required": any(p.required for p in call.params),
-            "content": {"application/x-www-form-urlencoded": {"schema": body}},
-        }
+        def body(params: tuple[ApiParam, ...]) -> dict[str, Any]:
+            properties = {p.name: {**_schema(p), "description": p.description} for p in params}
+            return {"schema": _obj(properties, tuple(p.name for p in params if p.required))}
+
+        content = {"application/x-www-form-urlencoded": body(tuple(p for p in call.params if p.kind != "file"))}
+        if any(p.kind == "file" for p in call.params):
+            content["multipart/form-data"] = body(call.params)
+        operation["requestBody"] = {"required": any(p.required for p in call.params), "content": content}
     return operation
 
 

@@ -80,6 +80,7 @@ MAX_TAG_NAME_CHARS: Final = 64
 _KEYWORD: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,31}")
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _COUNTRY: Final = re.compile(r"[A-Za-z]{2}")
+_FRAGMENT: Final = re.compile(r"\+?[0-9A-Za-z*]{1,16}")
 _MESSAGE_ID: Final = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
@@ -234,6 +235,14 @@ def parse_country(params: Params) -> str:
     if not _COUNTRY.fullmatch(value):
         raise InvalidInput("country", f"{value!r} is not an ISO 3166-1 alpha-2 country code")
     return value.upper()
+
+
+def parse_number_fragment(params: Params, name: str = "number") -> str | None:
+    """What a number search matches (Twilio's Contains): up to 16 digits, letters (keypad digits) or '*'."""
+    fragment = optional(params, name)
+    if fragment is not None and not _FRAGMENT.fullmatch(fragment):
+        raise InvalidInput(name, "use up to 16 digits, letters or '*'")
+    return fragment
 
 
 # ---- templates ---------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from engine import events as ev
 from engine import statuses as st
 from engine.policy import admission as policy
 from engine.segment import SegmentInfo, analyze
-from engine.store import outbound
+from engine.store import lifetime, outbound
 from engine.store.database import Pool
 from engine.store.outbound import Claimed, FactsRequest, Outcome
 from engine.store.outbox import NewEvent
@@ -28,6 +29,7 @@ class Sendable:
 
     message: Claimed
     info: SegmentInfo
+    expires_at: datetime | None = None  # never sent at or after this; the rest goes to the carrier
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class Triage:
     refused: list[Outcome] = field(default_factory=list)  # final with an event: written with it, atomically
     events: list[NewEvent] = field(default_factory=list)
     splits: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # (id, parts) to rewrite first
+    held: list[tuple[int, datetime]] = field(default_factory=list)  # (id, until): quiet hours, back to the queue
 
 
 def prepare_all(messages: Sequence[Claimed], rules: Mapping[int, policy.AppRules]) -> list[policy.Prepared]:
@@ -66,20 +69,24 @@ def triage(
     facts: Sequence[policy.Facts],
     rules: Mapping[int, policy.AppRules],
     limits: policy.BodyLimits,
+    *,
+    now: datetime,
 ) -> Triage:
-    """Apply the policy to each message and sort the verdicts (pure)."""
+    """Apply the policy to each message at *now* and sort the verdicts (pure)."""
     out = Triage()
     for m, p, f in zip(messages, prepared, facts, strict=True):
         app = rules[m.app_id]
         verdict = policy.decide(
             recipient=m.recipient, body=m.body, kind=m.kind, first_part=m.part_of is None,
-            prepared=p, facts=f, rules=app, limits=limits,
+            prepared=p, facts=f, rules=app, limits=limits, now=now,
         )
         info = p.info
         if isinstance(verdict, policy.TestDelivered):
             out.outcomes.append(Outcome(m.id, st.TEST_DELIVERED, segments=info.segments, encoding=info.encoding))
+        elif isinstance(verdict, policy.Hold):
+            out.held.append((m.id, verdict.until))
         elif isinstance(verdict, policy.Refuse):
-            change = st.SUPPRESSED if verdict.reason == policy.DUPLICATE else st.SEND_FAILED
+            change = _REFUSED.get(verdict.reason, st.SEND_FAILED)
             outcome = Outcome(m.id, change, None, verdict.detail, info.segments, info.encoding, verdict.reason)
             if verdict.reason == policy.NO_UNICODE:
                 out.refused.append(outcome)
@@ -93,8 +100,12 @@ def triage(
             if p.split:
                 out.splits.append((m.id, p.parts))
                 info = analyze(p.head, smart=app.smart)  # this row now carries part 1
-            out.sendable.append(Sendable(m, info))
+            out.sendable.append(Sendable(m, info, f.expires_at))
     return out
+
+
+# How a refused message ends (anything not listed: failed).
+_REFUSED: Mapping[str, st.StatusChange] = {policy.DUPLICATE: st.SUPPRESSED, policy.EXPIRED: st.EXPIRED}
 
 
 async def admit(
@@ -103,10 +114,14 @@ async def admit(
     messages: Sequence[Claimed],
     rules: Mapping[int, policy.AppRules],
     limits: policy.BodyLimits,
+    *,
+    now: datetime,
 ) -> Triage:
-    """Admission for a claimed batch: one lookup, the policy, and the splits written before anything is sent."""
+    """Admission for a claimed batch at *now*: one lookup, the policy, the splits written before anything is sent,
+    and the messages held for quiet hours back in the queue until their window opens."""
     prepared = prepare_all(messages, rules)
     facts = await outbound.admission_facts(pool, fact_requests(messages, prepared, rules))
-    result = triage(messages, prepared, facts, rules, limits)
+    result = triage(messages, prepared, facts, rules, limits, now=now)
     await outbound.split_into_parts(pool, worker_id, result.splits)
+    await lifetime.hold(pool, worker_id, [(i, (until - now).total_seconds()) for i, until in result.held])
     return result

@@ -36,6 +36,7 @@ class Carriers:
         self.bindings: dict[int, Binding] = {}
         self.gates: dict[int, ProviderGate] = {}  # provider account -> breaker + 429 pause (survives rebinding)
         self.sessions: list[aiohttp.ClientSession] = []
+        self._retired: list[aiohttp.ClientSession] = []  # replaced by a rebinding, closed a little later
         self._signature: tuple[ProviderRow, ...] = ()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -70,14 +71,21 @@ class Carriers:
             bindings[r.smsc_id] = Binding(r.provider_id, client, gate)
         self.bindings = bindings
         for session in old_sessions:
+            self._retired.append(session)
             asyncio.get_running_loop().call_later(self.request_timeout + 5, self._close_later, session)
 
     def _close_later(self, session: aiohttp.ClientSession) -> None:
+        if session not in self._retired:
+            return  # closed already, by close()
+        self._retired.remove(session)
         task = asyncio.ensure_future(session.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        for session in self.sessions:
+        """Close every session, those a rebinding retired included (a worker stopping within their grace period
+        must not leave them open)."""
+        for session in self.sessions + self._retired:
             await session.close()
         self.sessions = []
+        self._retired = []

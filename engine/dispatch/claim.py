@@ -106,7 +106,7 @@ class Claimer:
                     # Some pools are full: look again soon (their rows wait in the queue, in order).
                     await asyncio.sleep(min(0.2, settings.poll_seconds))
                 else:
-                    await self._sleep_or_wake(await self._idle_wait())
+                    await self._sleep_or_wake(await self._idle_wait(apps, bool(rows)))
 
     async def requeue_orphans(self) -> None:
         """Claimed messages this worker can no longer send (their DIDs went elsewhere, or their batch failed
@@ -127,12 +127,15 @@ class Claimer:
             self.orphans.extend(batch)
             raise
 
-    async def _idle_wait(self) -> float:
-        """How long to sleep when the queue is drained: until the next scheduled row, at most a poll."""
-        nxt = await outbound.next_due(self.pool)
+    async def _idle_wait(self, apps: list[int], claimed: bool) -> float:
+        """How long to sleep when the queue is drained: until the next scheduled row, at most a poll. When a claim
+        found nothing although rows are due (another worker's conversations, rows locked by another claim), a
+        short pause instead of spinning."""
+        nxt = await outbound.next_due(self.pool, apps)
         if nxt is None:
             return self.settings.poll_seconds
-        return max(0.0, min(nxt, self.settings.poll_seconds))
+        floor = 0.0 if claimed else min(0.05, self.settings.poll_seconds)
+        return max(floor, min(nxt, self.settings.poll_seconds))
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         if seconds <= 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from engine import statuses as st
 from engine.dispatch.dids import DidBook
@@ -33,6 +34,9 @@ class Pending:
     returning: bool = False  # was left in the queue for its turn and now takes its reserved slot
     queued_at: float = 0.0  # clock time it entered a DID queue (throttle wait metric)
     from_did: int | None = None  # a reply goes out from the DID the phone texted
+    expires_at: datetime | None = None  # never sent at or after this (MARK_SENDING refuses it)
+    urgent: bool = False  # transactional or a reply: goes ahead of bulk and marketing on its DID
+    cap_exempt: bool = False  # urgent work of an app that does not hold it at its brand's daily cap
 
     @property
     def conversation(self) -> TagKey | None:
@@ -47,6 +51,7 @@ class Placement:
     failed: list[Outcome] = field(default_factory=list)
     deferred: list[tuple[int, float]] = field(default_factory=list)  # (id, seconds) left in the database
     new_tags: dict[TagKey, int] = field(default_factory=dict)  # conversations pinned now: store before sending
+    capped: list[tuple[int, float]] = field(default_factory=list)  # (id, seconds) held by a brand's daily cap
 
 
 def place(
@@ -77,18 +82,22 @@ def place(
         if p.segments > scheduler.max_cost(did):
             out.failed.append(Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit"))
             continue
+        held = scheduler.held_until(did, p.segments, now, urgent=p.urgent, exempt=p.cap_exempt)
+        if held > now:  # its brand's daily cap is reached for this kind of message: back until the carrier day resets
+            out.capped.append((p.id, held - now))
+            continue
         # A conversation's DID is fixed: a new message queues behind what is reserved for it, and a returning one
         # takes its reserved turn. Untagged work is never reserved (it may return to any DID); the claim skips
         # saturated pools, so it rarely lands here.
         pinned = key is not None or p.from_did is not None
-        start = scheduler.project(did, now, reserved=pinned and not p.returning)
+        start = scheduler.project(did, now, reserved=pinned and not p.returning, urgent=p.urgent)
         if start - now > horizon:
             if pinned and not p.returning:
                 start = scheduler.reserve(did, p.segments, now)
             out.deferred.append((p.id, max(1.0, start - now - horizon / 2)))
             continue
         p.queued_at = now
-        scheduler.push(did, p.segments, p, now)
+        scheduler.push(did, p.segments, p, now, urgent=p.urgent)
     return out
 
 
@@ -98,6 +107,6 @@ def reroute(p: Pending, scheduler: Scheduler[Pending], now: float) -> bool:
     if p.tag is None and p.from_did is None and scheduler.has_pool(p.smsc_id):
         did = scheduler.choose(p.smsc_id, now)
         if p.segments <= scheduler.max_cost(did):
-            scheduler.push(did, p.segments, p, now)
+            scheduler.push(did, p.segments, p, now, urgent=p.urgent)
             return True
     return False

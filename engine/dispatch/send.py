@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from engine import statuses as st
 from engine.config import Settings
@@ -19,7 +21,9 @@ from engine.dispatch.dids import DidBook
 from engine.dispatch.place import Pending
 from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
 from engine.metrics import Metrics
-from engine.policy.admission import BLACKLISTED
+from engine.policy.admission import BLACKLISTED, EXPIRED, expired
+from engine.policy.lifetime import carrier_validity
+from engine.policy.senders import MESSAGING_SERVICE, carrier_errors
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
 from engine.store.database import DB_ERRORS, Pool
@@ -51,6 +55,7 @@ class Sender:
         clock: Callable[[], float],
         metrics: Metrics,
         lease_valid_until: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -61,10 +66,12 @@ class Sender:
         self.recorder = recorder
         self.orphans = orphans
         self.clock = clock
+        self.wall_clock = wall_clock  # epoch seconds: message lifetimes are wall-clock instants
         self.metrics = metrics
         self.lease_valid_until = lease_valid_until
         # Metric children resolved once (labels() takes a lock and a dict lookup per call).
         self._send_outcome = {k: metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
+        self._slow_codes = carrier_errors().codes  # 10DLC rate / daily cap refusals: retried, not failed
         self.pushed = asyncio.Event()  # the scheduler got work
         self.in_flight = 0
         self.sent_count = 0
@@ -124,7 +131,7 @@ class Sender:
                 passed.append(d)
             else:
                 retry_at = max(binding.gate.reopen_at(), now + 0.2)
-                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at)
+                self.scheduler.push_later(d.did_id, d.cost, d.payload, retry_at, urgent=d.payload.urgent)
         return passed
 
     async def _launch(self, decisions: list[Decision[Pending]]) -> None:
@@ -148,11 +155,13 @@ class Sender:
         for d in decisions:  # a DID with a send between decision and reply is never handed over
             self.book.start_send(d.did_id)
         marks = [
-            SendMark(d.payload.id, d.did_id, self.book.number(d.did_id), d.payload.segments, d.payload.encoding)
+            SendMark(d.payload.id, d.did_id, self.book.number(d.did_id), d.payload.segments, d.payload.encoding,
+                     d.payload.expires_at)
             for d in decisions
         ]
+        now = datetime.fromtimestamp(self.wall_clock(), UTC)
         try:
-            ok = await outbound.mark_sending(self.pool, self.worker_id, self.settings.lease_seconds, marks)
+            ok = await outbound.mark_sending(self.pool, self.worker_id, self.settings.lease_seconds, marks, now)
         except DB_ERRORS:
             log.exception("marking %d messages as sending failed; they go back to the queue", len(decisions))
             # Not sent (their tokens are spent, which only errs on the safe side).
@@ -161,42 +170,55 @@ class Sender:
                 self.book.end_send(d.did_id)
             return
         if len(ok) < len(decisions):
-            await self._refuse_blacklisted([d.payload.id for d in decisions if d.payload.id not in ok])
+            await self._refuse_unmarked([d.payload for d in decisions if d.payload.id not in ok], now)
         base = self.settings.callback_base
         for d in decisions:
             p = d.payload
             if p.id not in ok:
                 self.book.end_send(d.did_id)
-                continue  # lost our claim (lease expired and someone else took it), or the phone opted out
+                continue  # lost our claim (lease expired and someone else took it), opted out, or expired
             binding = self.carriers.get(p.smsc_id)
             if binding is None:
                 self.book.end_send(d.did_id)
                 self.recorder.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
                 continue
+            did = self.book.get(d.did_id)
+            assert did is not None  # (a DID with a send in flight stays known)
             request = OutboundRequest(
                 message_id=p.id,
                 to=p.recipient,
-                from_=self.book.number(d.did_id),
+                # A Messaging Service sender has no From: Twilio picks one from the service's pool.
+                from_=None if did.sender_type == MESSAGING_SERVICE else did.number,
                 body=p.body,
                 status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
+                # The rest of its lifetime, so the carrier's own queue cannot deliver it late either.
+                validity_period=carrier_validity(p.expires_at, now),
             )
             self.in_flight += 1
             task = asyncio.create_task(self._send(d, binding, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _refuse_blacklisted(self, ids: list[int]) -> None:
-        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory: it ends
-        failed (reason blacklisted) like one refused at admission. (The others lost their claim.)"""
+    async def _refuse_unmarked(self, unmarked: list[Pending], now: datetime) -> None:
+        """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory, or when its
+        expiry passed meanwhile: it ends failed (reason blacklisted) or expired like one refused at admission.
+        (The others lost their claim.)"""
         try:
-            blocked = await outbound.blacklisted_claims(self.pool, self.worker_id, ids)
+            ours = await outbound.unmarked_claims(self.pool, self.worker_id, [p.id for p in unmarked])
         except DB_ERRORS:
-            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(ids))
+            log.warning("could not check %d unmarked messages; their lease returns them to the queue", len(unmarked))
             return
-        for message_id in blocked:
-            self.recorder.outcomes.put_nowait(Outcome(
-                message_id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
-            ))
+        for p in unmarked:
+            if p.id not in ours:
+                continue
+            if ours[p.id]:
+                self.recorder.outcomes.put_nowait(Outcome(
+                    p.id, st.SEND_FAILED, None, "the phone opted out of this application", reason=BLACKLISTED
+                ))
+            elif expired(p.expires_at, now):
+                self.recorder.outcomes.put_nowait(Outcome(
+                    p.id, st.EXPIRED, None, "the message expired before it could be sent", reason=EXPIRED
+                ))
 
     async def _send(self, d: Decision[Pending], binding: Binding, request: OutboundRequest) -> None:
         p = d.payload
@@ -240,13 +262,14 @@ class Sender:
         step = next_step(
             p.id, result, p.attempts, max_attempts=self.settings.max_attempts,
             at_least_once=self.settings.delivery == "at-least-once", stopping=self.stopping,
+            slow_down=self._slow_codes,
         )
         if isinstance(step, Accept):
             self.sent_count += 1
             self.recorder.accepted.put_nowait(Accepted(p.id, step.sid, step.status))
         elif isinstance(step, RetryLater):
             self.recorder.retries.put_nowait(Retry(p.id, result.error_code, result.error_message))
-            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + step.delay)
+            self.scheduler.push_later(d.did_id, p.segments, p, self.clock() + step.delay, urgent=p.urgent)
             self.pushed.set()
         else:
             assert isinstance(step, Fail)

@@ -8,11 +8,29 @@ gets the same clean answer, never an unhandled aiohttp error with a traceback in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, web
 from aiohttp.http import HttpProcessingError
 
-__all__ = ["UnreadableBody", "read_form"]
+__all__ = ["Form", "UnreadableBody", "Upload", "read_form"]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An uploaded file the caller asked to keep: its name as the client gave it, and its bytes."""
+
+    filename: str
+    data: bytes = field(repr=False)
+
+
+class Form(dict[str, str]):
+    """A request's text fields (name -> value); the uploads asked for are in :attr:`files` (name -> Upload)."""
+
+    def __init__(self, fields: dict[str, str] | None = None, files: dict[str, Upload] | None = None) -> None:
+        super().__init__(fields or {})
+        self.files: dict[str, Upload] = files or {}
 
 
 class UnreadableBody(Exception):
@@ -25,10 +43,11 @@ class UnreadableBody(Exception):
         self.message = message
 
 
-async def read_form(request: web.Request, *, timeout: float) -> dict[str, str]:
+async def read_form(request: web.Request, *, timeout: float, uploads: Collection[str] = ()) -> Form:
     """The request's form fields (URL-encoded or multipart), read within *timeout* seconds.
 
-    File uploads are left out (and their spooled files closed). Raises :class:`UnreadableBody`.
+    File uploads are left out (and their spooled files closed), except those named in *uploads*, which are
+    kept in the form's ``files``. Raises :class:`UnreadableBody`.
     """
     try:
         async with asyncio.timeout(timeout):
@@ -49,10 +68,12 @@ async def read_form(request: web.Request, *, timeout: float) -> dict[str, str]:
         # malformed headers, nested multipart, bad base64) and for an unknown charset; the
         # Content-Disposition ones are warnings, raised only where warnings are errors.
         raise UnreadableBody(400, "the request body is not a readable form (URL-encoded or multipart)") from None
-    fields: dict[str, str] = {}
+    fields = Form()
     for name, value in form.items():
         if isinstance(value, str):
             fields[name] = value
         elif isinstance(value, web.FileField):
-            value.file.close()  # an upload aiohttp spooled to a temporary file: unused, release it now
+            with value.file:  # an upload aiohttp spooled to a temporary file: read it if wanted, release it now
+                if name in uploads and name not in fields.files:
+                    fields.files[name] = Upload(value.filename, value.file.read())
     return fields

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 from aiohttp import web
 
 from engine import statuses as st
 from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
+from engine.policy.senders import carrier_day_timezone, carrier_errors
 from engine.runtime.batcher import Batcher
 from engine.store.database import MAX_ID, Pool
 from engine.store.outbound import CarrierStatus, apply_statuses
+from engine.store.senders import carrier_throttled
+from engine.throttle.daily import CarrierDay
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ ACK_TIMEOUT = 10.0  # seconds a callback waits for its batch to commit before we
 _ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _ERROR_CODE = re.compile(r"[0-9]{1,9}", re.ASCII)  # engine_outbound.error_code is an integer
 _SID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)  # Twilio SIDs: two letters and 32 hex digits
+_SENDER = re.compile(r"\+?[A-Za-z0-9 +_&-]{1,32}", re.ASCII)  # a phone number, short code or sender ID
 
 
 def _path_id(text: str) -> int:
@@ -48,6 +53,8 @@ class StatusIntake:
         self._accepted = self.metrics.status_callbacks.labels("accepted")  # resolved once: hot path
         self.writer = Batcher[CarrierStatus](self._write, name="statuses", max_size=2000, max_delay=0.005)
         self.received = 0
+        self.errors = carrier_errors()
+        self.carrier_day = CarrierDay(carrier_day_timezone())  # on the wall clock: when a daily cap resets
 
     @property
     def public_base(self) -> str:
@@ -80,15 +87,33 @@ class StatusIntake:
         sid = params.get("MessageSid")
         if sid is not None and not _SID.fullmatch(sid):
             sid = None
+        sender = params.get("From")
+        if sender is not None and not _SENDER.fullmatch(sender):
+            sender = None
         self.received += 1
         self._accepted.inc()
-        update = CarrierStatus(message_id, status.strip().lower(), change, code, sid)
+        if code in self.errors.codes and change.state in ("failed", "undelivered") and await self._slow_down(
+                message_id, code, sid):
+            return web.Response(status=204)
+        update = CarrierStatus(message_id, status.strip().lower(), change, code, sid, sender)
         try:
             async with asyncio.timeout(ACK_TIMEOUT):  # no extra task per callback, unlike wait_for
                 await self.writer.put(update)
         except TimeoutError:
             raise web.HTTPServiceUnavailable(text="status not yet written; retry") from None
         return web.Response(status=204)
+
+    async def _slow_down(self, message_id: int, code: int, sid: str | None) -> bool:
+        """The carrier refused the message for its campaign's rate (30022) or its brand's daily cap (30023): the
+        message goes back to the queue instead of failing, and the campaign slows down or the brand waits for the
+        carrier day's reset. False when it was not requeued (sent too often already, or a stale callback): then the
+        refusal is written as any other."""
+        reset = self.carrier_day.bounds(time.time())[1]
+        done = await carrier_throttled(self.pool, [(message_id, code, sid)], reset_epoch=reset, errors=self.errors)
+        for t in done:
+            level, name = ("brand", t.brand) if code in self.errors.brand_daily_cap else ("campaign", t.campaign)
+            self.metrics.carrier_throttled.labels(level, name or "-", str(code)).inc()
+        return bool(done)
 
     async def _write(self, batch: list[CarrierStatus]) -> None:
         await apply_statuses(self.pool, batch)

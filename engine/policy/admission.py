@@ -1,25 +1,33 @@
 """Admission policy: the checks every message passes before it is paced and sent, whichever door it came in by.
 
 Pure functions of plain values. The dispatch stage feeds them one batched lookup per claim
-(:class:`Facts`); the HTTP door calls the same functions to give its immediate ``-2``/``-3`` answers
-and its 400s, so the two can never disagree. Order of the checks, first match wins:
+(:class:`Facts`) and the time (*now*, from the worker's injected wall clock); the HTTP door calls the same
+functions to give its immediate ``-2``/``-3`` answers and its 400s, so the two can never disagree. Order of
+the checks, first match wins:
 
-1. blacklist (the phone opted out of the app) — except the engine's own STOP/HELP answers;
-2. flood limit (messages to the phone in the app's period) — checked on a message's first part only;
-3. test numbers (555): never sent, reported delivered;
-4. body limits (characters and billed segments, after the app's smart encoding);
-5. destinations without Unicode support;
-6. single-SMS carriers: a long body becomes ``(i/n) `` parts (one row each);
-7. the duplicate window (same app, recipient and first part within the window) — except for a resend
-   (``resent_from`` set: a person asked for it), which the lookup never reports as a duplicate.
+1. lifetime: a message past its expiry (its own, or the app's default lifetime) ends ``expired`` — except the
+   engine's own STOP/HELP answers, which never expire;
+2. blacklist (the phone opted out of the app) — except the engine's own STOP/HELP answers;
+3. consent: a ``marketing`` message goes only to a phone subscribed to the app (else ``no_consent``);
+4. flood limit (messages to the phone in the app's period) — checked on a message's first part only;
+5. test numbers (555): never sent, reported delivered;
+6. body limits (characters and billed segments, after the app's smart encoding);
+7. destinations without Unicode support;
+8. single-SMS carriers: a long body becomes ``(i/n) `` parts (one row each);
+9. the duplicate window (same app, recipient and first part within the window) — except for a resend
+   (``resent_from`` set: a person asked for it), which the lookup never reports as a duplicate;
+10. quiet hours: a ``marketing`` message inside the recipient's local quiet hours is held (:class:`Hold`) until
+    the window opens (:mod:`engine.policy.quiet_hours`), never dropped; its expiry still applies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 from engine.phone import is_test_number
+from engine.policy.quiet_hours import Window, quiet_until
 from engine.segment import UCS2, SegmentInfo, analyze, split_message
 
 __all__ = [
@@ -27,12 +35,15 @@ __all__ = [
     "BODY_TOO_LONG",
     "COMPLIANCE",
     "DUPLICATE",
+    "EXPIRED",
     "FLOOD_LIMIT",
+    "NO_CONSENT",
     "NO_UNICODE",
     "Admit",
     "AppRules",
     "BodyLimits",
     "Facts",
+    "Hold",
     "Kind",
     "Prepared",
     "Reason",
@@ -41,6 +52,7 @@ __all__ = [
     "Verdict",
     "body_problem",
     "decide",
+    "expired",
     "prepare",
     "recipient_refusal",
 ]
@@ -48,7 +60,11 @@ __all__ = [
 Kind = Literal["message", "reply", "compliance"]
 COMPLIANCE: Final[Kind] = "compliance"
 
-Reason = Literal["blacklisted", "flood_limit", "body_too_long", "no_unicode_support", "duplicate"]
+Reason = Literal[
+    "blacklisted", "flood_limit", "body_too_long", "no_unicode_support", "duplicate", "expired", "no_consent"
+]
+EXPIRED: Final[Reason] = "expired"
+NO_CONSENT: Final[Reason] = "no_consent"
 BLACKLISTED: Final[Reason] = "blacklisted"
 FLOOD_LIMIT: Final[Reason] = "flood_limit"
 BODY_TOO_LONG: Final[Reason] = "body_too_long"
@@ -65,6 +81,8 @@ class AppRules:
     single_sms: bool = False  # its carrier takes single SMS only: long bodies go out as `(i/n) ` parts
     flood_limit: int | None = None  # messages per phone …
     flood_seconds: float | None = None  # … per this period
+    quiet_hours: bool = True  # hold marketing messages inside the recipient's local quiet hours
+    quiet_window: Window | None = None  # the app's own window, which only narrows the law's (None: the law's)
 
     @property
     def flood_checked(self) -> bool:
@@ -87,6 +105,10 @@ class Facts:
     blacklisted: bool = False
     flood_used: int = 0  # earlier messages to the phone within the app's flood period
     duplicate: bool = False  # an earlier live message with the same first part is within the window (never a resend)
+    expires_at: datetime | None = None  # its own expiry, else its due time + the app's default lifetime
+    marketing: bool = False  # category 'marketing': consent and quiet hours apply
+    subscribed: bool = False  # the phone is subscribed to the app (any tag)
+    time_zone: str | None = None  # the recipient's stored time zone, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +147,28 @@ class TestDelivered:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Not sent: the message ends failed (or suppressed, for a duplicate) with *reason*; *detail* is for people."""
+    """Not sent: the message ends failed (suppressed for a duplicate, expired past its lifetime) with *reason*;
+    *detail* is for people."""
 
     reason: Reason
     detail: str
     prepared: Prepared | None = None
 
 
-Verdict = Admit | TestDelivered | Refuse
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A marketing message inside the recipient's quiet hours: back to the queue, due again at *until*."""
+
+    until: datetime
+    prepared: Prepared
+
+
+Verdict = Admit | TestDelivered | Refuse | Hold
+
+
+def expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a message with this expiry may no longer be sent at *now* (the expiry instant itself is too late)."""
+    return expires_at is not None and now >= expires_at
 
 
 def prepare(body: str, rules: AppRules) -> Prepared:
@@ -182,15 +218,21 @@ def decide(
     facts: Facts,
     rules: AppRules,
     limits: BodyLimits,
+    now: datetime,
 ) -> Verdict:
-    """The admission verdict for one claimed message (see the module docstring for the order)."""
+    """The admission verdict for one claimed message at *now* (see the module docstring for the order)."""
+    compliance = kind == COMPLIANCE
+    if not compliance and expired(facts.expires_at, now):
+        return Refuse(EXPIRED, "the message expired before it could be sent", prepared)
     refusal = recipient_refusal(
         blacklisted=facts.blacklisted, flood_used=facts.flood_used, rules=rules, kind=kind, first_part=first_part
     )
+    if refusal == BLACKLISTED:
+        return Refuse(refusal, "the phone opted out of this application", prepared)
+    if facts.marketing and not compliance and not facts.subscribed:
+        return Refuse(NO_CONSENT, "a marketing message goes only to phones subscribed to the application", prepared)
     if refusal is not None:
-        detail = "the phone opted out of this application" if refusal == BLACKLISTED else (
-            f"the phone reached the app's flood limit ({rules.flood_limit} per {rules.flood_seconds:g} s)"
-        )
+        detail = f"the phone reached the app's flood limit ({rules.flood_limit} per {rules.flood_seconds:g} s)"
         return Refuse(refusal, detail, prepared)
     if is_test_number(recipient):
         return TestDelivered(prepared)
@@ -202,6 +244,10 @@ def decide(
     no_unicode = limits.no_unicode_prefixes
     if no_unicode and prepared.info.encoding == UCS2 and recipient.startswith(no_unicode):
         return Refuse(NO_UNICODE, "no_unicode_support", prepared)
-    if facts.duplicate and kind != COMPLIANCE:
+    if facts.duplicate and not compliance:
         return Refuse(DUPLICATE, "duplicate within the app's window", prepared)
+    if facts.marketing and not compliance and rules.quiet_hours:
+        until = quiet_until(now, recipient, stored_zone=facts.time_zone, window=rules.quiet_window)
+        if until is not None:
+            return Hold(until, prepared)
     return Admit(prepared)

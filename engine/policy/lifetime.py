@@ -25,6 +25,7 @@ __all__ = [
     "expiry",
     "format_duration",
     "parse_duration",
+    "parse_retention",
 ]
 
 Category = Literal["transactional", "marketing"]
@@ -78,6 +79,34 @@ def parse_duration(text: str) -> timedelta:
     if value > MAX_VALID_FOR:
         raise DurationError("must be at most 365 days")
     return value
+
+
+_RETENTION: Final = re.compile(
+    r"(\d+)(years?|yrs?|y|months?|mos?|weeks?|wks?|w|days?|d|hours?|hrs?|h)", re.ASCII)
+_RETENTION_UNITS: Final = {"y": "years", "m": "months", "w": "weeks", "d": "days", "h": "hours"}
+MIN_RETENTION_HOURS: Final = 24
+MAX_RETENTION_YEARS: Final = 100
+
+
+def parse_retention(text: str) -> str:
+    """A retention period (``18 months``, ``18mo``, ``2y``, ``540d``, ``12w``, ``48h``, ``1y6mo``) as the text of a
+    PostgreSQL interval (``'18 months'``): calendar months and years stay calendar ones. At least a day."""
+    raw = text.strip().lower()
+    compact = raw.replace(" ", "").replace(",", "")
+    parts = _RETENTION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise DurationError(f"{text.strip()!r} is not a retention period (try 18 months, 2y, 540d or 12w)")
+    amounts: dict[str, int] = {}
+    for number, unit in parts:
+        key = _RETENTION_UNITS["m" if unit.startswith("mo") else unit[0]]
+        amounts[key] = amounts.get(key, 0) + int(number)
+    hours = (amounts.get("years", 0) * 365 + amounts.get("months", 0) * 28 + amounts.get("weeks", 0) * 7
+             + amounts.get("days", 0)) * 24 + amounts.get("hours", 0)
+    if hours < MIN_RETENTION_HOURS:
+        raise DurationError("must be at least a day")
+    if hours > MAX_RETENTION_YEARS * 366 * 24:
+        raise DurationError(f"must be at most {MAX_RETENTION_YEARS} years")
+    return " ".join(f"{n} {unit}" for unit, n in amounts.items() if n)
 
 
 def format_duration(value: timedelta) -> str:

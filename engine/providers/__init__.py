@@ -19,6 +19,7 @@ class OutboundRequest:
     from_: str | None  # the DID chosen by the throttle (E.164), or None to let a messaging service pick
     body: str
     status_callback: str | None  # absolute URL the carrier POSTs status updates to
+    validity_period: int | None = None  # seconds the carrier may still queue it (Twilio ValidityPeriod, 1-36000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,14 @@ speak Twilio's REST wire format: ``fake`` is the loopback carrier (``engine fake
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import aiohttp
 
 from engine.errors import ConfigError
 from engine.providers.twilio import TwilioClient
 
-__all__ = ["DEFAULT_BASE_URLS", "PROVIDER_KINDS", "carrier_client"]
+__all__ = ["DEFAULT_BASE_URLS", "PROVIDER_KINDS", "Account", "account_client", "carrier_client"]
 
 # Where a kind's API lives when its row has no base_url: Twilio itself, or the fake carrier's default listener.
 DEFAULT_BASE_URLS: Final = {
@@ -22,6 +22,29 @@ DEFAULT_BASE_URLS: Final = {
     "fake": "http://127.0.0.1:8099",
 }
 PROVIDER_KINDS: Final = tuple(DEFAULT_BASE_URLS)  # what engine_provider.kind may hold (its CHECK constraint)
+
+
+class Account(Protocol):
+    """A stored carrier account as the store hands it out (its token already opened)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def account_sid(self) -> str: ...
+    @property
+    def auth_token(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def messaging_service_sid(self) -> str | None: ...
+
+
+def account_client(session: aiohttp.ClientSession, account: Account, timeout: float) -> TwilioClient:
+    """The client for a stored *account* (the CLI's provider and DID commands, the console)."""
+    return carrier_client(
+        session, kind=account.kind, account_sid=account.account_sid, auth_token=account.auth_token,
+        base_url=account.base_url, messaging_service_sid=account.messaging_service_sid, timeout=timeout,
+    )
 
 
 def carrier_client(

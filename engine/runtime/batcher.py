@@ -80,23 +80,32 @@ class Batcher(Generic[T]):
             self._full.clear()
         try:
             await self._flush(batch)
+        except asyncio.CancelledError:
+            # Cancelled mid-write (the owner is shutting down): the batch is not known to be written, so it stays
+            # for drain() to write (every flush here is idempotent). Dropping it left rows 'sending' forever.
+            self._keep(batch, waiter)
+            raise
         except Exception:
             self.failures += 1
             log.exception("%s: flush of %d items failed; will retry", self.name, len(batch))
-            self._items = batch + self._items
-            if waiter is not None:
-                newer = self._waiter
-                if newer is None or newer is waiter:
-                    self._waiter = waiter
-                else:
-                    # Later puts already share a newer future: the failed batch's callers follow it.
-                    newer.add_done_callback(_follow(waiter))
-            self._has_items.set()
+            self._keep(batch, waiter)
             return False
         self.flushed += len(batch)
         if waiter is not None and not carried and not waiter.done():
             waiter.set_result(None)
         return True
+
+    def _keep(self, batch: list[T], waiter: asyncio.Future[None] | None) -> None:
+        """Put a batch that was not written back in front, its callers still waiting for it."""
+        self._items = batch + self._items
+        if waiter is not None:
+            newer = self._waiter
+            if newer is None or newer is waiter:
+                self._waiter = waiter
+            else:
+                # Later puts already share a newer future: the failed batch's callers follow it.
+                newer.add_done_callback(_follow(waiter))
+        self._has_items.set()
 
     async def drain(self, attempts: int = 3) -> bool:
         """Write whatever is left; True when empty."""

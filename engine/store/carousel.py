@@ -12,16 +12,21 @@ import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import asyncpg
 
 from engine import events as ev
+from engine.errors import NotFound
 from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
+from engine.policy.lifetime import Notification
+from engine.policy.senders import type_defaults
 from engine.store import carousel_queries as cq
 from engine.store import queries as q
+from engine.store import vault
+from engine.store.jobs import JobSpec, insert_job
 from engine.store.outbox import NewEvent, enqueue_events
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "KeywordSpec",
     "ProviderAccount",
     "app_by_key_hash",
+    "app_by_name",
     "associate_keyword",
     "blacklist",
     "blacklisted_among",
@@ -44,6 +50,7 @@ __all__ = [
     "did_smsc",
     "dissociate_keyword",
     "plan_outcomes",
+    "queue_job_messages",
     "queue_messages",
     "record_did",
     "remove_did",
@@ -124,12 +131,22 @@ def _status_count(status: str) -> int:
 async def app_by_key_hash(pool: asyncpg.Pool, key_hash: str) -> ApiApp | None:
     """The application whose API key hashes to *key_hash*, with its SMSC's carrier account."""
     row = await pool.fetchrow(cq.APP_BY_KEY_HASH, key_hash)
+    return None if row is None else _api_app(row)
+
+
+async def app_by_name(pool: asyncpg.Pool, name: str) -> ApiApp:
+    """The application called *name* as an API call sees it (for commands acting as the app), or NotFound."""
+    row = await pool.fetchrow(cq.APP_BY_NAME, name)
     if row is None:
-        return None
+        raise NotFound(f"no application named {name!r}")
+    return _api_app(row)
+
+
+def _api_app(row: asyncpg.Record) -> ApiApp:
     provider = None
     if row["provider_id"] is not None:
         provider = ProviderAccount(
-            row["provider_id"], row["kind"], row["account_sid"], row["auth_token"],
+            row["provider_id"], row["kind"], row["account_sid"], vault.reveal(row["auth_token"]),
             row["messaging_service_sid"], row["base_url"], row["single_sms"],
         )
     return ApiApp(
@@ -184,12 +201,34 @@ async def queue_messages(
     send_at: datetime | None,
     open_session: bool,
     to_subscribers: bool = False,
+    notification: Notification = Notification(),  # noqa: B008 - frozen, so one shared default is safe
 ) -> list[list[int]]:
     """Queue every acceptable draft in one transaction; per draft its part ids, or [negative code].
 
     *send_at* is when to send (aware; None = now). With *open_session*, each accepted recipient gets a
-    session with the app for SESSION_SECONDS so replies route here without a keyword.
+    session with the app for SESSION_SECONDS so replies route here without a keyword. Every part carries
+    *notification*'s type, category and expiry.
     """
+    _, result = await queue_job_messages(pool, app, drafts, tag=tag, send_at=send_at, open_session=open_session,
+                                         to_subscribers=to_subscribers, notification=notification)
+    return result
+
+
+async def queue_job_messages(
+    pool: asyncpg.Pool,
+    app: ApiApp,
+    drafts: Sequence[Draft],
+    *,
+    tag: str | None,
+    send_at: datetime | None,
+    open_session: bool,
+    to_subscribers: bool = False,
+    notification: Notification = Notification(),  # noqa: B008 - frozen, so one shared default is safe
+    job: JobSpec | None = None,
+) -> tuple[int | None, list[list[int]]]:
+    """:func:`queue_messages`, the accepted messages grouped in a new *job* (its id first; None without one)
+    created in the same transaction (one with nothing accepted is finished at once)."""
+    job_id = None
     async with pool.acquire() as conn, conn.transaction():
         phones = sorted({d.recipient for d in drafts if d.recipient is not None})
         blocked = {r["phone"] for r in await conn.fetch(cq.BLACKLISTED_AMONG, app.id, phones)} if phones else set()
@@ -198,10 +237,13 @@ async def queue_messages(
         accepted = [d for d, code in zip(drafts, plan, strict=True) if code is None]
         recipients = [d.recipient for d in accepted for _ in d.parts]
         bodies = [part for d in accepted for part in d.parts]
+        if job is not None:
+            job_id, _ = await insert_job(conn, app.id, job, len(bodies))
         ids: list[int] = []
         if bodies:
             # One sequence, rows inserted in order: sorted ids are the parts in order.
-            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers)
+            rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, recipients, bodies, tag, send_at, to_subscribers,
+                                    notification.type, notification.category, notification.expires_at, job_id)
             ids = sorted(r["id"] for r in rows)
             await _link_parts(conn, [len(d.parts) for d in accepted], ids)
         if open_session and accepted:
@@ -215,7 +257,7 @@ async def queue_messages(
         else:
             result.append(ids[position : position + len(draft.parts)])
             position += len(draft.parts)
-    return result
+    return job_id, result
 
 
 async def _link_parts(conn: asyncpg.Connection, counts: list[int], ids: list[int]) -> None:
@@ -265,10 +307,12 @@ async def did_smsc(pool: asyncpg.Pool, number: str) -> int | None:
     return smsc
 
 
-async def record_did(pool: asyncpg.Pool, smsc_id: int, number: str) -> bool:
-    """Add a bought DID to the SMSC; False when another SMSC already has it."""
+async def record_did(pool: asyncpg.Pool, smsc_id: int, number: str, sender_type: str = "long_code") -> bool:
+    """Add a bought DID to the SMSC, paced as its type's default; False when another SMSC already has it."""
+    pace = type_defaults(sender_type)
     async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(cq.INSERT_DID, smsc_id, number) is not None:
+        found = await conn.fetchval(cq.INSERT_DID, smsc_id, number, sender_type, pace.limit_per_min, pace.burst)
+        if found is not None:
             return True
         return bool(await conn.fetchval(cq.DID_SMSC, number) == smsc_id)
 
@@ -419,11 +463,14 @@ async def request_opt_in(
     pool: asyncpg.Pool, app: ApiApp, phone: str, code: str, body: str, tags: Sequence[str], valid_seconds: float
 ) -> int:
     """Store the (hashed) verification code for *phone* and queue *body* (which carries it); the message id.
-    A new request replaces the previous code and its count of wrong tries."""
+    A new request replaces the previous code and its count of wrong tries. The text lives as long as the code: one
+    that could not be sent in time is never sent late (it ends expired)."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=valid_seconds)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(cq.SAVE_OPTIN_CODE, app.id, phone, _code_hash(app.id, phone, code), list(tags),
                            valid_seconds)
-        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False)
+        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False,
+                                "verification", "transactional", expires_at, None)
     return int(rows[0]["id"])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Final
 
 # ---- authentication --------------------------------------------------------------------------
-APP_BY_KEY_HASH: Final = """
+_API_APP: Final = """
 SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
        extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
        p.id AS provider_id, p.kind, p.account_sid, p.auth_token, p.messaging_service_sid, p.base_url,
@@ -16,8 +16,10 @@ SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
 FROM engine_app a
 LEFT JOIN engine_smsc s ON s.id = a.smsc_id
 LEFT JOIN engine_provider p ON p.id = s.provider_id
-WHERE a.api_key_hash = $1
 """
+APP_BY_KEY_HASH: Final = _API_APP + "WHERE a.api_key_hash = $1\n"
+# The same for an operator's command naming the app (`engine send --app NAME`).
+APP_BY_NAME: Final = _API_APP + "WHERE a.name = $1\n"
 
 # ---- sending ---------------------------------------------------------------------------------
 BLACKLISTED_AMONG: Final = "SELECT phone FROM engine_blacklist WHERE app_id = $1 AND phone = ANY($2::text[])"
@@ -36,10 +38,13 @@ WHERE app_id = $1 AND recipient = ANY($2::text[]) AND created_at > now() - make_
   AND reason IS DISTINCT FROM 'blacklisted' AND reason IS DISTINCT FROM 'flood_limit'
 GROUP BY recipient
 """
-# Same columns as the other submit doors; ids come from one sequence in row order (ORDER BY i).
+# Same columns as the other submit doors (with the notification's type, category and expiry, $7-$9, and the job,
+# $10); ids come from one sequence in row order (ORDER BY i).
 INSERT_MESSAGES: Final = """
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, to_subscribers)
-SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now()), $6::bool
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, to_subscribers, type, category, expires_at,
+                             job_id)
+SELECT $1, u.r, u.b, $4::text, $5::timestamptz, coalesce($5::timestamptz, now()), $6::bool,
+       $7::text, $8::text, $9::timestamptz, $10::bigint
 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(r, b, i)
 ORDER BY u.i
 RETURNING id
@@ -67,10 +72,13 @@ RETURNING id
 STATUSES_OF: Final = "SELECT id, status FROM engine_outbound WHERE app_id = $1 AND id = ANY($2::bigint[])"
 
 # ---- DIDs ------------------------------------------------------------------------------------
-SMSC_DIDS: Final = "SELECT number FROM engine_did WHERE smsc_id = $1 ORDER BY number"
+# (A Messaging Service row is not a DID of the app: Twilio picks the sender from the service's pool.)
+SMSC_DIDS: Final = """
+SELECT number FROM engine_did WHERE smsc_id = $1 AND sender_type <> 'messaging_service' ORDER BY number
+"""
 DID_SMSC: Final = "SELECT smsc_id FROM engine_did WHERE number = $1"
 INSERT_DID: Final = """
-INSERT INTO engine_did (smsc_id, number) VALUES ($1, $2)
+INSERT INTO engine_did (smsc_id, number, sender_type, limit_per_min, burst) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (number) DO NOTHING
 RETURNING id
 """

@@ -18,6 +18,7 @@ from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 from engine.config import Settings
 from engine.store import queries as q
+from engine.store import vault
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Database:
 
     @classmethod
     async def open(cls, settings: Settings, *, min_size: int = 2, max_size: int = 10) -> Database:
+        vault.install(vault.key_from_settings(settings))  # before the database: a bad key stops nothing half-way
         dsn, embedded = await resolve_dsn(settings)
         try:
             return await cls.connect(dsn, embedded=embedded, min_size=min_size, max_size=max_size)
@@ -58,12 +60,13 @@ class Database:
     async def connect(
         cls, dsn: str, *, embedded: EmbeddedPostgres | None = None, min_size: int = 2, max_size: int = 10
     ) -> Database:
-        """Migrate, then pool connections to *dsn*."""
+        """Migrate, check the secret key and seal tokens stored in plain text, then pool connections to *dsn*."""
         conn = await asyncpg.connect(dsn)
         try:
             applied = await migrate(conn)
             if applied:
                 log.info("migrations applied: %s", ", ".join(applied))
+            await vault.seal_stored_tokens(conn)
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)

@@ -18,6 +18,7 @@ import orjson
 
 from engine.store import inbound_queries as iq
 from engine.store import queries as q
+from engine.store import vault
 from engine.store.database import Pool
 
 __all__ = [
@@ -180,7 +181,7 @@ async def store_mo(pool: Pool, provider_id: int, params: Mapping[str, str], toke
 async def auth_token(pool: Pool, provider_id: int) -> str | None:
     """The carrier account's auth token (webhook signatures are made with it)."""
     row = await pool.fetchrow(q.PROVIDER_TOKEN, provider_id)
-    return None if row is None else str(row["auth_token"])
+    return None if row is None else vault.reveal(row["auth_token"])
 
 
 async def claim_mos(pool: Pool, worker_id: str, limit: int, lease_seconds: float) -> list[Mo]:

@@ -18,6 +18,7 @@ from engine.store.database import DB_ERRORS
 NEW_MESSAGES: Final = "engine_outbound"  # a statement inserted queued rows (one NOTIFY per statement)
 OUTBOX: Final = "engine_outbox"  # a statement inserted callback events
 NEW_MOS: Final = "engine_inbound"  # the MO webhook stored a message
+API_KEYS: Final = "engine_api_keys"  # an application's API key was rotated: cached keys are stale
 
 
 async def subscribe(dsn: str, channel: str, on_notify: Callable[[], None]) -> Subscription:

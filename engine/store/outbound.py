@@ -30,7 +30,6 @@ __all__ = [
     "TagKey",
     "admission_facts",
     "apply_statuses",
-    "blacklisted_claims",
     "claim",
     "count_by_state",
     "defer",
@@ -45,6 +44,7 @@ __all__ = [
     "queue_depth",
     "split_into_parts",
     "sticky_dids",
+    "unmarked_claims",
     "write_refusals",
 ]
 
@@ -72,6 +72,7 @@ class SendMark(NamedTuple):
     sender: str
     segments: int
     encoding: str
+    expires_at: datetime | None = None  # not marked (so not sent) at or after this
 
 
 class Accepted(NamedTuple):
@@ -91,6 +92,7 @@ class CarrierStatus:
     change: StatusChange
     error_code: int | None
     sid: str | None
+    sender: str | None = None  # the callback's From: the sender a Messaging Service chose
 
 
 class Retry(NamedTuple):
@@ -115,6 +117,7 @@ class Claimed:
     kind: str  # 'message', 'reply' or 'compliance' (the engine's own STOP/HELP answers)
     part_of: int | None  # parts 2..n of a split message point at part 1
     from_did: int | None = None  # a reply: the DID the phone texted, which it must go out from
+    priority: int = 1  # 0 the engine's answers and replies, 1 transactional, 2 bulk and marketing
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ async def claim(
     rows = await pool.fetch(q.CLAIM, worker_id, limit, lease_seconds, list(app_ids))
     return [
         Claimed(r["id"], r["app_id"], r["recipient"], r["body"], r["tag"] or None, r["attempts"], r["defers"],
-                r["kind"], r["part_of"], r["from_did"])
+                r["kind"], r["part_of"], r["from_did"], r["priority"])
         for r in rows
     ]
 
@@ -154,7 +157,10 @@ async def admission_facts(pool: asyncpg.Pool, requests: Sequence[FactsRequest]) 
     )
     facts = [Facts()] * len(requests)  # a message deleted meanwhile has no row: nothing known against it
     for r in rows:
-        facts[r["i"] - 1] = Facts(r["blacklisted"], r["flood_used"], r["duplicate"])
+        facts[r["i"] - 1] = Facts(
+            r["blacklisted"], r["flood_used"], r["duplicate"], r["expires_at"], r["marketing"], r["subscribed"],
+            r["time_zone"],
+        )
     return facts
 
 
@@ -172,11 +178,12 @@ async def split_into_parts(pool: asyncpg.Pool, worker_id: str, splits: Sequence[
         )
 
 
-async def blacklisted_claims(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int]) -> list[int]:
-    """Of *ids* still claimed by *worker_id*, those whose phone is blacklisted for their app."""
+async def unmarked_claims(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int]) -> dict[int, bool]:
+    """Of *ids* that MARK_SENDING left unmarked, those still claimed by *worker_id* -> whether the phone is
+    blacklisted for their app (if not, its expiry passed). The others lost their claim to another worker."""
     if not ids:
-        return []
-    return [r["id"] for r in await pool.fetch(q.BLACKLISTED_CLAIMS, list(ids), worker_id)]
+        return {}
+    return {r["id"]: r["blacklisted"] for r in await pool.fetch(q.UNMARKED_CLAIMS, list(ids), worker_id)}
 
 
 async def defer(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int], delays: Sequence[float]) -> None:
@@ -186,10 +193,10 @@ async def defer(pool: asyncpg.Pool, worker_id: str, ids: Sequence[int], delays: 
 
 
 async def mark_sending(
-    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, marks: Sequence[SendMark]
+    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, marks: Sequence[SendMark], now: datetime
 ) -> set[int]:
-    """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, or the
-    phone opted out meanwhile (see :func:`blacklisted_claims`)."""
+    """Mark the batch 'sending' (one round trip); returns the ids marked. Unmarked: our claim was lost, the phone
+    opted out meanwhile, or the message's expiry is not after *now* (see :func:`unmarked_claims`)."""
     marked: list[int] = await pool.fetchval(
         q.MARK_SENDING,
         [m.id for m in marks],
@@ -199,6 +206,8 @@ async def mark_sending(
         [m.encoding for m in marks],
         worker_id,
         lease_seconds,
+        [m.expires_at for m in marks],
+        now,
     )
     return set(marked)
 
@@ -247,6 +256,7 @@ async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
         [u.change.state for u in batch],
         [u.error_code for u in batch],
         [u.sid for u in batch],
+        [u.sender for u in batch],
     )
 
 
@@ -269,9 +279,12 @@ async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, 
     return bool(recovered != "UPDATE 0")
 
 
-async def next_due(pool: asyncpg.Pool) -> float | None:
-    """Seconds until the next queued message is due (negative: overdue), or None when the queue is empty."""
-    value = await pool.fetchval(q.NEXT_DUE)
+async def next_due(pool: asyncpg.Pool, app_ids: Sequence[int]) -> float | None:
+    """Seconds until the next queued message of *app_ids* (outside paused jobs) is due (negative: overdue), or
+    None when they have none queued."""
+    if not app_ids:
+        return None
+    value = await pool.fetchval(q.NEXT_DUE, list(app_ids))
     return None if value is None else float(value)
 
 
@@ -295,12 +308,16 @@ async def pin_tags(pool: asyncpg.Pool, pins: Mapping[TagKey, int]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A validated message to queue: E.164 recipient, body, optional tag, when to send (aware; None = now)."""
+    """A validated message to queue: E.164 recipient, body, optional tag, when to send (aware; None = now), its
+    free type label, its category and when it expires (aware; None = the app's default lifetime, if any)."""
 
     recipient: str
     body: str
     tag: str | None = None
     send_at: datetime | None = None
+    type: str | None = None
+    category: str = "transactional"
+    expires_at: datetime | None = None
 
 
 async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list[int]:
@@ -312,6 +329,9 @@ async def queue(pool: Pool, app_id: int, messages: Sequence[NewMessage]) -> list
         [m.body for m in messages],
         [m.tag for m in messages],
         [m.send_at for m in messages],
+        [m.type for m in messages],
+        [m.category for m in messages],
+        [m.expires_at for m in messages],
     )
     return [r["id"] for r in records]
 

@@ -41,6 +41,23 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding,
 FROM engine_app a ORDER BY a.id
 """
 DELETE_APP: Final = "DELETE FROM engine_app WHERE name = $1"
+# A new API key (its hash): the old one stops working at once; API servers drop their cache on the notification.
+ROTATE_API_KEY: Final = "UPDATE engine_app SET api_key_hash = $2 WHERE name = $1 RETURNING id"
+API_KEYS_CHANGED: Final = "SELECT pg_notify('engine_api_keys', '')"
+# Before DELETE_APP: the MOs that outlive the app lose their links to it, its carrier accounts and its DIDs in one
+# update (left to the three ON DELETE SET NULL actions of one cascade, the second found the row changed by the
+# first and failed its foreign-key check on a DID the cascade had already deleted).
+DETACH_APP_INBOUND: Final = """
+WITH app AS (SELECT id FROM engine_app WHERE name = $1),
+providers AS (SELECT p.id FROM engine_provider p WHERE p.app_id IN (SELECT id FROM app)),
+dids AS (SELECT d.id FROM engine_did d JOIN engine_smsc s ON s.id = d.smsc_id WHERE s.app_id IN (SELECT id FROM app))
+UPDATE engine_inbound i
+SET app_id = CASE WHEN i.app_id IN (SELECT id FROM app) THEN NULL ELSE i.app_id END,
+    provider_id = CASE WHEN i.provider_id IN (SELECT id FROM providers) THEN NULL ELSE i.provider_id END,
+    did_id = CASE WHEN i.did_id IN (SELECT id FROM dids) THEN NULL ELSE i.did_id END
+WHERE i.app_id IN (SELECT id FROM app) OR i.provider_id IN (SELECT id FROM providers)
+   OR i.did_id IN (SELECT id FROM dids)
+"""
 SET_APP_DEDUP_WINDOW: Final = "UPDATE engine_app SET dedup_window = make_interval(secs => $2) WHERE id = $1"
 CREATE_PROVIDER: Final = """
 INSERT INTO engine_provider (app_id, kind, account_sid, auth_token, messaging_service_sid, base_url, single_sms,
@@ -63,12 +80,20 @@ APP_SETTERS: Final[dict[str, str]] = {
     "nomatch_text": "UPDATE engine_app SET nomatch_text = $2 WHERE id = $1",
     "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
     "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
+    "hold_transactional": "UPDATE engine_app SET hold_transactional = $2 WHERE id = $1",
     "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
     "session_idle_seconds": "UPDATE engine_app SET session_idle_seconds = $2 WHERE id = $1",
     "loop_max_replies": "UPDATE engine_app SET loop_max_replies = $2 WHERE id = $1",
     "loop_window_seconds": "UPDATE engine_app SET loop_window_seconds = $2 WHERE id = $1",
     "loop_max_repeats": "UPDATE engine_app SET loop_max_repeats = $2 WHERE id = $1",
     "loop_cooldown_seconds": "UPDATE engine_app SET loop_cooldown_seconds = $2 WHERE id = $1",
+    # Lifetime, retention and quiet hours (0014): intervals travel as their text ('7200 seconds', '18 months').
+    "valid_for": "UPDATE engine_app SET valid_for = $2::text::interval WHERE id = $1",
+    "retention": "UPDATE engine_app SET retention = $2::text::interval WHERE id = $1",
+    "quiet_hours": "UPDATE engine_app SET quiet_hours = $2 WHERE id = $1",
+    "quiet_window": """
+UPDATE engine_app SET quiet_start = split_part($2::text, '-', 1)::time, quiet_end = split_part($2::text, '-', 2)::time
+WHERE id = $1""",
     "smsc_limit_per_min": (
         "UPDATE engine_smsc s SET limit_per_min = $2 FROM engine_app a WHERE a.id = $1 AND s.id = a.smsc_id"
     ),
@@ -80,31 +105,42 @@ UPDATE engine_app SET flood_limit = $2, flood_period = make_interval(secs => $3)
 APP_SETTINGS: Final = """
 SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text, a.welcome_text, a.optout_text,
        a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
-       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency
+       extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency,
+       extract(epoch FROM a.valid_for)::float8 AS valid_for_seconds, a.retention::text AS retention, a.quiet_hours,
+       to_char(a.quiet_start, 'HH24:MI') || '-' || to_char(a.quiet_end, 'HH24:MI') AS quiet_window,
+       a.hold_transactional
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
+# Per DID: number, limit, burst, sender type, country; $7 the campaign, applied when $8 (given, or cleared).
 ADD_DIDS: Final = """
-INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
-SELECT $1, n, $3, $4 FROM unnest($2::text[]) AS n
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst, sender_type, country, campaign_id)
+SELECT $1, u.n, u.lim, u.b, u.t, u.c, $7
+FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[]) AS u(n, lim, b, t, c)
 ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
-    enabled = true
+    sender_type = EXCLUDED.sender_type, country = EXCLUDED.country,
+    campaign_id = CASE WHEN $8::boolean THEN EXCLUDED.campaign_id ELSE engine_did.campaign_id END, enabled = true
 WHERE engine_did.smsc_id = EXCLUDED.smsc_id
 """
 DIDS_OWNED_ELSEWHERE: Final = "SELECT number FROM engine_did WHERE number = ANY($1::text[]) AND smsc_id <> $2"
 LIST_DIDS: Final = """
-SELECT number, limit_per_min, burst, enabled FROM engine_did WHERE smsc_id = $1 ORDER BY number
+SELECT d.number, d.limit_per_min, d.burst, d.enabled, d.sender_type, d.country, c.name AS campaign
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.smsc_id = $1 ORDER BY d.number
 """
 REMOVE_DID: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND number = $2 RETURNING id"
 
 # ---- topology the worker paces -------------------------------------------------------------
 LOAD_DIDS: Final = """
-SELECT id, smsc_id, number, limit_per_min, burst FROM engine_did WHERE enabled ORDER BY id
+SELECT d.id, d.smsc_id, d.number, d.limit_per_min, d.burst, d.sender_type, d.campaign_id, c.brand_id
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.enabled ORDER BY d.id
 """
 # What admission applies per app (single_sms comes from the carrier account of the app's SMSC).
 LOAD_APPS: Final = """
 SELECT a.id, a.name, a.smsc_id, a.split_mode, a.smart_encoding, a.flood_limit,
-       extract(epoch FROM a.flood_period)::float8 AS flood_seconds, coalesce(p.single_sms, false) AS single_sms
+       extract(epoch FROM a.flood_period)::float8 AS flood_seconds, coalesce(p.single_sms, false) AS single_sms,
+       a.quiet_hours, a.quiet_start, a.quiet_end
 FROM engine_app a
 LEFT JOIN engine_smsc s ON s.id = a.smsc_id
 LEFT JOIN engine_provider p ON p.id = s.provider_id
@@ -130,45 +166,119 @@ ORDER BY sending_at
 
 # ---- submit ----------------------------------------------------------------------------------
 SUBMIT_MANY: Final = """
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at)
-SELECT $1, r, b, t, s, coalesce(s, now())
-FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(r, b, t, s)
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, type, category, expires_at)
+SELECT $1, r, b, t, s, coalesce(s, now()), ty, coalesce(ca, 'transactional'), ex
+FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::timestamptz[])
+     WITH ORDINALITY AS u(r, b, t, s, ty, ca, ex, i)
+ORDER BY u.i
 RETURNING id
 """
 
 # ---- the claim / send cycle ----------------------------------------------------------------
+# The claim. Due queued rows are taken by FLOW: each app's own messages per priority class (0 the engine's answers
+# and replies to MOs, 1 single transactional messages, 2 marketing), and each running job (class 2). A flow is
+# probed first (one index lookup); then classes 0 and 1 may fill the whole batch, in that order, and the bulk
+# class shares what is left fairly: every app with bulk work an equal part, split equally between its flows (its
+# own marketing and each of its jobs). Rows interleave by their rank within their flow, so one large job cannot
+# starve another job or app on the same pool. Each flow's rows come from its own partial index, in order, locked
+# with SKIP LOCKED (a second worker takes the next ones); rows locked but not taken are free at commit.
 CLAIM: Final = """
-WITH picked AS (
-    SELECT o.id FROM engine_outbound o
-    WHERE o.state = 'queued' AND o.due_at <= now() AND o.app_id = ANY($4::bigint[])
-      -- a conversation pinned to a DID another worker holds is that worker's to send
-      AND (o.tag IS NULL OR NOT EXISTS (
-            SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
-            WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
-              AND l.worker_id <> $1 AND l.lease_until > now()))
-      -- so is a reply that must go out from the DID the phone texted
-      AND (o.from_did IS NULL OR NOT EXISTS (
-            SELECT 1 FROM engine_did_lease l
-            WHERE l.did_id = o.from_did AND l.worker_id <> $1 AND l.lease_until > now()))
-    ORDER BY o.due_at, o.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+WITH flows AS (
+    SELECT a.app_id, c.priority, NULL::bigint AS job_id
+    FROM unnest($4::bigint[]) AS a(app_id)
+    CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint)) AS c(priority)
+    -- (probes written as LATERAL … LIMIT 1, and every ORDER BY spelled in its index's own order, so that no plan
+    -- can turn them into a join over all queued rows or walk the global due index past other flows' rows)
+    CROSS JOIN LATERAL (SELECT 1 FROM engine_outbound o
+                        WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = a.app_id
+                          AND o.priority = c.priority AND o.due_at <= now()
+                        ORDER BY o.app_id, o.priority, o.due_at LIMIT 1) AS e
+    UNION ALL
+    SELECT j.app_id, 2::smallint, j.id
+    FROM engine_job j
+    CROSS JOIN LATERAL (SELECT 1 FROM engine_outbound o
+                        WHERE o.state = 'queued' AND o.job_id = j.id AND o.due_at <= now()
+                        ORDER BY o.job_id, o.due_at LIMIT 1) AS e
+    WHERE j.state = 'running' AND j.app_id = ANY($4::bigint[])
+), quotas AS (
+    SELECT f.app_id, f.priority, f.job_id,
+           CASE WHEN f.priority < 2 THEN $2::int
+                ELSE ceil($2::float8
+                          / (SELECT count(DISTINCT b.app_id) FROM flows b WHERE b.priority = 2)
+                          / count(*) FILTER (WHERE f.priority = 2) OVER (PARTITION BY f.app_id))::int
+           END AS quota
+    FROM flows f
+), app_rows AS (
+    SELECT r.id, r.due_at, q.app_id, q.priority, q.job_id
+    FROM quotas q
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.due_at FROM engine_outbound o
+        WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = q.app_id AND o.priority = q.priority
+          AND o.due_at <= now() {pinned}
+        ORDER BY o.app_id, o.priority, o.due_at, o.id LIMIT q.quota FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE q.job_id IS NULL
+), job_rows AS (
+    SELECT r.id, r.due_at, q.app_id, q.priority, q.job_id
+    FROM quotas q
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.due_at FROM engine_outbound o
+        WHERE o.state = 'queued' AND o.job_id = q.job_id AND o.due_at <= now() {pinned}
+        ORDER BY o.job_id, o.due_at, o.id LIMIT q.quota FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE q.job_id IS NOT NULL
+), candidates AS (
+    SELECT u.id, u.priority, row_number() OVER (PARTITION BY u.app_id, u.priority, u.job_id
+                                                ORDER BY u.due_at, u.id) AS rank
+    FROM (SELECT * FROM app_rows UNION ALL SELECT * FROM job_rows) u
+), picks AS (
+    SELECT c.id, row_number() OVER (ORDER BY c.priority, c.rank, c.id) AS ord
+    FROM candidates c ORDER BY c.priority, c.rank, c.id LIMIT $2
+), claimed AS (
+    UPDATE engine_outbound o
+    SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
+    -- By primary key: a join with the picks let the generic plan hash-join them against a scan of the whole table.
+    WHERE o.id = ANY(ARRAY(SELECT p.id FROM picks p))
+    RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did,
+              o.priority
 )
-UPDATE engine_outbound o
-SET state = 'claimed', claimed_by = $1, lease_until = now() + make_interval(secs => $3), updated_at = now()
--- By primary key: a join with `picked` let the generic plan hash-join it against a scan of the whole table.
-WHERE o.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING o.id, o.app_id, o.recipient, o.body, o.tag, o.attempts, o.defers, o.kind, o.part_of, o.from_did
-"""
+-- In the order chosen (classes, then the flows interleaved), which the DIDs' queues keep.
+SELECT c.* FROM claimed c JOIN picks p ON p.id = c.id ORDER BY p.ord
+""".format(pinned="""
+           -- a conversation pinned to a DID another worker holds is that worker's to send
+           AND (o.tag IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM engine_tag_did t JOIN engine_did_lease l ON l.did_id = t.did_id
+                 WHERE t.app_id = o.app_id AND t.recipient = o.recipient AND t.tag = o.tag
+                   AND l.worker_id <> $1 AND l.lease_until > now()))
+           -- so is a reply that must go out from the DID the phone texted
+           AND (o.from_did IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM engine_did_lease l
+                 WHERE l.did_id = o.from_did AND l.worker_id <> $1 AND l.lease_until > now()))""")
+# Seconds until the next queued row of the apps $1 (their own messages by class, and their running jobs) is due.
 NEXT_DUE: Final = """
-SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM engine_outbound WHERE state = 'queued'
+SELECT extract(epoch FROM (min(s.due_at) - now()))::float8 FROM (
+    SELECT (SELECT o.due_at FROM engine_outbound o
+            WHERE o.state = 'queued' AND o.job_id IS NULL AND o.app_id = a.app_id AND o.priority = c.priority
+            ORDER BY o.due_at LIMIT 1) AS due_at
+    FROM unnest($1::bigint[]) AS a(app_id)
+    CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint)) AS c(priority)
+    UNION ALL
+    SELECT (SELECT o.due_at FROM engine_outbound o WHERE o.state = 'queued' AND o.job_id = j.id
+            ORDER BY o.due_at LIMIT 1)
+    FROM engine_job j WHERE j.state = 'running' AND j.app_id = ANY($1::bigint[])
+) AS s
+-- (a paused job's messages wait with due_at = infinity, engine.store.jobs: never due, and PostgreSQL cannot
+-- subtract an infinite timestamp)
+WHERE s.due_at < 'infinity'
 """
 # Admission's one batched lookup per claim. Per claimed id ($1), in order (i): is the phone blacklisted for the
 # app; how many earlier messages went to it within $3 seconds (the app's flood period; 0 = not checked), leaving
 # out those refused for blacklist or flood and the engine's own STOP/HELP answers (the HTTP door counts the
 # same, see carousel_queries.RECENT_COUNTS); and does an earlier live message of the app to the phone, within
-# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). A resend
-# (resent_from set: a person asked for it) is never a duplicate; every other rule applies to it.
+# its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). Then its
+# lifetime (its own expiry, else the app's default lifetime from when it was due; the engine's STOP/HELP answers
+# never expire) and, for a marketing message, whether the phone is subscribed to the app and its stored zone.
+# A resend (resent_from set: a person asked for it) is never a duplicate; every other rule applies to it.
 ADMISSION_FACTS: Final = """
 SELECT c.i::int AS i,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
@@ -182,36 +292,50 @@ SELECT c.i::int AS i,
            SELECT 1 FROM engine_outbound p
            WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
              AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
-             AND p.body = c.head AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered')
-       ) AS duplicate
+             AND p.body = c.head AND p.state NOT IN ('suppressed', 'canceled', 'failed', 'undelivered', 'expired')
+       ) AS duplicate,
+       CASE WHEN m.kind <> 'compliance'
+            THEN coalesce(m.expires_at, coalesce(m.send_at, m.created_at) + a.valid_for) END AS expires_at,
+       m.category = 'marketing' AS marketing,
+       m.category = 'marketing' AND EXISTS (
+           SELECT 1 FROM engine_subscription s WHERE s.app_id = m.app_id AND s.phone = m.recipient) AS subscribed,
+       CASE WHEN m.category = 'marketing' THEN (
+           SELECT z.time_zone FROM engine_contact_zone z WHERE z.app_id = m.app_id AND z.phone = m.recipient)
+       END AS time_zone
 FROM unnest($1::bigint[], $2::text[], $3::float8[]) WITH ORDINALITY AS c(id, head, flood, i)
 JOIN engine_outbound m ON m.id = c.id
 JOIN engine_app a ON a.id = m.app_id
 ORDER BY c.i
 """
 # A claimed message for a single-SMS carrier becomes its `(i/n) ` parts: the row keeps part 1 ($2, the caller's
-# id still tracks it), parts 2..n are new rows ($3 owner id, $4 body, in order) linked by part_of, queued now.
-# Engine code only (compliance messages may be split too: the caller sets engine.compliance).
+# id still tracks it), parts 2..n are new rows ($3 owner id, $4 body, in order) linked by part_of, queued now,
+# with part 1's type, category and expiry. Engine code only (compliance messages may be split too: the caller
+# sets engine.compliance).
 SPLIT_INTO_PARTS: Final = """
 WITH head AS (
     UPDATE engine_outbound o SET body = u.head, updated_at = now()
     FROM unnest($1::bigint[], $2::text[]) AS u(id, head)
     WHERE o.id = u.id AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $5
-    RETURNING o.id, o.app_id, o.recipient, o.tag, o.send_at, o.kind, o.created_at
+    RETURNING o.id, o.app_id, o.recipient, o.tag, o.send_at, o.kind, o.created_at, o.from_did, o.in_reply_to, o.job_id,
+              o.type, o.category, o.expires_at
 )
-INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, kind, part_of, created_at)
-SELECT h.app_id, h.recipient, p.body, h.tag, h.send_at, now(), h.kind, h.id, h.created_at
+INSERT INTO engine_outbound (app_id, recipient, body, tag, send_at, due_at, kind, part_of, created_at, from_did,
+                             in_reply_to, job_id, type, category, expires_at)
+SELECT h.app_id, h.recipient, p.body, h.tag, h.send_at, now(), h.kind, h.id, h.created_at, h.from_did,
+       h.in_reply_to, h.job_id, h.type, h.category, h.expires_at
 FROM unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS p(owner, body, i)
 JOIN head h ON h.id = p.owner
 ORDER BY p.i
 RETURNING id
 """
-# Of our claimed ids $1, those whose phone is blacklisted for the app (MARK_SENDING left them unmarked).
-BLACKLISTED_CLAIMS: Final = """
-SELECT o.id FROM engine_outbound o
+# Of ids $1 that MARK_SENDING left unmarked, those still claimed by us ($2), and whether the phone is blacklisted
+# for the app (else it was left for its expiry; the ids not returned lost their claim).
+UNMARKED_CLAIMS: Final = """
+SELECT o.id,
+       o.kind <> 'compliance' AND EXISTS (
+           SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient) AS blacklisted
+FROM engine_outbound o
 WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $2
-  AND o.kind <> 'compliance'
-  AND EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient)
 """
 # Existing sticky DIDs for (app, recipient, tag) triples; i is the 1-based position in the arrays.
 TAGS_LOOKUP: Final = """
@@ -238,9 +362,9 @@ WITH marked AS (
     UPDATE engine_outbound o
     SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
         attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $7),
-        sent_by = $6, updated_at = now()
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[])
-         AS u(id, did, sender, segments, encoding)
+        sent_by = $6, updated_at = now(), reason = nullif(o.reason, 'throttled')  -- its wait for a daily cap is over
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $8::timestamptz[])
+         AS u(id, did, sender, segments, encoding, expires)
     -- "claimed by us", written so that no index on state can serve it: the rows are found by primary key. With
     -- `o.state = 'claimed'` the planner could (and under load did) drive this from a partial index on state,
     -- whose 'claimed' range keeps a dead entry for every message claimed since the last vacuum (bitmap scans
@@ -249,6 +373,8 @@ WITH marked AS (
       -- The last word of the blacklist: a phone that opted out while its message waited in memory gets nothing.
       AND (o.kind = 'compliance'
            OR NOT EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = o.app_id AND b.phone = o.recipient))
+      -- … and of the lifetime: a message whose expiry ($8, as admission computed it) passed meanwhile ($9 = now).
+      AND (u.expires IS NULL OR u.expires > $9::timestamptz)
     RETURNING o.id
 )
 SELECT coalesce(array_agg(id), '{}'::bigint[]) FROM marked
@@ -295,7 +421,7 @@ WITH u AS (
         provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
         status_rank = greatest(o.status_rank, 10), updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
-    WHERE o.id = u.id
+    WHERE o.id = u.id AND o.retired_sid IS DISTINCT FROM u.sid  -- (the carrier refused that attempt: requeued)
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 # Engine-side final or intermediate outcomes (failed, suppressed, test delivered, unknown, …).
@@ -361,17 +487,19 @@ WHERE o.id = s.id
 # Every callback of the batch arrives in `a`; per message the highest rank (the first of equals) is applied (`u`),
 # statuses never moving backwards; `cur` locks the rows it will change as _LOCK_CURRENT does, noting which callback
 # (`i`) changes each. The timeline (engine_message_event) records the applied ones through its trigger, and
-# `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late).
+# `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late, or about an
+# attempt the carrier refused).
 APPLY_STATUSES: Final = f"""
 WITH a AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
-                         $7::text[]) WITH ORDINALITY
-         AS a(id, pstatus, status, rank, state, code, sid, i)
+                         $7::text[], $8::text[]) WITH ORDINALITY
+         AS a(id, pstatus, status, rank, state, code, sid, sender, i)
 ), u AS (
     SELECT DISTINCT ON (a.id) a.* FROM a ORDER BY a.id, a.rank DESC, a.i
 ), cur AS MATERIALIZED (
     SELECT o.id, o.status AS old_status, u.i FROM engine_outbound o JOIN u ON u.id = o.id
     WHERE o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
     ORDER BY o.id FOR UPDATE OF o
 ), ignored AS (
     INSERT INTO engine_message_event (message_id, state, status, provider_status, error_code, applied)
@@ -384,10 +512,14 @@ WITH a AS (
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),
         provider_message_id = coalesce(o.provider_message_id, u.sid),
+        -- sent through a Messaging Service (its SID stands as the sender): the number Twilio chose
+        sender = CASE WHEN u.sender IS NOT NULL AND o.sender ~ '^MG[0-9a-fA-F]{{32}}$' THEN u.sender
+                      ELSE o.sender END,
         final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
         claimed_by = NULL, lease_until = NULL, updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
     WHERE o.id = u.id AND o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 

@@ -13,9 +13,10 @@ other filters into it. Left to itself, the planner assumes matching rows are spr
 list backwards for a job whose rows all lay far back, or intersected the bitmaps of all the app's failures and a
 whole job (tens of milliseconds on a million messages, growing with the table). The drivers' indexes (migrations
 0006, 0013): ``engine_outbound_dedup`` (recipient, app_id, created_at), ``engine_outbound_app_tag``,
-``engine_outbound_job`` (job_id, created_at, id), ``engine_outbound_app_type``, ``engine_outbound_app_failed`` and
-``engine_outbound_app_created`` (app_id, created_at, id). Values travel as parameters; only the state list is
-written into the text, from the closed set of states (so the failures' partial index matches it).
+``engine_outbound_job`` (job_id, state, created_at, id: one range per state, merged), ``engine_outbound_app_type``,
+``engine_outbound_app_failed`` and ``engine_outbound_app_created`` (app_id, created_at, id). Values travel as
+parameters; only state lists are written into the text, from the closed set of states (so that the failures'
+partial index matches them).
 """
 
 from __future__ import annotations
@@ -53,6 +54,29 @@ CROSS JOIN LATERAL (
         ORDER BY o.created_at DESC, o.id DESC
         OFFSET 0
     ) AS o{checked}
+    LIMIT $2
+) AS m
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT $2
+"""
+
+# A job's page: its index is (job_id, state, created_at, id), so each state asked for (every state when the filter
+# names none) is read as a range of its own, in the list's order, up to a page; the states' pages are merged.
+_JOB_LIST: Final = """
+SELECT m.* FROM unnest($1::bigint[]) AS a(id)
+CROSS JOIN LATERAL (
+    SELECT j.* FROM unnest('{{{states}}}'::text[]) AS st(state)
+    CROSS JOIN LATERAL (
+        SELECT {columns}
+        FROM (
+            SELECT o.* FROM engine_outbound o
+            WHERE {driving}
+            ORDER BY o.created_at DESC, o.id DESC
+            OFFSET 0
+        ) AS o{checked}
+        LIMIT $2
+    ) AS j
+    ORDER BY j.created_at DESC, j.id DESC
     LIMIT $2
 ) AS m
 ORDER BY m.created_at DESC, m.id DESC
@@ -110,7 +134,7 @@ def list_messages(
         driving.append("o.id > 0")
     if phone:
         param("phone", "o.recipient = {}", lead == "phone")
-    if states:
+    if states and lead != "job":  # (a job's states are its index's ranges: see below)
         listed = ",".join(sorted(set(states)))
         (driving if lead == "failed" else checked).append(f"o.state = ANY('{{{listed}}}'::text[])")
     if type_:
@@ -127,9 +151,17 @@ def list_messages(
         names += ["cursor_at", "cursor_id"]
         n = len(names) + 2
         driving.append(f"(o.created_at, o.id) < (${n - 1}::timestamptz, ${n}::bigint)")
-    where = "\n          AND ".join(driving)
-    rest = "".join(f"\n    {'WHERE' if i == 0 else '  AND'} {c}" for i, c in enumerate(checked))
-    return _LIST.format(columns=_COLUMNS, driving=where, checked=rest), names
+    if lead == "job":  # the state of each range (see _JOB_LIST), right after the job
+        driving.insert(1, "o.state = st.state")
+        listed = ",".join(sorted(set(states) or STATES))
+        return _JOB_LIST.format(states=listed, columns=_COLUMNS, driving="\n              AND ".join(driving),
+                                checked=_where(checked, "        ")), names
+    sql = _LIST.format(columns=_COLUMNS, driving="\n          AND ".join(driving), checked=_where(checked, "    "))
+    return sql, names
+
+
+def _where(conditions: list[str], indent: str) -> str:
+    return "".join(f"\n{indent}{'WHERE' if i == 0 else '  AND'} {c}" for i, c in enumerate(conditions))
 
 
 # Representatives for the registry test (every statement prepares); tests/test_tracking_plans.py prepares and

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Final
@@ -22,6 +23,7 @@ from engine.testing.accounts import ACCOUNT_PATH, account_of
 from engine.testing.callbacks import CallbackSender
 from engine.testing.faults import Faults
 from engine.testing.records import AcceptedRecord, Ledger
+from engine.testing.services import MessagingServices
 from engine.testing.wire import E164, error, json_reply, read_form
 
 __all__ = ["FAILURE_OUTCOMES", "MAX_BODY_CHARS", "NOT_MOBILE_NUMBER", "UNSUBSCRIBED_NUMBER", "MessagesApi", "validate"]
@@ -57,6 +59,10 @@ def validate(form: Mapping[str, str]) -> web.Response | None:
     callback = form.get("StatusCallback")
     if callback and not callback.startswith(("http://", "https://")):
         return error(400, 21609, f"The StatusCallback URL {callback} is not a valid URL.")
+    validity = form.get("ValidityPeriod")
+    if validity is not None and (not validity.isascii() or not validity.isdigit() or not 1 <= int(validity) <= 36000):
+        return error(400, 21624, "Validity period can only be set to integers between 1 and 36,000 seconds "
+                     "(10 hours max).")
     if to == NOT_MOBILE_NUMBER:
         return error(400, 21614, f"'To' number {to} is not a valid mobile number")
     if to == UNSUBSCRIBED_NUMBER:
@@ -76,7 +82,10 @@ class MessagesApi:
         rng: random.Random,
         *,
         failure_rate: float,
+        services: MessagingServices | None = None,
     ) -> None:
+        self.services = services if services is not None else MessagingServices()
+        self.forced: deque[tuple[str, int]] = deque()  # outcomes of the next accepted messages (refuse_next)
         self.ledger = ledger
         self.faults = faults
         self.callbacks = callbacks
@@ -118,10 +127,16 @@ class MessagesApi:
         final_status, error_code = self._outcome()
         from_ = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
+        if from_ is None and service is not None:  # the service picks the sender from its pool
+            picked = self.services.pick(account, service)
+            if isinstance(picked, web.Response):
+                return picked
+            from_ = picked
         callback = form.get("StatusCallback") or None
         to = form["To"]
         body = form["Body"]
-        record = AcceptedRecord(now, sid, from_, to, body, service, callback, final_status, error_code)
+        validity = int(form["ValidityPeriod"]) if form.get("ValidityPeriod") else None
+        record = AcceptedRecord(now, sid, from_, to, body, service, callback, final_status, error_code, validity)
         self.ledger.records.append(record)
         self.ledger.accepted += 1
         self.callbacks.schedule(record, account)
@@ -149,6 +164,8 @@ class MessagesApi:
         }, 201)
 
     def _outcome(self) -> tuple[str, int | None]:
+        if self.forced:
+            return self.forced.popleft()
         if self.failure_rate and self._rng.random() < self.failure_rate:
             return self._rng.choice(FAILURE_OUTCOMES)
         return "delivered", None

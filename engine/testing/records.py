@@ -26,6 +26,7 @@ class AcceptedRecord:
     status_callback: str | None
     final_status: str
     error_code: int | None = None
+    validity_period: int | None = None  # the ValidityPeriod the sender gave (seconds), if any
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import asyncpg
 from tests.helpers.polling import wait_until
 
 # States a message leaves only through a later carrier callback, if ever ('unknown' may still be reconciled).
-FINAL: Final = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown")
+FINAL: Final = ("delivered", "undelivered", "failed", "suppressed", "canceled", "unknown", "expired")
 _COUNTS: Final = "SELECT state, count(*)::int AS n FROM engine_outbound GROUP BY state"
 
 

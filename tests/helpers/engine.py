@@ -17,6 +17,7 @@ from engine.app import Runtime, run_engine
 from engine.config import Settings
 from engine.providers.twilio import twilio_signature
 from engine.store import admin
+from engine.store import inbound as inbound_store
 from engine.store.database import Database
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, CallbackMode, FakeCarrier
 
@@ -139,5 +140,7 @@ async def send_mo(
 
 async def provider_of(pool: asyncpg.Pool) -> tuple[int, str]:
     """(id, auth token) of the only carrier account."""
-    row = await pool.fetchrow("SELECT id, auth_token FROM engine_provider")
-    return row["id"], row["auth_token"]
+    provider_id = await pool.fetchval("SELECT id FROM engine_provider")
+    token = await inbound_store.auth_token(pool, provider_id)  # sealed at rest: opened the one way the engine does
+    assert token is not None
+    return provider_id, token
