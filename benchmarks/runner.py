@@ -25,16 +25,21 @@ from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_jobs import csv_to_queued
 from benchmarks.bench_mixed import mixed
 from benchmarks.bench_paced import backlog, paced
+from benchmarks.bench_tracking import tracking_scenario
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
-# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`)
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs")
+# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`); tracking = the tracking queries on a
+# 10-million-message table (minutes to build: only when named, or 'all')
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "tracking")
+DEFAULT_SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs")
 MIXED_LONG_CODES = 10  # paced also runs a mixed pool: these long codes, a toll-free number and a short code
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
-    """A comma list of scenario names (None or 'all' = every one), in the canonical order."""
-    if text is None or text.strip() in ("", "all"):
+    """A comma list of scenario names (None or '' = the default ones, 'all' = every one), in the canonical order."""
+    if text is None or not text.strip():
+        return DEFAULT_SCENARIOS
+    if text.strip() == "all":
         return SCENARIOS
     names = {n.strip() for n in text.split(",") if n.strip()}
     unknown = names - set(SCENARIOS)
@@ -56,17 +61,19 @@ class BenchConfig:
     paced_seconds: float = 60.0
     backlog_messages: int = 1_000_000
     backlog_dids: int = 100_000
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     processes: int = 2
     csv_rows: int = 100_000
+    tracking_messages: int = 10_000_000
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
              limit_per_min: int = 600_000, throttle_dids: int | None = None,
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
-             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
-             processes: int | None = None, csv_rows: int | None = None) -> BenchConfig:
+             backlog_dids: int | None = None, scenarios: tuple[str, ...] = DEFAULT_SCENARIOS,
+             processes: int | None = None, csv_rows: int | None = None,
+             tracking_messages: int | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -82,6 +89,7 @@ class BenchConfig:
             scenarios=scenarios,
             processes=processes or 2,
             csv_rows=csv_rows or (20_000 if quick else 100_000),
+            tracking_messages=tracking_messages or (1_000_000 if quick else 10_000_000),
         )
 
 
@@ -174,7 +182,7 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs"))
+    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs", "tracking"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -206,6 +214,8 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                       f"peak RSS {b.figures['peak_rss_mb']} MB")
             if "jobs" in cfg.scenarios:
                 scenarios["jobs"] = await csv_to_queued(server, cfg.csv_rows, cfg.rounds)
+            if "tracking" in cfg.scenarios:
+                scenarios["tracking"] = await tracking_scenario(server, messages=cfg.tracking_messages)
     if "throttle" in cfg.scenarios:
         h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
         scenarios["throttle"] = await _throttle(cfg)
@@ -270,6 +280,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"jobs: a {s['jobs']['rows']:,}-row CSV to all queued: engine send {j['command_s']} s "
                      f"({j['rows_per_s']:,.0f} rows/s, median); in process: read {j['read_s']} s, validate "
                      f"{j['validate_s']} s, COPY {j['copy_s']} s ({j['copy_rows_per_s']:,.0f} rows/s)")
+    if "tracking" in s:
+        t = s["tracking"]
+        lines.append(f"tracking: {t['messages']:,} messages (built in {t['fill_s']} s + indexes {t['indexes_s']} s, "
+                     f"{t['table_and_indexes_mb']} MB), ms per query, p50 / p99 of {t['runs']}:")
+        lines += [f"  {name:<28}{q['p50_ms']:>9} {q['p99_ms']:>9}" for name, q in t["queries"].items()
+                  if isinstance(q, dict)]
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

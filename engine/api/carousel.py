@@ -3,8 +3,8 @@
 Every call authenticates with ``api_key`` (stored hashed; looked up by hash, briefly cached), parses
 its parameters with :mod:`engine.api.params` (400 naming the parameter), then runs one store
 transaction (:mod:`engine.store.carousel`), so a failed call changes nothing. Errors are JSON
-``{"error": message}``: 400 bad parameter, 401 api_key, 404 unknown call, 409 no SMSC / carrier
-account, 502 carrier error, 500 server fault (logged with a traceback and an error id).
+``{"error": message}``: 400 bad parameter, 401 api_key, 404 unknown call (or message), 409 no SMSC / carrier
+account (or a resend refused), 502 carrier error, 500 server fault (logged with a traceback and an error id).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiohttp import web
 from engine.api import openapi
 from engine.api import params as pp
 from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
+from engine.api.tracking import TrackingApi
 from engine.config import Settings
 from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
 from engine.httpserver.forms import Form, UnreadableBody, read_form
@@ -167,6 +168,7 @@ class CarouselApi:
         }
         self.jobs = JobsApi(pool, settings, clock)
         self.calls.update(self.jobs.calls)
+        self.calls.update(TrackingApi(pool, lambda: self.clock()).calls)  # messages, message, resend
         self._document = orjson.dumps(openapi.document())
 
     def routes(self) -> list[web.RouteDef]:
@@ -204,7 +206,7 @@ class CarouselApi:
         except NotFound as exc:  # e.g. another application's job: no different from one that does not exist
             return _json({"error": str(exc)}, 404)
         except Conflict as exc:
-            return _json({"error": str(exc)}, 409)
+            return _json({"error": str(exc), **({"reason": exc.reason} if exc.reason else {})}, 409)
         except ProviderError as exc:
             return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size

@@ -32,10 +32,13 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--processes", type=int, default=2,
                    help="processes scenario: worker processes compared with one `engine run` (default 2)")
     p.add_argument("--csv-rows", type=int, help="jobs: rows of the CSV sent (default 100,000; --quick 20,000)")
-    p.add_argument("--scenarios", default="all",
+    p.add_argument("--tracking-messages", type=int,
+                   help="tracking: messages in the table (default 10,000,000; --quick 1,000,000)")
+    p.add_argument("--scenarios",
                    help="comma list of e2e (engine vs baseline), processes (engine run vs engine worker "
                         "--processes N), throttle, paced (also a mixed pool: long codes, a toll-free number, a short "
-                        "code), backlog, jobs (a CSV to all queued) (default all)")
+                        "code), backlog, jobs (a CSV to all queued) (the default: these six), tracking (the tracking "
+                        "queries on a large table; minutes to build), or all")
 
 
 async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -59,6 +62,7 @@ async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         throttle_decisions=args.throttle_decisions, paced_dids=args.paced_dids,
         paced_seconds=args.paced_seconds, backlog_messages=args.backlog_messages,
         backlog_dids=args.backlog_dids, scenarios=scenarios, processes=args.processes, csv_rows=args.csv_rows,
+        tracking_messages=args.tracking_messages,
     )
     result = await run_bench(cfg, settings.dsn, "engine " + " ".join(sys.argv[1:]))
     if args.json:

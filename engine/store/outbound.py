@@ -245,24 +245,18 @@ async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events:
 
 
 async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
-    """Carrier statuses and their delivery reports in one statement; of several for one message, the highest rank
-    (statuses never move backwards, so the others would change nothing)."""
-    best: dict[int, CarrierStatus] = {}
-    for u in batch:
-        cur = best.get(u.message_id)
-        if cur is None or u.change.rank > cur.change.rank:
-            best[u.message_id] = u
-    rows = list(best.values())
+    """Carrier statuses and their delivery reports in one statement. Of several for one message, the highest rank
+    applies (statuses never move backwards); every one, applied or not, goes on the message's timeline."""
     await pool.execute(
         q.APPLY_STATUSES,
-        [u.message_id for u in rows],
-        [u.provider_status for u in rows],
-        [u.change.status for u in rows],
-        [u.change.rank for u in rows],
-        [u.change.state for u in rows],
-        [u.error_code for u in rows],
-        [u.sid for u in rows],
-        [u.sender for u in rows],
+        [u.message_id for u in batch],
+        [u.provider_status for u in batch],
+        [u.change.status for u in batch],
+        [u.change.rank for u in batch],
+        [u.change.state for u in batch],
+        [u.error_code for u in batch],
+        [u.sid for u in batch],
+        [u.sender for u in batch],
     )
 
 

@@ -278,6 +278,7 @@ WHERE s.due_at < 'infinity'
 # its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). Then its
 # lifetime (its own expiry, else the app's default lifetime from when it was due; the engine's STOP/HELP answers
 # never expire) and, for a marketing message, whether the phone is subscribed to the app and its stored zone.
+# A resend (resent_from set: a person asked for it) is never a duplicate; every other rule applies to it.
 ADMISSION_FACTS: Final = """
 SELECT c.i::int AS i,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
@@ -287,7 +288,7 @@ SELECT c.i::int AS i,
              AND p.created_at > m.created_at - make_interval(secs => c.flood) AND p.kind <> 'compliance'
              AND p.reason IS DISTINCT FROM 'blacklisted' AND p.reason IS DISTINCT FROM 'flood_limit'
        ) ELSE 0 END AS flood_used,
-       c.head IS NOT NULL AND EXISTS (
+       c.head IS NOT NULL AND m.resent_from IS NULL AND EXISTS (
            SELECT 1 FROM engine_outbound p
            WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
              AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
@@ -483,12 +484,30 @@ WHERE o.id = s.id
 """
 
 # ---- statuses from the carrier -------------------------------------------------------------
+# Every callback of the batch arrives in `a`; per message the highest rank (the first of equals) is applied (`u`),
+# statuses never moving backwards; `cur` locks the rows it will change as _LOCK_CURRENT does, noting which callback
+# (`i`) changes each. The timeline (engine_message_event) records the applied ones through its trigger, and
+# `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late, or about an
+# attempt the carrier refused).
 APPLY_STATUSES: Final = f"""
-WITH u AS (
+WITH a AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], $5::text[], $6::int[],
-                         $7::text[], $8::text[])
-         AS u(id, pstatus, status, rank, state, code, sid, sender)
-){_LOCK_CURRENT}, upd AS (
+                         $7::text[], $8::text[]) WITH ORDINALITY
+         AS a(id, pstatus, status, rank, state, code, sid, sender, i)
+), u AS (
+    SELECT DISTINCT ON (a.id) a.* FROM a ORDER BY a.id, a.rank DESC, a.i
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status, u.i FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
+    ORDER BY o.id FOR UPDATE OF o
+), ignored AS (
+    INSERT INTO engine_message_event (message_id, state, status, provider_status, error_code, applied)
+    SELECT o.id, o.state, o.status, a.pstatus, a.code, false
+    FROM a JOIN engine_outbound o ON o.id = a.id
+    WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = a.i)
+    ORDER BY a.i
+), upd AS (
     UPDATE engine_outbound o
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),
