@@ -37,6 +37,7 @@ LIVE: Final = 10  # unfinished jobs whose counts the list shows live
 PREVIEW: Final = 10  # rendered messages shown before confirming
 SHOWN_INVALID: Final = 100  # invalid lines listed
 DRAFT_SECONDS: Final = 900.0
+MAX_DRAFTS: Final = 8  # checked uploads held at once (each up to a 32 MB file's plan); the oldest go first
 _OPTIONAL: Final = ("on", "tag", "type", "category", "valid_for")
 _DONE: Final = {"pause": "job-paused", "resume": "job-resumed", "cancel": "job-canceled"}
 
@@ -161,6 +162,9 @@ class JobPages:
         draft = Draft(key, app.id, app.name, store.JobSpec("csv", name, template, tag, on, notification), plan,
                       self.clock() + DRAFT_SECONDS)
         self._draft(request)  # (drops the expired ones)
+        self._drafts.pop(request.get(CSRF, ""), None)
+        while len(self._drafts) >= MAX_DRAFTS:
+            self._drafts.pop(next(iter(self._drafts)))
         self._drafts[request.get(CSRF, "")] = draft
         return await self._show(request, draft)
 
