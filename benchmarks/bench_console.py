@@ -48,6 +48,9 @@ PAGES = (
     ("app", "/console/apps/lib"),
     ("carrier", "/console/carrier"),
     ("numbers", "/console/carrier/lib-smsc"),
+    ("jobs", "/console/jobs"),
+    ("jobs live", "/console/jobs/live"),
+    ("running job", "/console/jobs/30"),
 )
 
 
@@ -88,7 +91,28 @@ async def fill(pool: asyncpg.Pool, rows: int, hour: int) -> None:
         "INSERT INTO engine_outbox (app_id, type, payload, state, last_error) SELECT $1, 'delivery_report', '{}', "
         "CASE WHEN g % 1000 = 0 THEN 'dead' ELSE 'delivered' END, CASE WHEN g % 1000 = 0 THEN 'HTTP 503' END "
         "FROM generate_series(1, $2::int) g", app_id, side * 4)
-    for table in ("engine_outbound", "engine_inbound", "engine_blacklist", "engine_consent_event", "engine_outbox"):
+    # Jobs: 29 finished ones of 1,000 messages, then one running with `side` messages, half of them still queued.
+    await pool.execute(
+        "INSERT INTO engine_job (app_id, source, name, template, total, state, created_at, finished_at) "
+        "SELECT $1, 'csv', 'notices-' || g || '.csv', 'Hi {{name}}', 1000, 'done', now() - make_interval(days => g), "
+        "now() - make_interval(days => g) + interval '1 minute' FROM generate_series(29, 1, -1) g", app_id)
+    await pool.execute(
+        "INSERT INTO engine_job (app_id, source, name, template, total, state) "
+        "VALUES ($1, 'csv', 'overdue.csv', 'Your book is overdue', $2, 'running')", app_id, side)
+    await pool.execute(
+        "INSERT INTO engine_outbound (app_id, recipient, body, state, status, sending_at, created_at, did_id, "
+        "segments, job_id) SELECT $1, '+1347' || (3000000 + g)::text, 'Hi there', 'delivered', 1, "
+        "now() - make_interval(days => j.id::int), now() - make_interval(days => j.id::int), $2, 1, j.id "
+        "FROM engine_job j, generate_series(1, 1000) g WHERE j.state = 'done'", app_id, first_did)
+    await pool.execute(
+        "INSERT INTO engine_outbound (app_id, recipient, body, state, status, sending_at, created_at, did_id, "
+        "segments, job_id) SELECT $1, '+1347' || (4000000 + g)::text, 'Your book is overdue', "
+        "CASE WHEN g % 2 = 0 THEN 'queued' ELSE 'delivered' END, CASE WHEN g % 2 = 0 THEN 0 ELSE 1 END, "
+        "CASE WHEN g % 2 = 0 THEN NULL ELSE now() - make_interval(secs => g / 100.0) END, now() - interval '1 hour', "
+        "$2, 1, (SELECT id FROM engine_job WHERE state = 'running') FROM generate_series(1, $3::int) g",
+        app_id, first_did, side)
+    for table in ("engine_job", "engine_outbound", "engine_inbound", "engine_blacklist", "engine_consent_event",
+                  "engine_outbox"):
         await pool.execute(f"VACUUM ANALYZE {table}")
 
 

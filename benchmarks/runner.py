@@ -1,5 +1,6 @@
 """`engine bench`: engine vs baseline end to end (alternating A B A B), the scheduler alone, and the
-engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds; `backlog`:
+engine at the real per-DID limit (`paced`: a backlog over D DIDs at 60/min for T seconds, then over a mixed pool of
+long codes, a toll-free number and a short code at their types' paces; `backlog`:
 time to first send and peak RSS with a large queue and many DIDs). `--scenarios` picks some of them.
 
 With --json exactly one JSON object goes to stdout; progress and logs go to stderr.
@@ -23,16 +24,23 @@ from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_jobs import csv_to_queued
 from benchmarks.bench_latency import latency
+from benchmarks.bench_mixed import mixed
 from benchmarks.bench_paced import backlog, paced
+from benchmarks.bench_tracking import tracking_scenario
 
 # e2e = engine vs baseline (and their ratio); processes = `engine run` vs `engine worker --processes 1 / N`
-# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`); latency = one message every 50 ms per door
-SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "latency")
+# jobs = a CSV of csv_rows rows to all queued (`engine send --detach`); latency = one message every 50 ms per door;
+# tracking = the tracking queries on a 10-million-message table (minutes to build: only when named, or 'all')
+SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "latency", "tracking")
+DEFAULT_SCENARIOS = ("e2e", "processes", "throttle", "paced", "backlog", "jobs", "latency")
+MIXED_LONG_CODES = 10  # paced also runs a mixed pool: these long codes, a toll-free number and a short code
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
-    """A comma list of scenario names (None or 'all' = every one), in the canonical order."""
-    if text is None or text.strip() in ("", "all"):
+    """A comma list of scenario names (None or '' = the default ones, 'all' = every one), in the canonical order."""
+    if text is None or not text.strip():
+        return DEFAULT_SCENARIOS
+    if text.strip() == "all":
         return SCENARIOS
     names = {n.strip() for n in text.split(",") if n.strip()}
     unknown = names - set(SCENARIOS)
@@ -54,20 +62,21 @@ class BenchConfig:
     paced_seconds: float = 60.0
     backlog_messages: int = 1_000_000
     backlog_dids: int = 100_000
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     processes: int = 2
     csv_rows: int = 100_000
     carrier: str = "lean"  # the carrier process every scenario sends to (harness.CARRIERS)
     latency_seconds: float = 30.0  # latency: how long each door gets one message every 50 ms
+    tracking_messages: int = 10_000_000
 
     @classmethod
     def make(cls, *, quick: bool, messages: int | None = None, rounds: int | None = None, dids: int = 100,
              limit_per_min: int = 600_000, throttle_dids: int | None = None,
              throttle_decisions: int | None = None, paced_dids: int | None = None,
              paced_seconds: float | None = None, backlog_messages: int | None = None,
-             backlog_dids: int | None = None, scenarios: tuple[str, ...] = SCENARIOS,
+             backlog_dids: int | None = None, scenarios: tuple[str, ...] = DEFAULT_SCENARIOS,
              processes: int | None = None, csv_rows: int | None = None, carrier: str = "lean",
-             latency_seconds: float | None = None) -> BenchConfig:
+             latency_seconds: float | None = None, tracking_messages: int | None = None) -> BenchConfig:
         return cls(
             messages=messages or (20_000 if quick else 100_000),
             rounds=rounds or (2 if quick else 3),
@@ -85,6 +94,7 @@ class BenchConfig:
             csv_rows=csv_rows or (20_000 if quick else 100_000),
             carrier=carrier,
             latency_seconds=latency_seconds or 30.0,
+            tracking_messages=tracking_messages or (1_000_000 if quick else 10_000_000),
         )
 
 
@@ -179,7 +189,8 @@ async def _processes(cfg: BenchConfig, server: str) -> dict[str, Any]:
 async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     pg_version = None
-    needs_pg = any(n in cfg.scenarios for n in ("e2e", "processes", "paced", "backlog", "jobs", "latency"))
+    needs_pg = any(n in cfg.scenarios
+                   for n in ("e2e", "processes", "paced", "backlog", "jobs", "latency", "tracking"))
     if needs_pg:
         async with h.postgres_server(dsn) as server:
             conn = await asyncpg.connect(server)
@@ -197,6 +208,12 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
                 scenarios["paced"] = p.figures
                 h.log(f"  sent {p.figures['sent_in_window']}/{p.figures['capacity']} in the window "
                       f"({p.figures['achieved_ratio']}), max per DID in 60 s {p.figures['max_per_did_60s']}")
+                h.log(f"paced, mixed pool: {MIXED_LONG_CODES} long codes, a toll-free number and a short code for "
+                      f"{cfg.paced_seconds:g}s")
+                m = await mixed(server, long_codes=MIXED_LONG_CODES, seconds=cfg.paced_seconds)
+                scenarios["paced_mixed"] = m.figures
+                h.log(f"  sent {m.figures['sent_in_window']}/{m.figures['capacity']} in the window "
+                      f"({m.figures['achieved_ratio']}), limits exceeded: {m.figures['limits_exceeded'] or 'none'}")
             if "backlog" in cfg.scenarios:
                 h.log(f"backlog: {cfg.backlog_messages} queued, {cfg.backlog_dids} DIDs at 60/min")
                 b = await backlog(server, messages=cfg.backlog_messages, dids=cfg.backlog_dids, carrier=cfg.carrier)
@@ -208,6 +225,8 @@ async def run_bench(cfg: BenchConfig, dsn: str | None, command: str) -> dict[str
             if "latency" in cfg.scenarios:
                 h.log(f"latency: one message every 50 ms for {cfg.latency_seconds:g} s per door")
                 scenarios["latency"] = await latency(server, seconds=cfg.latency_seconds, carrier=cfg.carrier)
+            if "tracking" in cfg.scenarios:
+                scenarios["tracking"] = await tracking_scenario(server, messages=cfg.tracking_messages)
     if "throttle" in cfg.scenarios:
         h.log(f"throttle: {cfg.throttle_dids} DIDs, {cfg.throttle_decisions} decisions")
         scenarios["throttle"] = await _throttle(cfg)
@@ -261,6 +280,13 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"paced: {p['dids']} DIDs at {p['limit_per_min']}/min, {p['seconds']:g}s window from the first "
                      f"accept: sent {p['sent_in_window']} of capacity {p['capacity']} ({p['achieved_ratio']}), "
                      f"max per DID in any 60 s {p['max_per_did_60s']}")
+    if "paced_mixed" in s:
+        m = s["paced_mixed"]
+        kinds = ", ".join(f"{v['count']} {k} (max {v['max_per_sender_60s']}/{v['limit_per_min']} in 60 s, "
+                          f"{v['max_per_sender_1s']} in 1 s)" for k, v in m["senders"].items())
+        lines.append(f"paced, mixed pool ({kinds}): sent {m['sent_in_window']} of capacity {m['capacity']} "
+                     f"({m['achieved_ratio']}) in {m['seconds']:g}s, limits exceeded: "
+                     f"{', '.join(m['limits_exceeded']) or 'none'}")
     if "backlog" in s:
         k = s["backlog"]
         lines.append(f"backlog: {k['messages']} queued, {k['dids']} DIDs: first send {k['time_to_first_send_s']}s "
@@ -276,6 +302,12 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"latency via {door}: submit→carrier p50 {c['p50']} ms, p99 {c['p99']} ms; submit→delivery "
                          f"report p50 {r['p50']} ms, p99 {r['p99']} ms ({f['messages']} messages, engine "
                          f"{f['engine_cpu_us_per_msg']} µs CPU/msg, carrier {f['carrier_cpu_us_per_msg']})")
+    if "tracking" in s:
+        t = s["tracking"]
+        lines.append(f"tracking: {t['messages']:,} messages (built in {t['fill_s']} s + indexes {t['indexes_s']} s, "
+                     f"{t['table_and_indexes_mb']} MB), ms per query, p50 / p99 of {t['runs']}:")
+        lines += [f"  {name:<28}{q['p50_ms']:>9} {q['p99_ms']:>9}" for name, q in t["queries"].items()
+                  if isinstance(q, dict)]
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgres']}")
     return "\n".join(lines)

@@ -232,7 +232,7 @@ def _column(name: str, value: str, opt: str) -> tuple[str, Any]:
         if mode not in SPLIT_MODES:
             raise InvalidInput(opt, f"expected one of {', '.join(SPLIT_MODES)}, got {value!r}")
         return name, mode
-    if name == "smart_encoding":
+    if name in ("smart_encoding", "hold_transactional"):
         return name, parse_bool(value, name=opt)
     if name == "callback_concurrency":
         return name, parse_count(value, name=opt, low=1, high=MAX_CALLBACK_CONCURRENCY)

@@ -16,7 +16,12 @@ class NotFound(EngineError):
 
 
 class Conflict(EngineError):
-    """The object is not in a state that allows the operation (e.g. resuming a job that is done)."""
+    """The object is not in a state that allows the operation (e.g. resuming a job that is done, resending to a
+    phone that opted out); *reason*, when given, is a short machine-readable word."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidInput(EngineError):

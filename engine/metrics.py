@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -17,6 +18,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 WAIT_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
 DepthReader = Callable[[], Awaitable[tuple[dict[str, int], int]]]
+LevelReader = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
 
 
 class _CounterChild:
@@ -116,12 +118,29 @@ class Metrics:
         self.http_bad_requests = LoopCounter(
             "engine_http_bad_requests", "Malformed HTTP requests refused by the server, by error", ["reason"], r
         )
+        self.carrier_throttled = LoopCounter(
+            "engine_carrier_throttled", "Messages the carrier refused for a 10DLC rate (30022) or daily cap (30023): "
+            "requeued, their campaign slowed or brand held", ["level", "name", "code"], r)
+        self.cap_held = LoopCounter(
+            "engine_daily_cap_held", "Messages a brand's daily cap sent back to the queue until the reset", [], r)
         self.queue_depth = Gauge("engine_queue_depth", "Messages not yet final, by state", ["state"], registry=r)
+        self.brand_sent = Gauge("engine_brand_sent_today", "Segments a brand sent since its carrier day began",
+                                ["brand"], registry=r)
+        self.brand_cap = Gauge("engine_brand_daily_cap", "A brand's daily cap in segments (0: none)", ["brand"],
+                               registry=r)
+        self.brand_held = Gauge("engine_brand_held", "1 while the carrier holds the brand (30023) until the reset",
+                                ["brand"], registry=r)
+        self.campaign_sent = Gauge("engine_campaign_sent_60s", "Segments a campaign sent in the last 60 seconds",
+                                   ["campaign"], registry=r)
+        self.campaign_mps = Gauge("engine_campaign_mps", "A campaign's throughput in segments per second",
+                                  ["campaign"], registry=r)
+        self.campaign_slowed = Gauge("engine_campaign_slowed", "1 while the carrier slowed the campaign (30022)",
+                                     ["campaign"], registry=r)
         self.callback_backlog = Gauge("engine_callback_backlog", "Application callbacks pending delivery", registry=r)
         self.cache_seconds = cache_seconds
         self._read_at = float("-inf")
 
-    async def render(self, read_depths: DepthReader | None) -> bytes:
+    async def render(self, read_depths: DepthReader | None, read_levels: LevelReader | None = None) -> bytes:
         """The text exposition, refreshing database gauges when they are older than the cache."""
         now = time.monotonic()
         if read_depths is not None and now - self._read_at >= self.cache_seconds:
@@ -129,5 +148,20 @@ class Metrics:
             for state in ("queued", "claimed", "sending", "sent", "unknown"):
                 self.queue_depth.labels(state).set(depths.get(state, 0))
             self.callback_backlog.set(backlog)
+            if read_levels is not None:
+                self._set_levels(await read_levels())
             self._read_at = now
         return generate_latest(self.registry)
+
+    def _set_levels(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Per brand and campaign, from the database (so the same whichever process serves /metrics)."""
+        for r in rows:
+            name, held = str(r["name"]), 1.0 if r["held"] else 0.0
+            if r["level"] == "brand":
+                self.brand_sent.labels(name).set(r["sent"])
+                self.brand_cap.labels(name).set(r["capacity"] or 0.0)
+                self.brand_held.labels(name).set(held)
+            else:
+                self.campaign_sent.labels(name).set(r["sent"])
+                self.campaign_mps.labels(name).set(r["capacity"])
+                self.campaign_slowed.labels(name).set(held)

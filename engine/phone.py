@@ -86,6 +86,12 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str | None:
         plain = _PLAIN_NANP.fullmatch(text.translate(_SEPARATORS))
         if plain is not None:
             return _nanp(plain.group(1))
+    return library_e164(text, region)
+
+
+def library_e164(text: str, region: str = DEFAULT_REGION) -> str | None:
+    """The general path: phonenumbers' own parse and validation of a stripped, non-empty *text* (to_e164 answers
+    plain North American numbers without it, with the same result)."""
     digits = "".join(ch for ch in text if ch.isdigit())
     if region == "US" and not text.startswith("+") and len(digits) == 11 and digits[0] == "1":
         text = "+" + digits

@@ -11,7 +11,8 @@ import pytest
 from benchmarks.bench_baseline import baseline_round
 from benchmarks.bench_e2e import engine_round
 from benchmarks.bench_paced import backlog, paced, paced_capacity
-from benchmarks.runner import SCENARIOS, BenchConfig, parse_scenarios, summarize
+from benchmarks.bench_tracking import tracking_scenario
+from benchmarks.runner import DEFAULT_SCENARIOS, SCENARIOS, BenchConfig, parse_scenarios, summarize
 from engine.cli import build_parser
 from engine.testing import max_per_sender_in_window
 
@@ -27,7 +28,7 @@ def test_bench_size_flags_win_over_the_preset_and_quick_is_smaller() -> None:
     # --quick runs the same scenarios, smaller in every size.
     assert quick.scenarios == full.scenarios
     for size in ("messages", "rounds", "throttle_dids", "throttle_decisions", "paced_dids", "paced_seconds",
-                 "backlog_messages", "backlog_dids", "csv_rows"):
+                 "backlog_messages", "backlog_dids", "csv_rows", "tracking_messages"):
         assert getattr(quick, size) < getattr(full, size), size
 
 
@@ -79,7 +80,8 @@ def test_bench_scenario_flags() -> None:
     cfg = BenchConfig.make(quick=True, paced_dids=args.paced_dids, scenarios=scenarios)
     assert cfg == dataclasses.replace(BenchConfig.make(quick=True), paced_dids=7, scenarios=scenarios)
     assert parse_scenarios("backlog,paced,paced") == scenarios  # once each, in the canonical order
-    assert BenchConfig.make(quick=False).scenarios == SCENARIOS == parse_scenarios(None) == parse_scenarios("all")
+    assert BenchConfig.make(quick=False).scenarios == DEFAULT_SCENARIOS == parse_scenarios(None)
+    assert parse_scenarios("all") == SCENARIOS == (*DEFAULT_SCENARIOS, "tracking")  # the 10M table: when asked
     with pytest.raises(ValueError, match="nope"):
         parse_scenarios("paced,nope")
     # burst 1 at 60/min: t0, t0+1, ..., t0+T-1 in [t0, t0+T): T sends per DID
@@ -204,3 +206,13 @@ def test_ab_alternates_source_trees_and_refuses_what_is_not_one(tmp_path: Path) 
     bad = subprocess.run([sys.executable, "-m", "benchmarks.ab", f"x={tmp_path}"], capture_output=True, text=True,
                          timeout=60, check=False)
     assert bad.returncode == 2 and "not NAME=DIR" in bad.stderr
+
+
+async def test_tracking_scenario_builds_what_it_says_and_times_every_query(server_dsn: str) -> None:
+    result = await tracking_scenario(server_dsn, messages=30_000, runs=3, event_share=0.1)
+    assert result["messages"] == 30_000 and result["dropped_indexes"] == []
+    queries = result["queries"]
+    assert len(queries["job_sizes"]) == 12 and sum(queries["job_sizes"]) == 30_000 // 4
+    timed = {k: v for k, v in queries.items() if isinstance(v, dict)}
+    assert {"first_page", "phone", "tag", "job", "deep_cursor", "job_counts_by_state", "message_detail"} <= set(timed)
+    assert all(v["runs"] == 3 and v["p50_ms"] > 0 for v in timed.values())

@@ -173,9 +173,12 @@ async def test_messaging_service_only(make_carrier: CarrierFactory, session: aio
     service = "MG" + "5" * 32
     client = _client(session, base, messaging_service_sid=service)
     request = OutboundRequest(message_id=1, to=TO, from_=None, body="hi", status_callback=None)
-    assert (await client.send(request)).ok
-    [record] = carrier.records
-    assert record.from_ is None and record.messaging_service_sid == service
+    assert (await client.send(request)).error_code == 21701  # no such service
+    carrier.add_service(service, ["+16465550101", "+16465550102"])
+    assert (await client.send(request)).ok and (await client.send(request)).ok
+    # The service picks each sender from its pool, in turn.
+    assert [(r.from_, r.messaging_service_sid) for r in carrier.records] == [
+        ("+16465550101", service), ("+16465550102", service)]
 
 
 async def test_many_concurrent_sends(

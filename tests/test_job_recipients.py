@@ -129,7 +129,7 @@ def test_segments_empty_bodies_nul_and_single_sms_parts() -> None:
     emoji = "😀" * 80  # UCS-2: 3 segments
     text = f"phone,v\n2125550100,{long_text}\n2125550101,{emoji}\n2125550102, \n2125550103,a\x00b\n"
     result = plan("{{v}}", text)
-    assert [m.line for m in result.messages] == [2]
+    assert [(m.line, m.segments) for m in result.messages] == [(2, 2)]  # what the console's preview shows
     assert [(s.line, s.problem) for s in result.skipped] == [
         (3, "the message would be 3 SMS segments; at most 2 are allowed"),
         (4, "no value for {{v}}"),
@@ -137,9 +137,11 @@ def test_segments_empty_bodies_nul_and_single_sms_parts() -> None:
     ]
     single = plan("{{v}}", f"phone,v\n2125550100,{long_text}\n", AppRules(single_sms=True, split_mode="word"))
     parts = single.messages[0].parts
+    assert single.messages[0].segments == 2  # billed as the two SMS its parts are
     assert len(parts) == 2 and parts[0].startswith("(1/2) ") and parts[1].startswith("(2/2) ")
     assert plan("Hi {{v}}", "phone,v\n2125550100,  \n").skipped[0].problem == "no value for {{v}}"
     assert plan("{{v}}", "phone,v\n2125550100,{{v}}\n").messages[0].parts == ("{{v}}",)  # values are not templates
+    assert plan("{{v}}", "phone,v\n2125550100,😀 hi\n").messages[0].segments == 1  # UCS-2, one SMS
 
 
 def test_json_recipients_render_numbers_and_refuse_objects() -> None:

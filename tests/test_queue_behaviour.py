@@ -173,7 +173,7 @@ async def test_claim_and_status_queries_use_their_indexes(pool: asyncpg.Pool) ->
         assert "engine_outbound_due_app" in plan and "engine_outbound_due_job" in plan, plan
         assert "engine_job_running" in plan or "engine_job_app" in plan, plan
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + q.APPLY_STATUSES, '[[1, "delivered", 1, 100, "delivered", null, "SM1"]]'))
+            "EXPLAIN " + q.APPLY_STATUSES, '[[1, "delivered", 1, 100, "delivered", null, "SM1", "+16462000001"]]'))
         assert "engine_outbound_pkey" in plan
 
 
@@ -198,7 +198,8 @@ async def test_generic_plans_of_the_hot_queries_never_scan_history(
         "MARK_SENDING": (q.MARK_SENDING, ('[[1, 1, "+1", 1, "GSM-7", null], [2, 1, "+1", 1, "GSM-7", 1e9]]', "w",
                                           30.0, datetime.now(UTC))),
         "MARK_ACCEPTED": (q.MARK_ACCEPTED, ('[[1, "SM1", "queued"], [2, "SM2", "queued"]]',)),
-        "APPLY_STATUSES": (q.APPLY_STATUSES, ('[[1, "delivered", 1, 100, "delivered", null, "SM1"]]',)),
+        "APPLY_STATUSES": (q.APPLY_STATUSES,
+                           ('[[1, "delivered", 1, 100, "delivered", null, "SM1", "+16462000001"]]',)),
         "ADMISSION_FACTS": (q.ADMISSION_FACTS, ([1, 2], ["b1", None], [60.0, 0.0])),
     }
     async with pool.acquire() as conn, conn.transaction():

@@ -3,8 +3,8 @@
 Every call authenticates with ``api_key`` (stored hashed; looked up by hash, briefly cached), parses
 its parameters with :mod:`engine.api.params` (400 naming the parameter), then runs one store
 transaction (:mod:`engine.store.carousel`), so a failed call changes nothing. Errors are JSON
-``{"error": message}``: 400 bad parameter, 401 api_key, 404 unknown call, 409 no SMSC / carrier
-account, 502 carrier error, 500 server fault (logged with a traceback and an error id).
+``{"error": message}``: 400 bad parameter, 401 api_key, 404 unknown call (or message), 409 no SMSC / carrier
+account (or a resend refused), 502 carrier error, 500 server fault (logged with a traceback and an error id).
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ from aiohttp import web
 from engine.api import openapi
 from engine.api import params as pp
 from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
+from engine.api.tracking import TrackingApi
 from engine.config import Settings
 from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
 from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
+from engine.policy import senders
 from engine.policy.admission import prepare
 from engine.policy.lifetime import Notification
 from engine.policy.quiet_hours import valid_zone
+from engine.policy.senders import SENDER_TYPES
 from engine.providers.factory import carrier_client
-from engine.providers.twilio import TwilioClient, inbound_webhook_url
+from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
 from engine.store import lifetime, notify
 from engine.store.admin import hash_api_key
@@ -72,6 +75,33 @@ def _json(body: object, status: int = 200) -> web.Response:
 def _did_text(e164: str) -> str:
     """DIDs go out as E.164 digits without the '+'."""
     return e164.removeprefix("+")
+
+
+def _search_kinds(wanted: str | None) -> tuple[str, ...]:
+    """find_did's ``type``: which of Twilio's AvailablePhoneNumbers lists to search (default both)."""
+    if wanted is None:
+        return NUMBER_KINDS
+    if wanted in ("long_code", "local"):
+        return ("Local",)
+    if wanted == "toll_free":
+        return ("TollFree",)
+    raise InvalidInput("type", "is long_code or toll_free")
+
+
+def _buy_type(wanted: str | None, number: str | None) -> str:
+    """add_did's sender type: what *number* is (a toll-free number is toll_free), or *wanted* (default long_code);
+    short codes and sender IDs are not bought through the API."""
+    if wanted is not None and wanted not in SENDER_TYPES:
+        raise InvalidInput("type", f"is one of {', '.join(SENDER_TYPES)}")
+    if wanted in ("short_code", "alphanumeric"):
+        raise InvalidInput("type", "short codes and sender IDs come from the carrier, not a purchase: add them with "
+                                   "`engine did add --type " + wanted + "`")
+    if number is None:
+        return wanted or "long_code"
+    try:
+        return senders.sender(number, wanted)[1]
+    except senders.SenderError as exc:
+        raise InvalidInput(exc.field, str(exc)) from None
 
 
 def _now() -> datetime:
@@ -138,6 +168,7 @@ class CarouselApi:
         }
         self.jobs = JobsApi(pool, settings, clock)
         self.calls.update(self.jobs.calls)
+        self.calls.update(TrackingApi(pool, lambda: self.clock()).calls)  # messages, message, resend
         self._document = orjson.dumps(openapi.document())
 
     def routes(self) -> list[web.RouteDef]:
@@ -175,7 +206,7 @@ class CarouselApi:
         except NotFound as exc:  # e.g. another application's job: no different from one that does not exist
             return _json({"error": str(exc)}, 404)
         except Conflict as exc:
-            return _json({"error": str(exc)}, 409)
+            return _json({"error": str(exc), **({"reason": exc.reason} if exc.reason else {})}, 409)
         except ProviderError as exc:
             return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
@@ -400,10 +431,14 @@ class CarouselApi:
         return {"dids": ",".join(_did_text(n) for n in numbers)}
 
     async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
+        """Numbers for sale: local ones and toll-free ones (``type`` long_code or toll_free narrows it)."""
         fragment = pp.parse_number_fragment(p)
         country = pp.parse_country(p)
+        kinds = _search_kinds(pp.optional(p, "type"))
+        numbers: list[str] = []
         async with self._carrier(app) as carrier:
-            numbers = await carrier.search_numbers(country, fragment)
+            for kind in kinds:
+                numbers += await carrier.search_numbers(country, fragment, kind=kind)
         return {"dids": ",".join(_did_text(n) for n in numbers)}
 
     @staticmethod
@@ -419,20 +454,24 @@ class CarouselApi:
             return None
         return inbound_webhook_url(self.settings.callback_base, app.provider.id)
 
-    async def _pick_number(self, carrier: TwilioClient, country: str) -> str:
-        for candidate in await carrier.search_numbers(country, None, limit=5):
+    async def _pick_number(self, carrier: TwilioClient, country: str, kind: str) -> str:
+        for candidate in await carrier.search_numbers(country, None, limit=5, kind=kind):
             if await store.did_smsc(self.pool, candidate) is None:
                 return candidate
-        raise ProviderError(f"no {country} numbers available", status=404)
+        what = "toll-free numbers" if kind == "TollFree" else "numbers"
+        raise ProviderError(f"no {country} {what} available", status=404)
 
     async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
         """Buy a number already pointed at the engine (SmsUrl in the purchase request itself: bought and pointed,
         or neither) and add it to the SMSC; released again if another SMSC got it meanwhile. A number the SMSC
-        already has is answered as is (``engine provider sync`` re-points numbers)."""
+        already has is answered as is (``engine provider sync`` re-points numbers). ``type`` (long_code, the
+        default, or toll_free) says what to buy when no number is given, and sets the DID's default pace."""
         smsc = self._smsc(app)
         country = pp.parse_country(p)
         raw = pp.optional(p, "number")
+        wanted = pp.optional(p, "type")
         number = None if raw is None else self._did_number(raw, country)
+        kind = _buy_type(wanted, number)
         if number is not None:
             owner = await store.did_smsc(self.pool, number)
             if owner == smsc:
@@ -441,10 +480,10 @@ class CarouselApi:
                 raise InvalidInput("number", f"{number} is in use by another SMSC")
         async with self._carrier(app) as carrier:
             if number is None:
-                number = await self._pick_number(carrier, country)
+                number = await self._pick_number(carrier, country, "TollFree" if kind == "toll_free" else "Local")
             bought = await carrier.buy_number(number, sms_url=self._inbound_url(app))
             bought = to_e164(bought) or bought
-            if not await store.record_did(self.pool, smsc, bought):
+            if not await store.record_did(self.pool, smsc, bought, kind):
                 await carrier.release_number(bought)
                 raise InvalidInput("number", f"{bought} is in use by another SMSC")
         return {"did": _did_text(bought)}

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.metrics import Metrics
-from engine.store import outbound, outbox
+from engine.policy.senders import carrier_day_timezone
+from engine.store import outbound, outbox, senders
 from engine.store.database import DB_ERRORS, Pool, ping
+from engine.throttle.daily import CarrierDay
 
 
 class HealthApi:
@@ -16,9 +22,15 @@ class HealthApi:
     def __init__(self, pool: Pool, metrics: Metrics) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.carrier_day = CarrierDay(carrier_day_timezone())
 
     async def _depths(self) -> tuple[dict[str, int], int]:
         return await outbound.queue_depth(self.pool), await outbox.backlog(self.pool)
+
+    async def _levels(self) -> list[dict[str, Any]]:
+        """Brands' days and campaigns' last minute (engine/metrics.py: engine_brand_*, engine_campaign_*)."""
+        start = self.carrier_day.bounds(time.time())[0]
+        return await senders.level_stats(self.pool, datetime.fromtimestamp(start, UTC))
 
     async def healthz(self, _: web.Request) -> web.Response:
         try:
@@ -28,7 +40,7 @@ class HealthApi:
         return web.json_response({"ok": True})
 
     async def metrics_text(self, _: web.Request) -> web.Response:
-        body = await self.metrics.render(self._depths)
+        body = await self.metrics.render(self._depths, self._levels)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def routes(self) -> list[web.RouteDef]:

@@ -64,11 +64,12 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """A row that can be sent: its E.164 number and its body's parts."""
+    """A row that can be sent: its E.164 number, its body's parts and the SMS segments it is billed as."""
 
     line: int
     recipient: str
     parts: tuple[str, ...]
+    segments: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ def plan_job(template: str, rows: Iterable[Row], rules: AppRules, limits: BodyLi
         if odd:
             problems.append(f"the value for {{{{{odd[0]}}}}} must be a string or a number")
         parts: tuple[str, ...] = ()
+        segments = 0
         if not missing and not odd:
             body = render_template(template, row.values)
             problem = None
@@ -195,12 +197,13 @@ def plan_job(template: str, rows: Iterable[Row], rules: AppRules, limits: BodyLi
                 prepared = prepare(body, rules)
                 problem = body_problem(body, prepared.info.segments, limits)
                 parts = prepared.parts
+                segments = prepared.info.segments
             if problem is not None:
                 problems.append(f"the message {problem}")
         if problems or e164 is None:
             skipped.append(Skipped(row.line, raw, "; ".join(problems)))
         else:
-            messages.append(Planned(row.line, e164, parts))
+            messages.append(Planned(row.line, e164, parts, segments))
     return JobPlan(messages, skipped)
 
 

@@ -13,7 +13,22 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.cli import apps, bench, dids, inbound, jobs, lifetime, local, operators, providers, run, send, smsc
+from engine.cli import (
+    apps,
+    bench,
+    dids,
+    inbound,
+    jobs,
+    lifetime,
+    local,
+    messages,
+    operators,
+    providers,
+    run,
+    send,
+    senders,
+    smsc,
+)
 from engine.cli.common import _settings
 from engine.errors import EngineError
 from engine.logsafe import install_redaction
@@ -24,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine")
 
 # In the order `engine --help` lists their commands.
-_GROUPS = (run, apps, smsc, inbound, lifetime, providers, dids, send, jobs, operators, local, bench)
+_GROUPS = (run, apps, smsc, inbound, lifetime, providers, dids, senders, send, jobs, messages, operators, local, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

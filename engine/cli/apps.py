@@ -51,7 +51,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--loop-max-repeats", metavar="K", help="auto-reply loop: the same MO K times in a row (default 5)")
     p.add_argument("--loop-cooldown", metavar="PERIOD", help="automatic replies stop this long (default 1h)")
     p.add_argument("--smsc-limit-per-min", metavar="N",
-                   help="cap the app's whole DID pool at N segments/minute (e.g. a 10DLC campaign); 'off' removes it")
+                   help="cap the app's whole DID pool at N segments/minute; 'off' removes it (10DLC campaigns: "
+                        "engine campaign)")
+    p.add_argument("--hold-transactional", metavar="yes|no",
+                   help="when its brand's daily cap is reached, hold transactional messages too until the reset "
+                        "(default no: only marketing and bulk wait)")
     p.add_argument("--valid-for", metavar="DURATION",
                    help="default message lifetime (2h, 1d, PT30M; at most 365 days): a message still unsent this long "
                    "after it was due ends expired; 'off' (default) keeps messages until sent")
@@ -77,7 +81,7 @@ APP_SETTINGS_FLAGS = (
     "gateway_url", "help_text", "welcome_text", "optout_text", "optin_text", "nomatch_text", "split_mode",
     "smart_encoding", "flood_limit", "dedup_window", "callback_concurrency", "smsc_limit_per_min",
     "session_idle", "loop_max_replies", "loop_window", "loop_max_repeats", "loop_cooldown", "smsc",
-    "valid_for", "retention", "quiet_hours", "quiet_window",
+    "valid_for", "retention", "quiet_hours", "quiet_window", "hold_transactional",
 )
 
 
@@ -93,12 +97,35 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"  valid_for: {lifetime}   retention: {a['retention']}   quiet hours (marketing): {quiet}")
     queue = status["queue"]
     print("queue: " + (", ".join(f"{k}={v}" for k, v in queue.items()) if queue else "empty"))
+    _print_senders(status["senders"])
     print("callbacks: " + ", ".join(f"{k}={v}" for k, v in status["outbox"].items()))
     if status["dead_letters"]:
         print("last dead-lettered callbacks:")
         for d in status["dead_letters"]:
             print(f"  {d['created_at']}  {d['type']:<19} {d['event_id']}  attempts={d['attempts']}  "
                   f"error: {d['last_error']}")
+
+
+def _print_senders(senders: dict[str, Any]) -> None:
+    """The app's senders by type and campaign, its brands' daily caps, and what waits for a cap to reset."""
+    for g in senders["groups"]:
+        line = f"senders: {g['count']} {g['type']}"
+        if g["campaign"]:
+            slowed = f", slowed by the carrier until {g['slowed_until']}" if g["slowed_until"] else ""
+            line += f" in campaign {g['campaign']} ({g['mps']} segments/s{slowed})"
+        print(line)
+    for b in senders["brands"]:
+        cap = f"{b['used_today']}/{b['daily_cap']} segments today, {b['reserve']} kept for transactional" \
+            if b["daily_cap"] else "no daily cap"
+        state = ""
+        if b["held_until"]:
+            state = f"; the carrier holds it (30023) until {b['held_until']}"
+        elif b["daily_cap"] and b["used_today"] >= b["daily_cap"] - b["reserve"]:
+            state = f"; daily cap reached: marketing waits until {b['resets_at']}"
+        print(f"brand {b['name']}: {cap}{state}")
+    if senders["throttled"]:
+        print(f"throttled: {senders['throttled']} messages wait for their brand's daily cap to reset "
+              f"(transactional ones too: {'yes' if senders['hold_transactional'] else 'no'})")
 
 
 async def _cmd_app(settings: Settings, args: argparse.Namespace) -> int:

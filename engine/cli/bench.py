@@ -38,10 +38,14 @@ def register(sub: Subparsers) -> None:
                    help="the carrier every scenario sends to: the lean benchmark carrier (default; a plain asyncio "
                         "HTTP/1.1 responder, so the figures are the sender's) or the regular fake carrier "
                         "(`engine fake-carrier`, aiohttp)")
-    p.add_argument("--scenarios", default="all",
+    p.add_argument("--tracking-messages", type=int,
+                   help="tracking: messages in the table (default 10,000,000; --quick 1,000,000)")
+    p.add_argument("--scenarios",
                    help="comma list of e2e (engine vs baseline), processes (engine run vs engine worker "
-                        "--processes N), throttle, paced, backlog, jobs (a CSV to all queued), latency (one "
-                        "message every 50 ms through the SQL door and the HTTP API) (default all)")
+                        "--processes N), throttle, paced (also a mixed pool: long codes, a toll-free number, a short "
+                        "code), backlog, jobs (a CSV to all queued), latency (one message every 50 ms through the SQL "
+                        "door and the HTTP API) (the default: these seven), tracking (the tracking queries on a large "
+                        "table; minutes to build), or all")
 
 
 async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -65,7 +69,7 @@ async def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         throttle_decisions=args.throttle_decisions, paced_dids=args.paced_dids,
         paced_seconds=args.paced_seconds, backlog_messages=args.backlog_messages,
         backlog_dids=args.backlog_dids, scenarios=scenarios, processes=args.processes, csv_rows=args.csv_rows,
-        carrier=args.carrier, latency_seconds=args.latency_seconds,
+        carrier=args.carrier, latency_seconds=args.latency_seconds, tracking_messages=args.tracking_messages,
     )
     result = await run_bench(cfg, settings.dsn, "engine " + " ".join(sys.argv[1:]))
     if args.json:

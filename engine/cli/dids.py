@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli.common import _common, _pool_flags, _print_json, _target, _with_db
 from engine.cli.providers import _point_dids, _print_failures, _public_base
 from engine.config import Settings
+from engine.policy.senders import SENDER_TYPES
 
 if TYPE_CHECKING:
     from engine.cli.common import Handler, Subparsers
@@ -24,8 +25,14 @@ def register(sub: Subparsers) -> None:
         if action != "list":
             p.add_argument("numbers", nargs="+", metavar="NUMBER")
         if action == "add":
-            p.add_argument("--limit-per-min", type=int, default=60)
-            p.add_argument("--burst", type=int, default=1)
+            p.add_argument("--type", dest="sender_type", choices=SENDER_TYPES,
+                           help="sender type (default: toll_free for a toll-free number, else long_code); sets "
+                                "the default limit and burst")
+            p.add_argument("--country", help="ISO country a short code (default US) or a sender ID (required) serves")
+            p.add_argument("--campaign", metavar="NAME",
+                           help="the 10DLC campaign they send for (engine campaign create); '' takes them out")
+            p.add_argument("--limit-per-min", type=int, help="segments per minute (default: the type's, e.g. 60)")
+            p.add_argument("--burst", type=int, help="segments at once (default: the type's, e.g. 1)")
             p.add_argument("--public-url",
                            help="base URL the numbers' SmsUrl is set under (env ENGINE_PUBLIC_URL)")
         if action == "list":
@@ -48,8 +55,12 @@ async def _did_add(settings: Settings, args: argparse.Namespace, pool: Any) -> i
         account = None
     base = _public_base(settings, account.kind) if account is not None else ""
     added = await admin.add_dids(pool, args.app, args.numbers, limit_per_min=args.limit_per_min, burst=args.burst,
-                                 smsc=args.smsc)
+                                 smsc=args.smsc, sender_type=args.sender_type, country=args.country,
+                                 campaign=args.campaign)
     print("added " + ", ".join(added))
+    added = await admin.inbound_numbers(pool, added)  # sender IDs and short codes get no SmsUrl here
+    if not added:
+        return 0
     if account is None:
         print(f"note: {_target(args)} has no carrier account yet, so no SmsUrl was set: after `engine provider add`, "
               f"run `engine provider sync {_target(args)}`", file=sys.stderr)
@@ -81,7 +92,10 @@ async def _cmd_did(settings: Settings, args: argparse.Namespace) -> int:
                 _print_json(rows)
             for r in rows if not args.json else []:
                 state = "" if r["enabled"] else " (disabled)"
-                print(f"{r['number']}  {r['limit_per_min']}/min burst {r['burst']}{state}")
+                where = f" {r['country']}" if r["country"] else ""
+                campaign = f" campaign {r['campaign']}" if r["campaign"] else ""
+                print(f"{r['number']}  {r['sender_type']}{where}  {r['limit_per_min']}/min burst {r['burst']}"
+                      f"{campaign}{state}")
         return 0
 
     return await _with_db(settings, go)

@@ -28,6 +28,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--account-sid")
     p.add_argument("--auth-token")
     p.add_argument("--messaging-service-sid")
+    p.add_argument("--service-mps", metavar="N",
+                   help="send through the Messaging Service alone (no DIDs of the app's own: Twilio picks the sender "
+                        "from the service's pool), paced at its throughput of N segments/s")
     p.add_argument("--base-url")
     p.add_argument("--max-per-second", type=int, metavar="N",
                    help="the account's cap in segments per second (e.g. Twilio account MPS)")
@@ -124,7 +127,8 @@ async def _cmd_provider_sync(settings: Settings, args: argparse.Namespace) -> in
     async def go(pool: Any) -> int:
         account = await admin.app_provider(pool, args.app, smsc=args.smsc)
         base = _public_base(settings, account.kind)
-        numbers = [row["number"] for row in await admin.list_dids(pool, args.app, smsc=args.smsc)]
+        listed = [row["number"] for row in await admin.list_dids(pool, args.app, smsc=args.smsc)]
+        numbers = await admin.inbound_numbers(pool, listed)  # sender IDs and short codes have no SmsUrl here
         report = await _point_dids(base, account, numbers, args.timeout)
         if args.json:
             _print_json(report.as_json())
@@ -160,11 +164,15 @@ async def _cmd_provider(settings: Settings, args: argparse.Namespace) -> int:
             pool, args.app, smsc=args.smsc, kind=args.kind, account_sid=sid, auth_token=token,
             messaging_service_sid=args.messaging_service_sid, base_url=base, single_sms=args.single_sms,
             max_per_second=args.max_per_second, carrier_handles_optout=args.carrier_handles_optout,
+            service_mps=args.service_mps,
         )
         single = ", single SMS only" if args.single_sms else ""
         target = _target(args)
         print(f"provider {pid} ({args.kind}{single}, account {sid[:6]}…) attached to {target}")
-        if await admin.list_dids(pool, args.app, smsc=args.smsc):
+        if args.service_mps:
+            print(f"{target} sends through Messaging Service {args.messaging_service_sid} at {args.service_mps} "
+                  "segments/s")
+        elif await admin.list_dids(pool, args.app, smsc=args.smsc):
             print(f"its inbound URL is new: run `engine provider sync {target}` to point the DIDs at it")
         return 0
 

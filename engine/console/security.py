@@ -23,9 +23,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from engine.api.jobs import MAX_UPLOAD_BYTES
 from engine.config import Settings
 from engine.console import passwords
-from engine.console.views import CSRF, FORM, OPERATOR, render
+from engine.console.views import CSRF, FORM, OPERATOR, UPLOADS, render
 from engine.httpserver.forms import UnreadableBody, read_form
 from engine.policy.logins import LoginThrottle
 from engine.store import operators
@@ -139,7 +140,9 @@ class Guard:
         """The request's form, read once (handlers find it under FORM)."""
         if FORM not in request:
             try:
-                request[FORM] = await read_form(request, timeout=self.settings.read_timeout) \
+                uploads = UPLOADS.get(request.match_info.route.name or "", ())
+                reading = request.clone(client_max_size=MAX_UPLOAD_BYTES) if uploads else request
+                request[FORM] = await read_form(reading, timeout=self.settings.read_timeout, uploads=uploads) \
                     if request.body_exists else {}
             except UnreadableBody as exc:
                 raise web.HTTPBadRequest(text=exc.message) from None

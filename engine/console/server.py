@@ -15,6 +15,7 @@ from engine.config import Settings
 from engine.console.pages.apps import AppPages
 from engine.console.pages.carrier import CarrierPages
 from engine.console.pages.inbound import InboundPages
+from engine.console.pages.jobs import JobPages
 from engine.console.pages.overview import OverviewPages
 from engine.console.security import Guard
 from engine.console.views import Deps
@@ -68,6 +69,7 @@ class Console:
         app.router.add_post("/logout", self.guard.logout, name="logout")
         app.router.add_static("/static/", HERE / "static", name="static")
         app.add_routes(OverviewPages(self.deps, self.clock).routes())
+        app.add_routes(JobPages(self.deps, self.clock).routes())
         for pages in (InboundPages, AppPages, CarrierPages):
             app.add_routes(pages(self.deps).routes())
         return app

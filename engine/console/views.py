@@ -23,6 +23,7 @@ __all__ = [
     "NAV",
     "NOTICES",
     "OPERATOR",
+    "UPLOADS",
     "Deps",
     "OneTime",
     "cursor_time",
@@ -39,9 +40,12 @@ OPERATOR: Final = web.RequestKey("operator", Operator)  # who is logged in
 CSRF: Final = web.RequestKey("csrf", str)  # their session's CSRF token (for the forms of the page)
 FORM: Final = web.RequestKey("form", dict[str, str])  # the POSTed form, read once
 
-# The pages in the navigation bar: (route name, label, path). Messages and Jobs join when their APIs exist.
+# The forms that upload a file (route name -> its file fields); every other form's files are dropped unread.
+UPLOADS: Final = {"jobs-preview": ("csv",)}
+# The pages in the navigation bar: (route name, label, path). Messages joins when its API exists.
 NAV: Final = (
     ("overview", "Overview", "/console/"),
+    ("jobs", "Jobs", "/console/jobs"),
     ("inbound", "Inbound", "/console/inbound"),
     ("apps", "Apps", "/console/apps"),
     ("carrier", "Carrier & numbers", "/console/carrier"),
@@ -60,6 +64,10 @@ NOTICES: Final = {
     "released": "Number released and removed.",
     "nothing": "Nothing to change.",
     "rotated": "The API key was rotated: the old key no longer works.",
+    "job-started": "Job queued: its messages are on their way.",
+    "job-paused": "Job paused: its queued messages wait.",
+    "job-resumed": "Job resumed.",
+    "job-canceled": "Job canceled: its queued messages will not be sent.",
 }
 
 

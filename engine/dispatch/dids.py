@@ -23,6 +23,9 @@ class Did:
     number: str
     limit_per_min: int
     burst: int
+    sender_type: str = "long_code"
+    campaign_id: int | None = None  # the 10DLC campaign (and its brand) whose caps it shares
+    brand_id: int | None = None
     enabled: bool = True  # enabled in the database, as of the last topology read
     leased: bool = False  # this worker holds its lease
     releasing: bool = False  # being given back: no new sends; released once nothing of ours is in flight on it
@@ -46,9 +49,11 @@ class DidBook:
             seen.add(r.id)
             did = self._dids.get(r.id)
             if did is None:
-                self._dids[r.id] = Did(r.id, r.smsc_id, r.number, r.limit_per_min, r.burst)
+                self._dids[r.id] = Did(r.id, r.smsc_id, r.number, r.limit_per_min, r.burst, r.sender_type,
+                                       r.campaign_id, r.brand_id)
             else:
                 did.smsc_id, did.number, did.limit_per_min, did.burst = r.smsc_id, r.number, r.limit_per_min, r.burst
+                did.sender_type, did.campaign_id, did.brand_id = r.sender_type, r.campaign_id, r.brand_id
                 did.enabled = True
         for did in self._dids.values():
             if did.id not in seen:
@@ -69,6 +74,15 @@ class DidBook:
         for d in self._dids.values():
             if d.enabled:
                 out.setdefault(d.smsc_id, []).append(d.id)
+        return out
+
+    def grouped(self, attr: str) -> dict[int, list[int]]:
+        """Campaign ("campaign_id") or brand ("brand_id") -> its enabled DIDs."""
+        out: dict[int, list[int]] = {}
+        for d in self._dids.values():
+            key = getattr(d, attr)
+            if d.enabled and key is not None:
+                out.setdefault(key, []).append(d.id)
         return out
 
     def usable(self) -> list[Did]:

@@ -3,7 +3,9 @@
 Each DID is leased to one worker, so its pacing lives in exactly one process. Every worker holds a fair
 share (per SMSC) of the enabled DIDs; an extra DID is handed over only once nothing of ours is in flight
 on it, so its next holder's replay of recent sends already includes ours. Caps above the DIDs (an SMSC's
-segments/min, a carrier account's segments/s) are split over the workers by the DIDs each holds.
+segments/min, a 10DLC campaign's segments/s, a brand's segments per carrier-day, a carrier account's segments/s) are
+split over the workers by the DIDs each holds. A share grows only with the cap's recent sends (everyone's, from the
+database) counted in it: the last window for rates, the carrier day so far for a daily cap.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
 from engine.dispatch.dids import DidBook
+from engine.policy.senders import carrier_errors, per_minute
 from engine.store import leases as store
 from engine.store.database import Pool
+from engine.store.senders import BrandCap, CampaignCap, brand_sent_since
 from engine.store.topology import CapRow, recent_sends
 from engine.throttle import Scheduler
 
-__all__ = ["CapShares", "LeaseKeeper", "LeasePlan", "cap_share", "plan_leases"]
+__all__ = ["CapShares", "LeaseKeeper", "LeasePlan", "cap_share", "plan_leases", "reserve_share"]
 
-CapKind = Literal["pool", "account"]
+CapKind = Literal["pool", "campaign", "brand", "account"]
 Clock = Callable[[], float]
 T = TypeVar("T")
 
@@ -65,6 +69,14 @@ def cap_share(cap: int | None, held: int, total: int) -> int | None:
     return max(1, cap * held // total) if held else 0
 
 
+def reserve_share(cap: int, reserve: int, share: int) -> int:
+    """The part of a worker's *share* of a daily cap kept for urgent work: what is left after its share of the bulk
+    allowance (cap - reserve), rounded down. The bulk shares then add up to at most cap - reserve, so bulk work never
+    eats into the reserve whatever the workers do."""
+    bulk = (cap - reserve) * share // cap if cap else 0
+    return share - bulk
+
+
 @dataclass(slots=True)
 class CapShares:
     """SMSC and carrier-account caps, and this worker's share of each in force in the scheduler."""
@@ -73,7 +85,21 @@ class CapShares:
     smsc_account: dict[int, int] = field(default_factory=dict)  # SMSC -> carrier account it sends through
     account_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (kind, sid, base url) -> account
     account_limits: dict[int, int | None] = field(default_factory=dict)  # account -> segments/s
+    campaign_limits: dict[int, int] = field(default_factory=dict)  # campaign -> segments/min (less while slowed)
+    brand_caps: dict[int, tuple[int, int]] = field(default_factory=dict)  # brand -> (segments per day, reserve)
+    brand_held: dict[int, float] = field(default_factory=dict)  # brand -> epoch the carrier holds it until (30023)
     shares: dict[tuple[CapKind, int], int] = field(default_factory=dict)
+
+    def load_levels(self, campaigns: Sequence[CampaignCap], brands: Sequence[BrandCap]) -> None:
+        """10DLC campaigns (their segments/s as a per-minute window; a campaign the carrier slowed down runs at the
+        configured fraction) and brands (daily cap and reserve; held by the carrier's 30023 until a time)."""
+        errors = carrier_errors()
+        self.campaign_limits = {
+            c.id: max(1, math.floor(per_minute(c.mps) * (errors.slowdown_factor if c.slowed else 1.0)))
+            for c in campaigns
+        }
+        self.brand_caps = {b.id: (b.daily_cap, b.reserve) for b in brands if b.daily_cap is not None}
+        self.brand_held = {b.id: b.capped_until for b in brands if b.capped_until is not None}
 
     def load(self, rows: Sequence[CapRow]) -> None:
         self.smsc_limits = {r.smsc_id: r.limit_per_min for r in rows}
@@ -90,11 +116,19 @@ class CapShares:
             caps[account] = cap if prev is None else prev if cap is None else min(prev, cap)
         self.account_limits = caps
 
-    def targets(self, members: Mapping[int, Sequence[int]]) -> list[tuple[CapKind, int, int | None, list[int]]]:
-        """(kind, key, cap, DIDs under it) for every cap."""
+    def targets(
+        self, members: Mapping[int, Sequence[int]], campaigns: Mapping[int, Sequence[int]] | None = None,
+        brands: Mapping[int, Sequence[int]] | None = None,
+    ) -> list[tuple[CapKind, int, int | None, list[int]]]:
+        """(kind, key, cap, DIDs under it) for every cap: *members* are each SMSC's DIDs, *campaigns* and *brands*
+        each campaign's and brand's."""
         out: list[tuple[CapKind, int, int | None, list[int]]] = [
             ("pool", smsc, cap, list(members.get(smsc, []))) for smsc, cap in self.smsc_limits.items()
         ]
+        for campaign, limit in self.campaign_limits.items():
+            out.append(("campaign", campaign, limit, list((campaigns or {}).get(campaign, []))))
+        for brand, (daily, _reserve) in self.brand_caps.items():
+            out.append(("brand", brand, daily, list((brands or {}).get(brand, []))))
         by_account: dict[int, list[int]] = {}
         for smsc, account in self.smsc_account.items():
             by_account.setdefault(account, []).extend(members.get(smsc, []))
@@ -160,27 +194,52 @@ class LeaseKeeper(Generic[T]):
         cap's recent sends (everyone's, from the database) replayed into it, so the sends of the worker that gave
         the DIDs up still count in the window."""
         mine = self.book.usable_ids()
-        for kind, key, cap, dids in self.caps.targets(self.book.members()):
+        book = self.book
+        targets = self.caps.targets(book.members(), book.grouped("campaign_id"), book.grouped("brand_id"))
+        for gone in set(self.caps.shares) - {(kind, key) for kind, key, _cap, _dids in targets}:
+            self.scheduler.set_cap(gone[0], gone[1], None)  # a campaign or brand cap that no longer exists
+            del self.caps.shares[gone]
+        for kind, key, cap, dids in targets:
             share = cap_share(cap, sum(1 for d in dids if d in mine), len(dids))
             current = self.caps.shares.get((kind, key))
+            kept = reserve_share(cap, self.caps.brand_caps[key][1], share) if kind == "brand" and cap and share else 0
             if not share:
                 if current is not None:
                     self.scheduler.set_cap(kind, key, None)
                     del self.caps.shares[(kind, key)]
                 continue
             if current is not None and share <= current:
-                if share < current:
-                    self.scheduler.set_cap(kind, key, share)  # keeps the history: the cut applies at once
+                if share < current or kind == "brand":  # (a brand's reserve may have changed)
+                    self.scheduler.set_cap(kind, key, share, kept)  # keeps the history: the cut applies at once
                     self.caps.shares[(kind, key)] = share
                 continue
             if not allow_increase:
                 continue
             self.scheduler.set_cap(kind, key, None)  # a fresh gate, seeded below with every worker's recent sends
-            self.scheduler.set_cap(kind, key, share)
+            self.scheduler.set_cap(kind, key, share, kept)
             self.caps.shares[(kind, key)] = share
-            offset = self.clock() - time.time()
-            for sent in await recent_sends(self.pool, self.scheduler.cap_window(kind) + 5, dids):
-                self.scheduler.replay_cap(kind, key, sent.segments, sent.at + offset)
+            await self._replay_cap(kind, key, dids)
+        self._apply_carrier_holds()
+
+    async def _replay_cap(self, kind: CapKind, key: int, dids: list[int]) -> None:
+        """Count every worker's recent sends under a cap in its fresh share: a rate's last window, or for a brand's
+        daily cap what the brand sent since the carrier day began (one sum, at the day's start)."""
+        now = self.clock()
+        offset = now - time.time()
+        if kind == "brand":
+            start = self.scheduler.day_start(now)
+            sent = await brand_sent_since(self.pool, key, start - offset)
+            if sent:
+                self.scheduler.replay_cap(kind, key, sent, start)
+            return
+        for row in await recent_sends(self.pool, self.scheduler.cap_window(kind) + 5, dids):
+            self.scheduler.replay_cap(kind, key, row.segments, row.at + offset)
+
+    def _apply_carrier_holds(self) -> None:
+        """Brands the carrier said reached their daily cap (30023) hold their holdable work until the given time."""
+        offset = self.clock() - time.time()
+        for brand, until in self.caps.brand_held.items():
+            self.scheduler.exhaust_brand(brand, until + offset)
 
     async def seed_pacing(self, did_ids: list[int]) -> None:
         """Replay the last window of sends of newly held DIDs, whoever sent them, before using them."""

@@ -36,6 +36,7 @@ class Pending:
     from_did: int | None = None  # a reply goes out from the DID the phone texted
     expires_at: datetime | None = None  # never sent at or after this (MARK_SENDING refuses it)
     urgent: bool = False  # transactional or a reply: goes ahead of bulk and marketing on its DID
+    cap_exempt: bool = False  # urgent work of an app that does not hold it at its brand's daily cap
 
     @property
     def conversation(self) -> TagKey | None:
@@ -50,6 +51,7 @@ class Placement:
     failed: list[Outcome] = field(default_factory=list)
     deferred: list[tuple[int, float]] = field(default_factory=list)  # (id, seconds) left in the database
     new_tags: dict[TagKey, int] = field(default_factory=dict)  # conversations pinned now: store before sending
+    capped: list[tuple[int, float]] = field(default_factory=list)  # (id, seconds) held by a brand's daily cap
 
 
 def place(
@@ -79,6 +81,10 @@ def place(
                 pins[key] = out.new_tags[key] = did
         if p.segments > scheduler.max_cost(did):
             out.failed.append(Outcome(p.id, st.SEND_FAILED, None, "message has more segments than the DID's limit"))
+            continue
+        held = scheduler.held_until(did, p.segments, now, urgent=p.urgent, exempt=p.cap_exempt)
+        if held > now:  # its brand's daily cap is reached for this kind of message: back until the carrier day resets
+            out.capped.append((p.id, held - now))
             continue
         # A conversation's DID is fixed: a new message queues behind what is reserved for it, and a returning one
         # takes its reserved turn. Untagged work is never reserved (it may return to any DID); the claim skips

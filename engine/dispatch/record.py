@@ -8,7 +8,7 @@ anything else → 'failed' with the carrier's code.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from engine import statuses as st
@@ -54,11 +54,13 @@ def next_step(
     at_least_once: bool,
     stopping: bool,
     rng: Callable[[float, float], float] = random.uniform,
+    slow_down: Collection[int] = (),
 ) -> Step:
-    """What to do after attempt number *attempts* of a message came back with *result* (pure)."""
+    """What to do after attempt number *attempts* of a message came back with *result* (pure). A refusal whose code
+    is in *slow_down* (a 10DLC rate or daily cap: 30022, 30023) is retried like a 429, not failed."""
     if result.ok:
         return Accept(result.provider_message_id or "", result.provider_status or "queued")
-    may_retry = result.retryable and (not result.ambiguous or at_least_once)
+    may_retry = (result.retryable or result.error_code in slow_down) and (not result.ambiguous or at_least_once)
     if may_retry and attempts < max_attempts and not stopping:
         delay = result.retry_after if result.retry_after is not None else backoff(attempts, rng)
         return RetryLater(max(delay, 0.2))  # lets the retry mark land before the next attempt

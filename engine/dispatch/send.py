@@ -23,6 +23,7 @@ from engine.dispatch.record import Accept, Fail, Recorder, RetryLater, next_step
 from engine.metrics import Metrics
 from engine.policy.admission import BLACKLISTED, EXPIRED, expired
 from engine.policy.lifetime import carrier_validity
+from engine.policy.senders import MESSAGING_SERVICE, carrier_errors
 from engine.providers import OutboundRequest, SendResult
 from engine.store import outbound
 from engine.store.database import DB_ERRORS, Pool
@@ -70,6 +71,7 @@ class Sender:
         self.lease_valid_until = lease_valid_until
         # Metric children resolved once (labels() takes a lock and a dict lookup per call).
         self._send_outcome = {k: metrics.sends.labels(k) for k in ("accepted", "retryable", "rejected")}
+        self._slow_codes = carrier_errors().codes  # 10DLC rate / daily cap refusals: retried, not failed
         self.pushed = asyncio.Event()  # the scheduler got work
         self.in_flight = 0
         self.sent_count = 0
@@ -180,10 +182,13 @@ class Sender:
                 self.book.end_send(d.did_id)
                 self.recorder.outcomes.put_nowait(Outcome(p.id, st.SEND_FAILED, None, "no provider configured"))
                 continue
+            did = self.book.get(d.did_id)
+            assert did is not None  # (a DID with a send in flight stays known)
             request = OutboundRequest(
                 message_id=p.id,
                 to=p.recipient,
-                from_=self.book.number(d.did_id),
+                # A Messaging Service sender has no From: Twilio picks one from the service's pool.
+                from_=None if did.sender_type == MESSAGING_SERVICE else did.number,
                 body=p.body,
                 status_callback=f"{base}/webhooks/twilio/status/{binding.provider_id}/{p.id}",
                 # The rest of its lifetime, so the carrier's own queue cannot deliver it late either.
@@ -257,6 +262,7 @@ class Sender:
         step = next_step(
             p.id, result, p.attempts, max_attempts=self.settings.max_attempts,
             at_least_once=self.settings.delivery == "at-least-once", stopping=self.stopping,
+            slow_down=self._slow_codes,
         )
         if isinstance(step, Accept):
             self.sent_count += 1

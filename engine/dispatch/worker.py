@@ -26,15 +26,21 @@ from engine.dispatch.record import Recorder
 from engine.dispatch.send import Sender
 from engine.metrics import Metrics
 from engine.policy.admission import AppRules, BodyLimits
+from engine.policy.senders import carrier_day_timezone
 from engine.runtime.clock import Clock
 from engine.runtime.tasks import TaskGroup
-from engine.store import leases, lifetime, notify, outbound
+from engine.store import leases, lifetime, notify, outbound, senders
 from engine.store.database import DB_ERRORS, Pool
 from engine.store.outbound import Claimed
 from engine.store.topology import load_topology
 from engine.throttle import Scheduler
+from engine.throttle.daily import CarrierDay
 
 log = logging.getLogger(__name__)
+
+
+def _cap_exempt(p: Pending) -> bool:
+    return p.cap_exempt
 
 
 
@@ -51,7 +57,10 @@ class Worker:
         wall_clock: Clock | None = None,
         worker_id: str | None = None,
         metrics: Metrics | None = None,
+        carrier_day: CarrierDay | None = None,
     ) -> None:
+        """*carrier_day*: the day boundaries of daily caps on this worker's clock (default: midnight US Pacific by
+        the wall clock)."""
         self.pool = pool
         self.dsn = dsn
         self.settings = settings
@@ -60,7 +69,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.limits = BodyLimits(settings.max_body_chars, settings.max_segments, settings.no_unicode_destinations)
-        self.scheduler: Scheduler[Pending] = Scheduler()
+        day = carrier_day or CarrierDay(carrier_day_timezone(), to_wall=lambda t: t - self.clock() + self.wall_clock())
+        self.scheduler: Scheduler[Pending] = Scheduler(carrier_day=day, cap_exempt=_cap_exempt)
+        self.holding: frozenset[int] = frozenset()  # apps whose transactional messages wait at a reached daily cap
         self.book = DidBook()
         self.apps: dict[int, tuple[int | None, AppRules]] = {}  # app -> (its SMSC, the rules admission applies)
         self.orphans: list[Pending] = []  # held in memory but no longer sendable here: back to the queue
@@ -108,6 +119,7 @@ class Worker:
             tasks.spawn_resilient(self.sender.run, name="dispatch")
             tasks.spawn_resilient(self._claims_loop, name="leases")
             tasks.spawn_resilient(self._topology_loop, name="topology")
+            tasks.spawn_resilient(self._capped_loop, name="capped")
             if self.settings.purge_seconds > 0:
                 tasks.spawn_resilient(self._purge_loop, name="purge")
             await stop.wait()
@@ -133,13 +145,16 @@ class Worker:
         """Load apps, DIDs and carrier accounts, renew and rebalance DID leases, update the scheduler."""
         topology = await load_topology(self.pool)
         self.apps = {a.id: (a.smsc_id, a.rules) for a in topology.apps}
+        self.holding = topology.holding_apps
         self.book.load(topology.dids)
         self.caps.load(topology.caps)
+        self.caps.load_levels(topology.campaigns, topology.brands)
         gained, given_back = await self.leases.rebalance()
         self.orphans.extend(given_back)
         for did in self.book.usable():
             self.scheduler.set_did(did.id, did.smsc_id, did.limit_per_min, did.burst,
-                                   account_id=self.caps.smsc_account.get(did.smsc_id))
+                                   account_id=self.caps.smsc_account.get(did.smsc_id),
+                                   campaign_id=did.campaign_id, brand_id=did.brand_id)
         if gained:
             await self.leases.seed_pacing(sorted(gained))
         await self.leases.apply_shares(allow_increase=True)
@@ -190,11 +205,12 @@ class Worker:
             if smsc_id is None or not self._routable(smsc_id):
                 unroutable.append(m.id)
                 continue
+            urgent = m.priority < 2
             fresh.append(Pending(
                 m.id, m.app_id, smsc_id, m.recipient, info.body,  # after smart encoding
                 info.segments, info.encoding, m.attempts, m.tag, m.defers > 0, from_did=m.from_did,
                 expires_at=s.expires_at,
-                urgent=m.priority < 2,
+                urgent=urgent, cap_exempt=urgent and m.app_id not in self.holding,
             ))
         await outbound.defer(self.pool, self.worker_id, unroutable, [30.0] * len(unroutable))
         keys = list({p.conversation for p in fresh if p.conversation is not None})
@@ -206,7 +222,27 @@ class Worker:
         await outbound.pin_tags(self.pool, placed.new_tags)
         await outbound.defer(self.pool, self.worker_id, [i for i, _ in placed.deferred],
                              [delay for _, delay in placed.deferred])
+        await senders.defer_throttled(self.pool, self.worker_id, [i for i, _ in placed.capped],
+                                      [delay for _, delay in placed.capped])
+        self.metrics.cap_held.labels().inc(len(placed.capped))
         self.sender.pushed.set()
+
+    async def _capped_loop(self) -> None:
+        """Work a brand's daily cap held back after it was placed goes back to the queue until the carrier day
+        resets (reason 'throttled' meanwhile), instead of waiting in memory for hours."""
+        while not self.stopping:
+            await asyncio.sleep(0.2)
+            capped = self.scheduler.take_capped()
+            if not capped:
+                continue
+            now = self.clock()
+            try:
+                await senders.defer_throttled(self.pool, self.worker_id, [p.id for p, _ in capped],
+                                              [max(0.0, until - now) for _, until in capped])
+            except DB_ERRORS:
+                self.scheduler.capped.extend(capped)  # the next round tries again
+                raise
+            self.metrics.cap_held.labels().inc(len(capped))
 
     # ---- message claims -----------------------------------------------------------------------------
     async def _claims_loop(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 from aiohttp import web
 from yarl import query_to_pairs
@@ -24,10 +25,13 @@ from engine import statuses as st
 from engine.httpserver.fastlane import Answer, Later, header, plain_response
 from engine.inbound.signed import SignedForms
 from engine.metrics import Metrics
+from engine.policy.senders import carrier_day_timezone, carrier_errors
 from engine.providers.twilio import validate_twilio_signature
 from engine.runtime.batcher import Batcher
 from engine.store.database import MAX_ID, Pool
 from engine.store.outbound import CarrierStatus, apply_statuses
+from engine.store.senders import carrier_throttled
+from engine.throttle.daily import CarrierDay
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ ACK_TIMEOUT = 10.0  # seconds a callback waits for its batch to commit before we
 _ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _ERROR_CODE = re.compile(r"[0-9]{1,9}", re.ASCII)  # engine_outbound.error_code is an integer
 _SID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)  # Twilio SIDs: two letters and 32 hex digits
+_SENDER = re.compile(r"\+?[A-Za-z0-9 +_&-]{1,32}", re.ASCII)  # a phone number, short code or sender ID
 PATH_PREFIX = b"/webhooks/twilio/status/"
 _FAST_PATH = re.compile(rb"/webhooks/twilio/status/([0-9]{1,19})/([0-9]{1,19})")
 _MAX_FIELDS = 100  # a Twilio callback has about a dozen; a form with more goes the long way (aiohttp's limits)
@@ -64,6 +69,8 @@ class StatusIntake:
         # its write commits).
         self.writer = Batcher[CarrierStatus](self._write, name="statuses", max_size=2000, max_delay=0.005)
         self.received = 0
+        self.errors = carrier_errors()
+        self.carrier_day = CarrierDay(carrier_day_timezone())  # on the wall clock: when a daily cap resets
 
     @property
     def public_base(self) -> str:
@@ -88,6 +95,8 @@ class StatusIntake:
         update = self._update(message_id, params)
         if update is None:
             return web.Response(status=204)  # a status we do not track; nothing to write
+        if self._carrier_throttled(update) and await self._slow_down(update):
+            return web.Response(status=204)
         try:
             async with asyncio.timeout(ACK_TIMEOUT):  # no extra task per callback, unlike wait_for
                 await self.writer.put(update)
@@ -125,7 +134,18 @@ class StatusIntake:
         update = self._update(message_id, params)
         if update is None:
             return NO_CONTENT
+        if self._carrier_throttled(update):  # rare: the long way, as handle_status
+            return Later(asyncio.ensure_future(self._throttled(update)), None)
         return Later(self.writer.put_later(update), NO_CONTENT)
+
+    async def _throttled(self, update: CarrierStatus) -> bytes:
+        if not await self._slow_down(update):
+            try:
+                async with asyncio.timeout(ACK_TIMEOUT):
+                    await self.writer.put(update)
+            except TimeoutError:
+                return NOT_WRITTEN
+        return NO_CONTENT
 
     async def _first(self, provider_id: int, message_id: int, url: str, params: dict[str, str],
                      signature: str) -> bytes:
@@ -152,9 +172,31 @@ class StatusIntake:
         sid = params.get("MessageSid")
         if sid is not None and not _SID.fullmatch(sid):
             sid = None
+        sender = params.get("From")
+        if sender is not None and not _SENDER.fullmatch(sender):
+            sender = None
         self.received += 1
         self._accepted.inc()
-        return CarrierStatus(message_id, status.strip().lower(), change, code, sid)
+        return CarrierStatus(message_id, status.strip().lower(), change, code, sid, sender)
+
+    def _carrier_throttled(self, update: CarrierStatus) -> bool:
+        """A refusal for the campaign's rate (30022) or the brand's daily cap (30023)."""
+        return update.error_code in self.errors.codes and update.change.state in ("failed", "undelivered")
+
+    async def _slow_down(self, update: CarrierStatus) -> bool:
+        """The carrier refused the message for its campaign's rate (30022) or its brand's daily cap (30023): the
+        message goes back to the queue instead of failing, and the campaign slows down or the brand waits for the
+        carrier day's reset. False when it was not requeued (sent too often already, or a stale callback): then the
+        refusal is written as any other."""
+        code = update.error_code
+        assert code is not None
+        reset = self.carrier_day.bounds(time.time())[1]
+        done = await carrier_throttled(self.pool, [(update.message_id, code, update.sid)], reset_epoch=reset,
+                                       errors=self.errors)
+        for t in done:
+            level, name = ("brand", t.brand) if code in self.errors.brand_daily_cap else ("campaign", t.campaign)
+            self.metrics.carrier_throttled.labels(level, name or "-", str(code)).inc()
+        return bool(done)
 
     async def _write(self, batch: list[CarrierStatus]) -> None:
         await apply_statuses(self.pool, batch)

@@ -14,7 +14,8 @@ the checks, first match wins:
 6. body limits (characters and billed segments, after the app's smart encoding);
 7. destinations without Unicode support;
 8. single-SMS carriers: a long body becomes ``(i/n) `` parts (one row each);
-9. the duplicate window (same app, recipient and first part within the window);
+9. the duplicate window (same app, recipient and first part within the window) — except for a resend
+   (``resent_from`` set: a person asked for it), which the lookup never reports as a duplicate;
 10. quiet hours: a ``marketing`` message inside the recipient's local quiet hours is held (:class:`Hold`) until
     the window opens (:mod:`engine.policy.quiet_hours`), never dropped; its expiry still applies.
 """
@@ -103,7 +104,7 @@ class Facts:
 
     blacklisted: bool = False
     flood_used: int = 0  # earlier messages to the phone within the app's flood period
-    duplicate: bool = False  # an earlier live message with the same first part is within the window
+    duplicate: bool = False  # an earlier live message with the same first part is within the window (never a resend)
     expires_at: datetime | None = None  # its own expiry, else its due time + the app's default lifetime
     marketing: bool = False  # category 'marketing': consent and quiet hours apply
     subscribed: bool = False  # the phone is subscribed to the app (any tag)

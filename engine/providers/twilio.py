@@ -29,6 +29,7 @@ from engine.providers.http1 import Http1Pool, MaybeSent, NotSent, host_header
 __all__ = [
     "API_VERSION",
     "INBOUND_WEBHOOK_PATH",
+    "NUMBER_KINDS",
     "TWILIO_DELIVERED_STATUSES",
     "TWILIO_FAILED_STATUSES",
     "TWILIO_FINAL_STATUSES",
@@ -47,6 +48,8 @@ FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 # Where the engine receives a carrier account's incoming texts (engine/inbound/mo.py serves it): every DID
 # of the account gets this as its SmsUrl, with SmsMethod POST.
 INBOUND_WEBHOOK_PATH: Final = "/webhooks/twilio/inbound/{provider_id}"
+# AvailablePhoneNumbers subresources the engine searches: local numbers (long codes) and toll-free numbers.
+NUMBER_KINDS: Final = ("Local", "TollFree")
 
 TWILIO_FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
 TWILIO_DELIVERED_STATUSES: Final = frozenset({"delivered", "read"})
@@ -450,15 +453,20 @@ class TwilioClient:
         except orjson.JSONDecodeError:
             raise ProviderError(f"HTTP {status} with an unreadable body", status=status) from None
 
-    async def search_numbers(self, country: str = "US", contains: str | None = None, *, limit: int = 20) -> list[str]:
-        """Local numbers available for purchase in *country* (ISO alpha-2), optionally matching *contains*.
+    async def search_numbers(
+        self, country: str = "US", contains: str | None = None, *, limit: int = 20, kind: str = "Local"
+    ) -> list[str]:
+        """Numbers available for purchase in *country* (ISO alpha-2), optionally matching *contains*: local ones,
+        or toll-free ones with *kind* ``TollFree`` (Twilio's AvailablePhoneNumbers subresources).
 
         *contains* is Twilio's pattern: digits, letters (keypad digits) and ``*`` for any one digit.
         """
+        if kind not in NUMBER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(NUMBER_KINDS)}")
         params = {"SmsEnabled": "true", "PageSize": str(limit)}
         if contains:
             params["Contains"] = contains
-        url = self._account_url_for(f"AvailablePhoneNumbers/{country.upper()}/Local.json")
+        url = self._account_url_for(f"AvailablePhoneNumbers/{country.upper()}/{kind}.json")
         doc = await self._call("GET", url, params=params)
         items = doc.get("available_phone_numbers") if isinstance(doc, dict) else None
         if not isinstance(items, list):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,9 +14,13 @@ import asyncpg
 from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
+from engine.policy import senders
 from engine.store import carousel, outbound, vault
 from engine.store import outbox_queries as oq
 from engine.store import queries as q
+from engine.store import sender_queries as sq
+from engine.store import senders as sender_store
+from engine.throttle.daily import CarrierDay
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,7 @@ async def add_provider(
     single_sms: bool = False,
     max_per_second: int | None = None,
     carrier_handles_optout: bool = False,
+    service_mps: str | None = None,
 ) -> int:
     """Attach a carrier account to the app's SMSC, or to the shared SMSC *smsc* (replacing the previous one).
 
@@ -137,7 +144,17 @@ async def add_provider(
     every app and worker sending through the same account.
     *carrier_handles_optout*: the account answers STOP itself (Twilio Advanced Opt-Out): the engine records and
     obeys every opt-out but sends no confirmation of its own (never two).
+    *service_mps*: the SMSC sends through the Messaging Service alone (no From: Twilio picks the sender from the
+    service's pool), paced at this many segments/s: one sender row stands for the service, alone in its SMSC.
     """
+    service = None
+    if service_mps is not None:
+        if messaging_service_sid is None:
+            raise InvalidInput("--service-mps", "needs the service: --messaging-service-sid MG…")
+        try:
+            service = senders.service_pace(messaging_service_sid, service_mps)
+        except senders.SenderError as exc:
+            raise InvalidInput(exc.field, str(exc)) from None
     if kind not in ("twilio", "fake"):
         raise InvalidInput("kind", "must be 'twilio' or 'fake'")
     if not account_sid.startswith("AC") or len(account_sid) != 34:
@@ -157,6 +174,14 @@ async def add_provider(
             single_sms, max_per_second, carrier_handles_optout,
         )
         await conn.execute(q.SET_SMSC_PROVIDER, smsc_id, provider_id)
+        await conn.execute(sq.DROP_SERVICE_SENDERS, smsc_id)  # the new account decides how the SMSC sends
+        if service is not None:
+            taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, [service.sid], smsc_id)
+            if taken:
+                raise InvalidInput("--messaging-service-sid", f"{service.sid} is used by another SMSC")
+            await sender_store.check_pool_mix(conn, smsc_id, [(service.sid, senders.MESSAGING_SERVICE, None)])
+            await conn.execute(q.ADD_DIDS, smsc_id, [service.sid], [service.limit_per_min], [service.burst],
+                               [senders.MESSAGING_SERVICE], [None], None, False)
     return provider_id
 
 
@@ -251,6 +276,7 @@ async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str
         outbox = {"pending": 0, "delivered": 0, "dead": 0}
         outbox.update({r["state"]: r["n"] for r in await conn.fetch(oq.COUNTS_BY_STATE, app_id)})
         dead_rows = await conn.fetch(oq.RECENT_DEAD, app_id, dead)
+    sender_info = await _app_senders(pool, app_id, bool(settings["hold_transactional"]))
     return {
         "app": dict(settings),
         "queue": dict(sorted(queue.items())),
@@ -260,7 +286,32 @@ async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str
              "created_at": r["created_at"].isoformat(), "last_error": r["last_error"]}
             for r in dead_rows
         ],
+        "senders": sender_info,
     }
+
+
+async def _app_senders(pool: asyncpg.Pool, app_id: int, hold: bool) -> dict[str, Any]:
+    """For `engine app status`: senders by type and campaign, their brands' day so far, messages held by a cap."""
+    rows, throttled = await sender_store.app_senders(pool, app_id)
+    start, end = CarrierDay(senders.carrier_day_timezone()).bounds(time.time())
+    brands: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r["brand_id"] is not None and r["brand_id"] not in brands:
+            held = r["capped_until"]
+            brands[r["brand_id"]] = {
+                "name": r["brand"], "daily_cap": r["daily_cap"], "reserve": r["reserve"],
+                "used_today": await sender_store.brand_sent_since(pool, r["brand_id"], start),
+                "resets_at": datetime.fromtimestamp(end, UTC).isoformat(),
+                "held_until": held.isoformat() if held is not None and held.timestamp() > time.time() else None,
+            }
+    groups = [
+        {"type": r["sender_type"], "count": r["n"], "campaign": r["campaign"],
+         "mps": str(r["mps"]) if r["mps"] is not None else None,
+         "slowed_until": r["slowed_until"].isoformat() if r["slowed_until"] is not None
+         and r["slowed_until"].timestamp() > time.time() else None}
+        for r in rows
+    ]
+    return {"groups": groups, "brands": list(brands.values()), "throttled": throttled, "hold_transactional": hold}
 
 
 def _did_number(number: str) -> str:
@@ -270,23 +321,89 @@ def _did_number(number: str) -> str:
     return e164
 
 
-async def add_dids(
-    pool: asyncpg.Pool, app: str | None, numbers: list[str], *, limit_per_min: int = 60, burst: int = 1,
-    smsc: str | None = None,
-) -> list[str]:
-    """Add DIDs to the app's SMSC, or the shared SMSC *smsc* (re-adding one updates its limit). All or nothing."""
-    if limit_per_min < 1:
+@dataclass(frozen=True, slots=True)
+class NewSender:
+    """A sender as it will be stored: its number (E.164, short code or sender ID), type, country, pace."""
+
+    number: str
+    sender_type: str
+    country: str | None
+    limit_per_min: int
+    burst: int
+
+
+def check_senders(
+    numbers: list[str], *, sender_type: str | None = None, country: str | None = None,
+    limit_per_min: int | None = None, burst: int | None = None,
+) -> list[NewSender]:
+    """Each sender checked against its type (given, or detected from the sender); the type's pace unless a limit
+    or burst is given (an explicit limit wins). InvalidInput names the first bad one."""
+    if limit_per_min is not None and limit_per_min < 1:
         raise InvalidInput("limit_per_min", "must be >= 1")
-    if burst < 1:
+    if burst is not None and burst < 1:
         raise InvalidInput("burst", "must be >= 1")
-    e164s = [_did_number(n) for n in numbers]
+    out: list[NewSender] = []
+    for raw in numbers:
+        try:
+            number, kind, where = senders.sender(raw, sender_type, country)
+        except senders.SenderError as exc:
+            raise InvalidInput(exc.field, str(exc)) from None
+        pace = senders.type_defaults(kind)
+        out.append(NewSender(number, kind, where, limit_per_min or pace.limit_per_min, burst or pace.burst))
+    return out
+
+
+async def add_dids(
+    pool: asyncpg.Pool, app: str | None, numbers: list[str], *, limit_per_min: int | None = None,
+    burst: int | None = None, smsc: str | None = None, sender_type: str | None = None, country: str | None = None,
+    campaign: str | None = None,
+) -> list[str]:
+    """Add senders to the app's SMSC, or the shared SMSC *smsc* (re-adding one updates its type and pace).
+    All or nothing.
+
+    *sender_type* (default: detected from each sender) sets the default limit and burst; *country* is the country a
+    short code or sender ID serves. *campaign* puts them in a 10DLC campaign ('' takes them out of theirs).
+    A sender ID can only text its own country, so it shares its SMSC with sender IDs of that country only.
+    """
+    checked = check_senders(numbers, sender_type=sender_type, country=country, limit_per_min=limit_per_min,
+                            burst=burst)
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, _owner = await _pool_of(conn, app, smsc)
-        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, e164s, smsc_id)
+        values = [c.number for c in checked]
+        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, values, smsc_id)
         if taken:
             raise InvalidInput("number", f"{taken[0]['number']} belongs to another SMSC")
-        await conn.execute(q.ADD_DIDS, smsc_id, e164s, limit_per_min, burst)
-    return e164s
+        campaign_id = await sender_store.campaign_id(conn, campaign) if campaign else None
+        await sender_store.check_pool_mix(conn, smsc_id, [(c.number, c.sender_type, c.country) for c in checked])
+        await conn.execute(
+            q.ADD_DIDS, smsc_id, values, [c.limit_per_min for c in checked], [c.burst for c in checked],
+            [c.sender_type for c in checked], [c.country for c in checked], campaign_id, campaign is not None,
+        )
+    return values
+
+
+async def assign_campaign(
+    pool: asyncpg.Pool, campaign: str | None, *, app: str | None = None, smsc: str | None = None,
+    numbers: list[str] | None = None,
+) -> list[str]:
+    """Put DIDs of the app's SMSC (or *smsc*) in *campaign* (None: out of theirs): *numbers*, or every long code
+    of the pool. All or nothing; returns the numbers changed."""
+    given = [s.number for s in check_senders(numbers)] if numbers else []
+    async with pool.acquire() as conn, conn.transaction():
+        smsc_id, _owner = await _pool_of(conn, app, smsc)
+        target = await sender_store.campaign_id(conn, campaign) if campaign is not None else None
+        done = sorted(r["number"] for r in await conn.fetch(sq.ASSIGN_CAMPAIGN, smsc_id, given, target))
+        missing = sorted(set(given) - set(done))
+        if missing:
+            raise NotFound(f"{missing[0]} is not a DID of {app or smsc}")
+    return done
+
+
+async def inbound_numbers(pool: asyncpg.Pool, numbers: list[str]) -> list[str]:
+    """Of *numbers* (in their order), the senders whose SmsUrl the engine points: phone numbers, not sender IDs
+    nor short codes."""
+    found = {r["number"] for r in await pool.fetch(sq.INBOUND_NUMBERS, numbers)}
+    return [n for n in numbers if n in found]
 
 
 async def list_dids(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from engine.errors import NotFound
 from engine.policy.admission import BLACKLISTED as REFUSED_BLACKLISTED
 from engine.policy.admission import AppRules, recipient_refusal
 from engine.policy.lifetime import Notification
+from engine.policy.senders import type_defaults
 from engine.store import carousel_queries as cq
 from engine.store import queries as q
 from engine.store import vault
@@ -306,10 +307,12 @@ async def did_smsc(pool: asyncpg.Pool, number: str) -> int | None:
     return smsc
 
 
-async def record_did(pool: asyncpg.Pool, smsc_id: int, number: str) -> bool:
-    """Add a bought DID to the SMSC; False when another SMSC already has it."""
+async def record_did(pool: asyncpg.Pool, smsc_id: int, number: str, sender_type: str = "long_code") -> bool:
+    """Add a bought DID to the SMSC, paced as its type's default; False when another SMSC already has it."""
+    pace = type_defaults(sender_type)
     async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(cq.INSERT_DID, smsc_id, number) is not None:
+        found = await conn.fetchval(cq.INSERT_DID, smsc_id, number, sender_type, pace.limit_per_min, pace.burst)
+        if found is not None:
             return True
         return bool(await conn.fetchval(cq.DID_SMSC, number) == smsc_id)
 

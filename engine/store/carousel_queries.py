@@ -72,10 +72,13 @@ RETURNING id
 STATUSES_OF: Final = "SELECT id, status FROM engine_outbound WHERE app_id = $1 AND id = ANY($2::bigint[])"
 
 # ---- DIDs ------------------------------------------------------------------------------------
-SMSC_DIDS: Final = "SELECT number FROM engine_did WHERE smsc_id = $1 ORDER BY number"
+# (A Messaging Service row is not a DID of the app: Twilio picks the sender from the service's pool.)
+SMSC_DIDS: Final = """
+SELECT number FROM engine_did WHERE smsc_id = $1 AND sender_type <> 'messaging_service' ORDER BY number
+"""
 DID_SMSC: Final = "SELECT smsc_id FROM engine_did WHERE number = $1"
 INSERT_DID: Final = """
-INSERT INTO engine_did (smsc_id, number) VALUES ($1, $2)
+INSERT INTO engine_did (smsc_id, number, sender_type, limit_per_min, burst) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (number) DO NOTHING
 RETURNING id
 """

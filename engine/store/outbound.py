@@ -93,6 +93,7 @@ class CarrierStatus:
     change: StatusChange
     error_code: int | None
     sid: str | None
+    sender: str | None = None  # the callback's From: the sender a Messaging Service chose
 
 
 class Retry(NamedTuple):
@@ -243,15 +244,10 @@ async def write_refusals(pool: asyncpg.Pool, refused: Sequence[Outcome], events:
 
 
 async def apply_statuses(pool: Pool, batch: Sequence[CarrierStatus]) -> None:
-    """Carrier statuses and their delivery reports in one statement; of several for one message, the highest rank
-    (statuses never move backwards, so the others would change nothing)."""
-    best: dict[int, CarrierStatus] = {}
-    for u in batch:
-        cur = best.get(u.message_id)
-        if cur is None or u.change.rank > cur.change.rank:
-            best[u.message_id] = u
-    rows = [(u.message_id, u.provider_status, u.change.status, u.change.rank, u.change.state, u.error_code, u.sid)
-            for u in best.values()]
+    """Carrier statuses and their delivery reports in one statement. Of several for one message, the highest rank
+    applies (statuses never move backwards); every one, applied or not, goes on the message's timeline."""
+    rows = [(u.message_id, u.provider_status, u.change.status, u.change.rank, u.change.state, u.error_code, u.sid,
+             u.sender) for u in batch]
     await pool.execute(q.APPLY_STATUSES, _json(rows))
 
 

@@ -80,6 +80,7 @@ APP_SETTERS: Final[dict[str, str]] = {
     "nomatch_text": "UPDATE engine_app SET nomatch_text = $2 WHERE id = $1",
     "split_mode": "UPDATE engine_app SET split_mode = $2 WHERE id = $1",
     "smart_encoding": "UPDATE engine_app SET smart_encoding = $2 WHERE id = $1",
+    "hold_transactional": "UPDATE engine_app SET hold_transactional = $2 WHERE id = $1",
     "callback_concurrency": "UPDATE engine_app SET callback_concurrency = $2 WHERE id = $1",
     "session_idle_seconds": "UPDATE engine_app SET session_idle_seconds = $2 WHERE id = $1",
     "loop_max_replies": "UPDATE engine_app SET loop_max_replies = $2 WHERE id = $1",
@@ -106,26 +107,34 @@ SELECT a.id, a.name, a.gateway_url, a.split_mode, a.smart_encoding, a.help_text,
        a.optin_text, a.nomatch_text, a.flood_limit, extract(epoch FROM a.flood_period)::float8 AS flood_seconds,
        extract(epoch FROM a.dedup_window)::float8 AS dedup_seconds, a.callback_concurrency,
        extract(epoch FROM a.valid_for)::float8 AS valid_for_seconds, a.retention::text AS retention, a.quiet_hours,
-       to_char(a.quiet_start, 'HH24:MI') || '-' || to_char(a.quiet_end, 'HH24:MI') AS quiet_window
+       to_char(a.quiet_start, 'HH24:MI') || '-' || to_char(a.quiet_end, 'HH24:MI') AS quiet_window,
+       a.hold_transactional
 FROM engine_app a WHERE a.name = $1
 """
 SET_SMSC_PROVIDER: Final = "UPDATE engine_smsc SET provider_id = $2 WHERE id = $1"
+# Per DID: number, limit, burst, sender type, country; $7 the campaign, applied when $8 (given, or cleared).
 ADD_DIDS: Final = """
-INSERT INTO engine_did (smsc_id, number, limit_per_min, burst)
-SELECT $1, n, $3, $4 FROM unnest($2::text[]) AS n
+INSERT INTO engine_did (smsc_id, number, limit_per_min, burst, sender_type, country, campaign_id)
+SELECT $1, u.n, u.lim, u.b, u.t, u.c, $7
+FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[]) AS u(n, lim, b, t, c)
 ON CONFLICT (number) DO UPDATE SET limit_per_min = EXCLUDED.limit_per_min, burst = EXCLUDED.burst,
-    enabled = true
+    sender_type = EXCLUDED.sender_type, country = EXCLUDED.country,
+    campaign_id = CASE WHEN $8::boolean THEN EXCLUDED.campaign_id ELSE engine_did.campaign_id END, enabled = true
 WHERE engine_did.smsc_id = EXCLUDED.smsc_id
 """
 DIDS_OWNED_ELSEWHERE: Final = "SELECT number FROM engine_did WHERE number = ANY($1::text[]) AND smsc_id <> $2"
 LIST_DIDS: Final = """
-SELECT number, limit_per_min, burst, enabled FROM engine_did WHERE smsc_id = $1 ORDER BY number
+SELECT d.number, d.limit_per_min, d.burst, d.enabled, d.sender_type, d.country, c.name AS campaign
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.smsc_id = $1 ORDER BY d.number
 """
 REMOVE_DID: Final = "DELETE FROM engine_did WHERE smsc_id = $1 AND number = $2 RETURNING id"
 
 # ---- topology the worker paces -------------------------------------------------------------
 LOAD_DIDS: Final = """
-SELECT id, smsc_id, number, limit_per_min, burst FROM engine_did WHERE enabled ORDER BY id
+SELECT d.id, d.smsc_id, d.number, d.limit_per_min, d.burst, d.sender_type, d.campaign_id, c.brand_id
+FROM engine_did d LEFT JOIN engine_campaign c ON c.id = d.campaign_id
+WHERE d.enabled ORDER BY d.id
 """
 # What admission applies per app (single_sms comes from the carrier account of the app's SMSC).
 LOAD_APPS: Final = """
@@ -269,6 +278,7 @@ WHERE s.due_at < 'infinity'
 # its duplicate window, hold the body $2 (the first part as it will be sent; NULL = not checked). Then its
 # lifetime (its own expiry, else the app's default lifetime from when it was due; the engine's STOP/HELP answers
 # never expire) and, for a marketing message, whether the phone is subscribed to the app and its stored zone.
+# A resend (resent_from set: a person asked for it) is never a duplicate; every other rule applies to it.
 ADMISSION_FACTS: Final = """
 SELECT c.i::int AS i,
        EXISTS (SELECT 1 FROM engine_blacklist b WHERE b.app_id = m.app_id AND b.phone = m.recipient) AS blacklisted,
@@ -278,7 +288,7 @@ SELECT c.i::int AS i,
              AND p.created_at > m.created_at - make_interval(secs => c.flood) AND p.kind <> 'compliance'
              AND p.reason IS DISTINCT FROM 'blacklisted' AND p.reason IS DISTINCT FROM 'flood_limit'
        ) ELSE 0 END AS flood_used,
-       c.head IS NOT NULL AND EXISTS (
+       c.head IS NOT NULL AND m.resent_from IS NULL AND EXISTS (
            SELECT 1 FROM engine_outbound p
            WHERE p.recipient = m.recipient AND p.app_id = m.app_id AND p.id < m.id
              AND p.created_at >= m.created_at - a.dedup_window AND p.created_at <= m.created_at
@@ -359,7 +369,7 @@ WITH marked AS (
     UPDATE engine_outbound o
     SET state = 'sending', did_id = u.did, sender = u.sender, segments = u.segments, encoding = u.encoding,
         attempts = o.attempts + 1, sending_at = now(), lease_until = now() + make_interval(secs => $3),
-        sent_by = $2, updated_at = now()
+        sent_by = $2, updated_at = now(), reason = nullif(o.reason, 'throttled')  -- its wait for a daily cap is over
     FROM (SELECT (e->>0)::bigint AS id, (e->>1)::bigint AS did, e->>2 AS sender, (e->>3)::smallint AS segments,
                  e->>4 AS encoding, to_timestamp((e->>5)::float8) AS expires
           FROM {_JSON_ROWS}) AS u
@@ -420,7 +430,7 @@ WITH u AS (
         provider_status = CASE WHEN o.status_rank < 10 THEN u.pstatus ELSE o.provider_status END,
         status_rank = greatest(o.status_rank, 10), updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
-    WHERE o.id = u.id
+    WHERE o.id = u.id AND o.retired_sid IS DISTINCT FROM u.sid  -- (the carrier refused that attempt: requeued)
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 # Engine-side final or intermediate outcomes (failed, suppressed, test delivered, unknown, …).
@@ -483,21 +493,44 @@ WHERE o.id = s.id
 """
 
 # ---- statuses from the carrier -------------------------------------------------------------
-# $1: rows [id, provider status, status, rank, state, error code, sid].
+# Every callback of the batch arrives in `a`; per message the highest rank (the first of equals) is applied (`u`),
+# statuses never moving backwards; `cur` locks the rows it will change as _LOCK_CURRENT does, noting which callback
+# (`i`) changes each. The timeline (engine_message_event) records the applied ones through its trigger, and
+# `ignored` records the others: callbacks that changed nothing (a lower or equal rank, arrived late, or about an
+# attempt the carrier refused). $1: rows [id, provider status, status, rank, state, error code, sid, sender]
+# (see _JSON_ROWS; numbered by their order).
 APPLY_STATUSES: Final = f"""
-WITH u AS (
+WITH a AS (
     SELECT (e->>0)::bigint AS id, e->>1 AS pstatus, (e->>2)::smallint AS status, (e->>3)::smallint AS rank,
-           e->>4 AS state, (e->>5)::int AS code, e->>6 AS sid
-    FROM {_JSON_ROWS}
-){_LOCK_CURRENT}, upd AS (
+           e->>4 AS state, (e->>5)::int AS code, e->>6 AS sid, e->>7 AS sender, i
+    FROM (SELECT e, i FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(e, i)
+          LIMIT jsonb_array_length($1::jsonb)) AS r
+), u AS (
+    SELECT DISTINCT ON (a.id) a.* FROM a ORDER BY a.id, a.rank DESC, a.i
+), cur AS MATERIALIZED (
+    SELECT o.id, o.status AS old_status, u.i FROM engine_outbound o JOIN u ON u.id = o.id
+    WHERE o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
+    ORDER BY o.id FOR UPDATE OF o
+), ignored AS (
+    INSERT INTO engine_message_event (message_id, state, status, provider_status, error_code, applied)
+    SELECT o.id, o.state, o.status, a.pstatus, a.code, false
+    FROM a JOIN engine_outbound o ON o.id = a.id
+    WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = a.i)
+    ORDER BY a.i
+), upd AS (
     UPDATE engine_outbound o
     SET provider_status = u.pstatus, status = u.status, status_rank = u.rank, state = u.state,
         error_code = coalesce(u.code, o.error_code),
         provider_message_id = coalesce(o.provider_message_id, u.sid),
+        -- sent through a Messaging Service (its SID stands as the sender): the number Twilio chose
+        sender = CASE WHEN u.sender IS NOT NULL AND o.sender ~ '^MG[0-9a-fA-F]{{32}}$' THEN u.sender
+                      ELSE o.sender END,
         final_at = CASE WHEN u.rank >= 100 THEN now() ELSE o.final_at END,
         claimed_by = NULL, lease_until = NULL, updated_at = now()
     FROM u JOIN cur ON cur.id = u.id
     WHERE o.id = u.id AND o.status_rank < u.rank
+      AND (u.sid IS NULL OR o.retired_sid IS DISTINCT FROM u.sid)  -- a late word on an attempt the carrier refused
     {_REPORTED}
 ){_DELIVERY_REPORTS}"""
 

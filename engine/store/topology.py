@@ -9,7 +9,9 @@ import asyncpg
 from engine.policy.admission import AppRules
 from engine.policy.quiet_hours import Window
 from engine.store import queries as q
+from engine.store import sender_queries as sq
 from engine.store import vault
+from engine.store.senders import BrandCap, CampaignCap, load_caps
 
 __all__ = ["AppRow", "CapRow", "DidRow", "ProviderRow", "RecentSend", "Topology", "load_topology", "recent_sends"]
 
@@ -28,6 +30,9 @@ class DidRow:
     number: str
     limit_per_min: int
     burst: int
+    sender_type: str = "long_code"
+    campaign_id: int | None = None  # its 10DLC campaign, if any
+    brand_id: int | None = None  # that campaign's brand
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,9 @@ class Topology:
     dids: list[DidRow]  # enabled ones
     providers: list[ProviderRow]
     caps: list[CapRow]
+    campaigns: list[CampaignCap] = field(default_factory=list)
+    brands: list[BrandCap] = field(default_factory=list)
+    holding_apps: frozenset[int] = frozenset()  # apps whose transactional messages wait at a reached daily cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
         dids = await conn.fetch(q.LOAD_DIDS)
         providers = await conn.fetch(q.LOAD_PROVIDERS)
         caps = await conn.fetch(q.LOAD_LIMITS)
+        campaigns, brands = await load_caps(conn)
+        holding = await conn.fetch(sq.HOLDING_APPS)
     return Topology(
         apps=[
             AppRow(r["id"], r["smsc_id"], AppRules(
@@ -84,7 +94,8 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
                 quiet_hours=r["quiet_hours"], quiet_window=Window(r["quiet_start"], r["quiet_end"])))
             for r in apps
         ],
-        dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"]) for r in dids],
+        dids=[DidRow(r["id"], r["smsc_id"], r["number"], r["limit_per_min"], r["burst"], r["sender_type"],
+                     r["campaign_id"], r["brand_id"]) for r in dids],
         providers=[
             ProviderRow(r["smsc_id"], r["provider_id"], r["kind"], r["account_sid"], vault.reveal(r["auth_token"]),
                         r["messaging_service_sid"], r["base_url"])
@@ -94,6 +105,9 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
             CapRow(r["smsc_id"], r["limit_per_min"], r["kind"], r["account_sid"], r["base_url"], r["max_per_second"])
             for r in caps
         ],
+        campaigns=campaigns,
+        brands=brands,
+        holding_apps=frozenset(r["id"] for r in holding),
     )
 
 

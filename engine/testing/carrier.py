@@ -23,6 +23,7 @@ from engine.testing.inbound import InboundSender, MoDelivery
 from engine.testing.messages import MessagesApi
 from engine.testing.numbers import NumberMarket
 from engine.testing.records import AcceptedRecord, Ledger
+from engine.testing.services import MessagingServices
 
 __all__ = ["FakeCarrier", "run_fake_carrier"]
 
@@ -57,12 +58,14 @@ class FakeCarrier:
         self._callbacks = CallbackSender(
             self._ledger, self._accounts.tokens, mode=callbacks, latency=latency, concurrency=callback_concurrency
         )
+        self._services = MessagingServices()
         self._messages = MessagesApi(
-            self._ledger, self._faults, self._callbacks, self._stopping, rng, failure_rate=failure_rate
+            self._ledger, self._faults, self._callbacks, self._stopping, rng, failure_rate=failure_rate,
+            services=self._services,
         )
         self._market = NumberMarket(rng)
         self._inbound = InboundSender(self._market, self._accounts.tokens, rng)
-        self._control = ControlApi(self._ledger, self._faults, self.reset, self._inbound)
+        self._control = ControlApi(self._ledger, self._faults, self.reset, self._inbound, self.add_service)
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
 
@@ -113,6 +116,17 @@ class FakeCarrier:
         if owner not in self.accounts:
             raise ValueError(f"unknown account {owner!r}")
         return self._market.add(number, owner)
+
+    def add_service(self, sid: str, senders: list[str], account: str | None = None) -> None:
+        """Give *account* (default: the only or first one) Messaging Service *sid* with this sender pool: a message
+        sent with its MessagingServiceSid and no From goes from the pool's senders in turn."""
+        owner = account if account is not None else next(iter(self.accounts))
+        if owner not in self.accounts:
+            raise ValueError(f"unknown account {owner!r}")
+        self._services.add(sid, owner, senders)
+
+    def service_senders(self, sid: str) -> list[str]:
+        return self._services.senders(sid)
 
     async def send_inbound(self, from_: str, to: str, body: str, *, message_sid: str | None = None) -> MoDelivery:
         """Text *to* from *from_*, as ``POST /_fake/inbound`` does: a signed webhook to its SmsUrl (NoSmsUrl
@@ -198,6 +212,15 @@ class FakeCarrier:
     def inject(self, status: int, count: int, retry_after: float | None = None, code: int | None = None) -> None:
         """Make the next ``count`` create requests fail with HTTP ``status`` (429 adds Retry-After)."""
         self._faults.inject(status, count, retry_after=retry_after, code=code)
+
+    def refuse_next(self, count: int, code: int, status: str = "undelivered") -> None:
+        """The next *count* accepted messages end *status* with ErrorCode *code* in their status callbacks (e.g. a
+        10DLC carrier's 30022 rate limit or 30023 daily cap: accepted by the API, refused downstream)."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if status not in ("undelivered", "failed"):
+            raise ValueError("status must be 'undelivered' or 'failed'")
+        self._messages.forced.extend([(status, code)] * count)
 
     def hang(self, count: int, seconds: float) -> None:
         """Make the next ``count`` create requests wait ``seconds`` before answering (timeout tests)."""

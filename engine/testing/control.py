@@ -4,7 +4,8 @@
 (``hang`` seconds, ``count``); ``GET /_fake/messages`` lists accepted messages; ``GET /_fake/stats``
 the counters; ``POST /_fake/reset`` forgets records, counters and pending faults; ``POST /_fake/inbound``
 (form ``From``, ``To``, ``Body``, optional ``MessageSid`` to re-send one) texts a number: a signed Twilio
-inbound webhook to its SmsUrl, answered ``{"message_sid", "status"}`` with the receiver's HTTP status.
+inbound webhook to its SmsUrl, answered ``{"message_sid", "status"}`` with the receiver's HTTP status;
+``POST /_fake/services`` (JSON ``sid``, ``senders``, optional ``account``) creates a Messaging Service's sender pool.
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ def _phone(value: str) -> str:
 class ControlApi:
     """Handlers for ``/_fake/...`` over the carrier's ledger and faults; *reset* is the carrier's own."""
 
-    def __init__(self, ledger: Ledger, faults: Faults, reset: Callable[[], None], inbound: InboundSender) -> None:
+    def __init__(
+        self, ledger: Ledger, faults: Faults, reset: Callable[[], None], inbound: InboundSender,
+        add_service: Callable[[str, list[str], str | None], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.faults = faults
         self.reset = reset
         self.inbound = inbound
+        self.add_service = add_service
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -49,7 +54,24 @@ class ControlApi:
             web.get("/_fake/stats", self.get_stats),
             web.post("/_fake/reset", self.post_reset),
             web.post("/_fake/inbound", self.post_inbound),
+            web.post("/_fake/services", self.post_services),
         ]
+
+    async def post_services(self, request: web.Request) -> web.Response:
+        """A Messaging Service with its sender pool: JSON ``{"sid": "MG…", "senders": [...], "account": "AC…"?}``."""
+        try:
+            doc: Any = orjson.loads(await request.read())
+            if not isinstance(doc, dict) or not isinstance(doc.get("sid"), str):
+                raise ValueError("expected {\"sid\": \"MG…\", \"senders\": [...]}")
+            senders = doc.get("senders", [])
+            if not isinstance(senders, list) or not all(isinstance(x, str) for x in senders):
+                raise ValueError("senders must be a list of strings")
+            account = doc.get("account")
+            assert self.add_service is not None
+            self.add_service(doc["sid"], senders, account if isinstance(account, str) else None)
+        except (ValueError, KeyError, TypeError) as exc:
+            return json_reply({"error": str(exc)}, 400)
+        return json_reply(_OK)
 
     async def post_faults(self, request: web.Request) -> web.Response:
         try:

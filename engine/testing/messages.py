@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Final
@@ -22,6 +23,7 @@ from engine.testing.accounts import ACCOUNT_PATH, account_of
 from engine.testing.callbacks import CallbackSender
 from engine.testing.faults import Faults
 from engine.testing.records import AcceptedRecord, Ledger
+from engine.testing.services import MessagingServices
 from engine.testing.wire import E164, error, json_reply, read_form
 
 __all__ = ["FAILURE_OUTCOMES", "MAX_BODY_CHARS", "NOT_MOBILE_NUMBER", "UNSUBSCRIBED_NUMBER", "MessagesApi", "validate"]
@@ -80,7 +82,10 @@ class MessagesApi:
         rng: random.Random,
         *,
         failure_rate: float,
+        services: MessagingServices | None = None,
     ) -> None:
+        self.services = services if services is not None else MessagingServices()
+        self.forced: deque[tuple[str, int]] = deque()  # outcomes of the next accepted messages (refuse_next)
         self.ledger = ledger
         self.faults = faults
         self.callbacks = callbacks
@@ -122,6 +127,11 @@ class MessagesApi:
         final_status, error_code = self._outcome()
         from_ = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
+        if from_ is None and service is not None:  # the service picks the sender from its pool
+            picked = self.services.pick(account, service)
+            if isinstance(picked, web.Response):
+                return picked
+            from_ = picked
         callback = form.get("StatusCallback") or None
         to = form["To"]
         body = form["Body"]
@@ -154,6 +164,8 @@ class MessagesApi:
         }, 201)
 
     def _outcome(self) -> tuple[str, int | None]:
+        if self.forced:
+            return self.forced.popleft()
         if self.failure_rate and self._rng.random() < self.failure_rate:
             return self._rng.choice(FAILURE_OUTCOMES)
         return "delivered", None

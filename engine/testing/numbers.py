@@ -22,7 +22,7 @@ from engine.providers.twilio import API_VERSION
 from engine.testing.accounts import ACCOUNT_PATH, account_of
 from engine.testing.wire import E164, error, json_reply, not_found, read_form
 
-__all__ = ["NANP_REGIONS", "SMS_METHODS", "NumberMarket", "available_numbers"]
+__all__ = ["NANP_REGIONS", "SMS_METHODS", "TOLL_FREE_PREFIXES", "NumberMarket", "available_numbers"]
 
 # Twilio's Contains pattern: letters stand for their phone keypad digits, '*' for any one digit.
 _KEYPAD: Final = str.maketrans(
@@ -38,10 +38,15 @@ def _fill(rng: random.Random, pattern: str) -> str:
     return "".join(str(rng.randrange(10)) if ch == "*" else ch for ch in pattern)
 
 
+TOLL_FREE_PREFIXES: Final = ("800", "833", "844", "855", "866", "877", "888")
+
+
 def available_numbers(
-    rng: random.Random, country: str, contains: str | None, count: int, taken: Iterable[str] = ()
+    rng: random.Random, country: str, contains: str | None, count: int, taken: Iterable[str] = (),
+    *, toll_free: bool = False,
 ) -> list[str]:
-    """Valid local numbers of *country* (US or CA) matching Twilio's *contains* pattern, like its search.
+    """Valid numbers of *country* (US or CA) matching Twilio's *contains* pattern, like its search: local ones, or
+    toll-free ones (800, 833, … 888) with *toll_free*.
 
     A pattern starting '+' must match the start of the E.164 number; otherwise it may appear anywhere
     in the national number. Numbers in *taken* and 555 test numbers are never offered.
@@ -63,12 +68,21 @@ def available_numbers(
         # Short patterns are usually area codes: put them first half of the time.
         prefer_start = anchored or (len(pattern) <= 3 and rng.random() < 0.5)
         offset = 0 if prefer_start else rng.randrange(0, 11 - len(pattern))
-        national = _fill(rng, "*" * offset + pattern + "*" * (10 - offset - len(pattern)))
+        template = "*" * offset + pattern + "*" * (10 - offset - len(pattern))
+        if toll_free and template.startswith("***"):
+            template = rng.choice(TOLL_FREE_PREFIXES) + template[3:]
+        national = _fill(rng, template)
         number = "+1" + national
         if national.startswith("555") or number in exclude:
             continue
         parsed = phonenumbers.parse(number)
-        if phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == country:
+        is_toll_free = phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.TOLL_FREE
+        if toll_free and not is_toll_free:
+            continue
+        if toll_free or (
+            phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == country
+            and not is_toll_free
+        ):
             exclude.add(number)
             found.append(number)
     return found
@@ -125,6 +139,7 @@ class NumberMarket:
         one = f"{ACCOUNT_PATH}/IncomingPhoneNumbers/{{sid}}.json"
         return [
             web.get(f"{ACCOUNT_PATH}/AvailablePhoneNumbers/{{country}}/Local.json", self.search),
+            web.get(f"{ACCOUNT_PATH}/AvailablePhoneNumbers/{{country}}/TollFree.json", self.search_toll_free),
             web.get(f"{ACCOUNT_PATH}/IncomingPhoneNumbers.json", self.list_owned),
             web.post(f"{ACCOUNT_PATH}/IncomingPhoneNumbers.json", self.buy),
             web.get(one, self.fetch),
@@ -164,7 +179,14 @@ class NumberMarket:
         return None
 
     async def search(self, request: web.Request) -> web.Response:
-        """Numbers for sale in a NANP country, optionally matching ``Contains``, at most ``PageSize`` (1-50)."""
+        """Local numbers for sale in a NANP country, optionally matching ``Contains``, at most ``PageSize`` (1-50)."""
+        return await self._search(request, toll_free=False)
+
+    async def search_toll_free(self, request: web.Request) -> web.Response:
+        """Toll-free numbers for sale (AvailablePhoneNumbers/{country}/TollFree), like :meth:`search`."""
+        return await self._search(request, toll_free=True)
+
+    async def _search(self, request: web.Request, *, toll_free: bool) -> web.Response:
         country = request.match_info["country"]
         if country not in NANP_REGIONS:
             return not_found(request)
@@ -175,7 +197,7 @@ class NumberMarket:
             size = max(1, min(int(request.query.get("PageSize", "20")), 50))
         except ValueError:
             return error(400, 20001, "PageSize must be an integer")
-        numbers = available_numbers(self._rng, country, contains, size, self.numbers)
+        numbers = available_numbers(self._rng, country, contains, size, self.numbers, toll_free=toll_free)
         return json_reply({
             "uri": request.path_qs,
             "available_phone_numbers": [

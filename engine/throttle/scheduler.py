@@ -6,13 +6,10 @@
   `pop_due(now)` pops only what is due, so 100,000 idle DIDs cost nothing (no task per DID).
 - `project()` tells the caller when a message would go if queued now; the dispatcher uses it to
   leave far-future work in the database instead of its memory (no head-of-line blocking).
-- Optional hierarchical limits ("gates"): a pool (SMSC) limit in segments per minute and a provider-account
-  limit in segments per second, enforced together with each DID's own limit: a send happens only when the DID,
-  its pool gate and its account gate all allow it, and is charged to all three. A DID that is ready while a
-  gate is not is parked in that gate's FIFO; the gate holds ONE due-heap entry at its own ready time and
-  releases parked DIDs one per token, in FIFO order (fair across DIDs, no per-DID re-push churn: every
-  decision stays O(log n)). `project()`/`choose()` ignore gates (they rank DIDs of one pool, which share the
-  pool gate anyway).
+- Optional limits above the DID (engine/throttle/gates.py, a mixin of this class): pool (SMSC), 10DLC campaign
+  and provider-account gates, each DID parked in a gate's FIFO while the gate is not ready, and a brand's daily cap
+  checked before them. `project()`/`choose()` ignore gates (they rank DIDs of one pool, which share the pool gate
+  anyway); `held_until()` tells when a brand's daily cap lets a message go.
 """
 
 from __future__ import annotations
@@ -20,98 +17,47 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Callable
 
-from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, EMPTY, DidLimiter
+from engine.throttle.daily import CarrierDay, DailyCap
+from engine.throttle.gates import Gates
+from engine.throttle.limiter import DEFAULT_GUARD, DEFAULT_WINDOW, DidLimiter
+from engine.throttle.state import (
+    ACCOUNT_GUARD,
+    ACCOUNT_WINDOW,
+    INF,
+    NO_QUEUE,
+    Decision,
+    DidState,
+    Gate,
+    T,
+    UnknownPool,
+)
 
-T = TypeVar("T")
-
-INF = float("inf")
-
-NO_QUEUE = EMPTY  # the queue of a DID with nothing queued yet; push() swaps in a real deque
-
-ACCOUNT_WINDOW = 1.0  # provider-account limits are per second
-ACCOUNT_GUARD = 0.01  # the scheduler's guard, capped: 0.2 s on a 1 s window would cost 17 % of throughput
-
-
-class UnknownPool(LookupError):
-    """No enabled DID exists for the pool a message needs."""
-
-
-@dataclass(slots=True, eq=False)
-class Gate:
-    """A limit shared by many DIDs (a pool or a provider account), with the DIDs waiting for it."""
-
-    kind: str  # "pool" or "account"
-    key: int  # pool id or account id
-    limiter: DidLimiter
-    parked: deque[int] = field(default_factory=deque)  # DIDs ready for their own limit, waiting for this one
-    entry: int | None = None  # seq of this gate's live entry in the due heap (older entries are stale)
-    entry_at: float = INF  # time of that entry
-    holder: int | None = None  # DID it let through that now waits at its next gate: the next token is its own
+__all__ = ["ACCOUNT_GUARD", "ACCOUNT_WINDOW", "Decision", "DidState", "Gate", "Scheduler", "UnknownPool"]
 
 
-@dataclass(slots=True)
-class DidState(Generic[T]):
-    """Scheduler-side state of one DID."""
-
-    did_id: int
-    pool_id: int
-    limiter: DidLimiter
-    enabled: bool = True
-    # (cost, payload); NO_QUEUE until its first message (push swaps in a real deque)
-    queue: deque[tuple[int, T]] = NO_QUEUE
-    queued_cost: int = 0
-    urgent: int = 0  # the first `urgent` queue entries are urgent (transactional, replies): they go first
-    urgent_cost: int = 0
-    reserved_until: float = INF * -1  # end of work this DID was promised but left in the database
-    scheduled: bool = False  # has an entry in the due heap
-    pool_key: float = INF * -1  # the key of its entry in the pool's busy heap; -inf: in the pool's idle FIFO
-    account_id: int | None = None  # provider account whose limit it shares, if any
-    parked: Gate | None = None  # the gate whose FIFO holds it (then it has no due-heap entry)
-    holds: Gate | None = None  # the gate that released it and waits for it (Gate.holder)
-
-    def busy_until(self, now: float) -> float:
-        """Projected time at which this DID has sent everything queued on it in memory."""
-        base = self.limiter.tat if self.limiter.tat > now else now
-        return base + self.queued_cost * self.limiter.interval
-
-    def urgent_until(self, now: float) -> float:
-        """Projected time at which this DID has sent the urgent work queued on it (an urgent message queues
-        behind that only)."""
-        base = self.limiter.tat if self.limiter.tat > now else now
-        return base + self.urgent_cost * self.limiter.interval
-
-    def load(self, now: float) -> float:
-        """Projected time at which this DID has sent everything promised to it (memory + reserved).
-
-        busy_until() written out: choose() calls this for every message.
-        """
-        limiter = self.limiter
-        tat = limiter.tat
-        busy = (tat if tat > now else now) + self.queued_cost * limiter.interval
-        return busy if busy > self.reserved_until else self.reserved_until
-
-
-class Decision(NamedTuple, Generic[T]):
-    """Send *payload* through *did_id* now; *decided_at* identifies the send for `confirm`.
-
-    A named tuple, not a frozen dataclass: one is built per send, and this is twice as fast to build.
-    """
-
-    did_id: int
-    cost: int
-    payload: T
-    decided_at: float
-
-
-class Scheduler(Generic[T]):
+class Scheduler(Gates[T]):
     """Pacing and DID choice for all pools of one worker."""
 
-    def __init__(self, *, window: float = DEFAULT_WINDOW, guard: float = DEFAULT_GUARD) -> None:
+    def __init__(
+        self,
+        *,
+        window: float = DEFAULT_WINDOW,
+        guard: float = DEFAULT_GUARD,
+        carrier_day: CarrierDay | None = None,
+        cap_exempt: Callable[[T], bool] | None = None,
+    ) -> None:
+        """*carrier_day* maps this scheduler's clock to the carrier's day (daily caps; default: the clock is epoch
+        seconds, days at midnight US Pacific). *cap_exempt* says which urgent payloads a reached daily cap does not
+        hold (default: none)."""
         self.window = window
         self.guard = guard
+        self.carrier_day = carrier_day if carrier_day is not None else CarrierDay()
+        self.cap_exempt = cap_exempt
+        self.daily: dict[int, DailyCap] = {}  # brand -> its daily cap (or this worker's share of it)
+        self.capped: list[tuple[T, float]] = []  # (payload, not before) held back by a daily cap: caller re-queues
+        self.campaign_gates: dict[int, Gate] = {}  # campaign -> its segments-per-minute limit
         self.dids: dict[int, DidState[T]] = {}
         self.pools: dict[int, list[tuple[float, int]]] = {}  # pool -> heap of (load key, did) of its busy DIDs
         self.idle: dict[int, deque[int]] = {}  # pool -> FIFO of its DIDs with pool_key -inf (idle when last seen)
@@ -127,23 +73,27 @@ class Scheduler(Generic[T]):
 
     # ---- DIDs ---------------------------------------------------------------------------
     def set_did(
-        self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1, *, account_id: int | None = None
+        self, did_id: int, pool_id: int, limit_per_min: int, burst: int = 1, *, account_id: int | None = None,
+        campaign_id: int | None = None, brand_id: int | None = None,
     ) -> None:
         """Add a DID, or change its limit (pacing history is kept on a change).
 
-        *account_id* ties the DID to a provider account's limit (see set_account_limit); every call sets it, so
-        None unties it.
+        *account_id* ties the DID to a provider account's limit (see set_account_limit), *campaign_id* to a 10DLC
+        campaign's (set_cap("campaign", ...)), *brand_id* to a brand's daily cap (set_brand_cap); every call sets
+        them, so None unties it.
         """
         state = self.dids.get(did_id)
         if state is None:
             limiter = DidLimiter(limit_per_min, burst=burst, window=self.window, guard=self.guard)
-            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter, account_id=account_id)
+            state = DidState(did_id=did_id, pool_id=pool_id, limiter=limiter, account_id=account_id,
+                             campaign_id=campaign_id, brand_id=brand_id)
             self.dids[did_id] = state
             self.pools.setdefault(pool_id, [])
             self.idle.setdefault(pool_id, deque()).append(did_id)  # pool_key -inf: in the idle FIFO
             return
-        if state.account_id != account_id:
-            state.account_id = account_id
+        state.brand_id = brand_id
+        if (state.account_id, state.campaign_id) != (account_id, campaign_id):
+            state.account_id, state.campaign_id = account_id, campaign_id
             self._drop_hold(state)
             if state.parked is not None:  # it may wait for a gate it no longer has: let it look again
                 self._unpark(state)
@@ -191,15 +141,6 @@ class Scheduler(Generic[T]):
         """True when the pool has at least one enabled DID."""
         return bool(self.pools.get(pool_id) or self.idle.get(pool_id))
 
-    def max_cost(self, did_id: int) -> int:
-        """The largest message (in segments) this DID can ever send under its limit and its gates' limits."""
-        state = self.dids[did_id]
-        cost = state.limiter.limit
-        for gate in self._gates(state):
-            if gate.limiter.limit < cost:
-                cost = gate.limiter.limit
-        return cost
-
     def is_enabled(self, did_id: int | None) -> bool:
         """True when *did_id* is a DID this scheduler may place work on."""
         state = self.dids.get(did_id) if did_id is not None else None
@@ -232,124 +173,6 @@ class Scheduler(Generic[T]):
         state = self.dids.get(did_id)
         if state is not None:
             state.limiter.record(cost, at)
-
-    def cap_window(self, kind: str) -> float:
-        """The window of a pool ("pool": segments per minute) or account ("account": per second) limit."""
-        return self.window if kind == "pool" else ACCOUNT_WINDOW
-
-    def replay_cap(self, kind: str, key: int, cost: int, at: float) -> None:
-        """Count a send made at *at* in the window of pool or account *key*'s limit (if it has one)."""
-        gate = (self.pool_gates if kind == "pool" else self.account_gates).get(key)
-        if gate is not None:
-            gate.limiter.record(cost, at)
-
-    def set_cap(self, kind: str, key: int, limit: int | None) -> None:
-        """set_pool_limit or set_account_limit, by *kind*."""
-        if kind == "pool":
-            self.set_pool_limit(key, limit)
-        else:
-            self.set_account_limit(key, limit)
-
-    # ---- pool and account limits (gates) ------------------------------------------------------------
-    def set_pool_limit(self, pool_id: int, per_minute: int | None, burst: int = 1) -> None:
-        """Cap the whole pool (SMSC) at *per_minute* segments in any window (60 s + guard); None removes the cap.
-
-        A change keeps the pool's pacing history (like set_did); removing it releases its parked DIDs at once.
-        """
-        self._set_gate(self.pool_gates, "pool", pool_id, per_minute, burst, self.window, self.guard)
-
-    def set_account_limit(self, account_id: int, per_second: int | None, burst: int = 1) -> None:
-        """Cap a provider account at *per_second* segments in any 1 s window (+ a guard of at most 10 ms), over
-        every DID tied to it (set_did(..., account_id=...)); None removes the cap."""
-        guard = min(self.guard, ACCOUNT_GUARD)
-        self._set_gate(self.account_gates, "account", account_id, per_second, burst, ACCOUNT_WINDOW, guard)
-
-    def _set_gate(
-        self,
-        gates: dict[int, Gate],
-        kind: str,
-        key: int,
-        limit: int | None,
-        burst: int,
-        window: float,
-        guard: float,
-    ) -> None:
-        gate = gates.get(key)
-        if limit is None:
-            if gate is not None:
-                del gates[key]
-                gate.entry = None  # its due-heap entry goes stale
-                parked, gate.parked = gate.parked, deque()
-                if gate.holder is not None:
-                    self.dids[gate.holder].holds = None
-                for did_id in parked:
-                    state = self.dids[did_id]
-                    state.parked = None
-                    self._schedule(state, self.clock)
-            return
-        limiter = DidLimiter(limit, burst=burst, window=window, guard=guard)
-        if gate is None:
-            gates[key] = Gate(kind, key, limiter)
-            return
-        old = gate.limiter
-        if (old.limit, old.burst) == (limiter.limit, limiter.burst):
-            return
-        limiter.tat, limiter.ledger, limiter.in_window = old.tat, old.ledger, old.in_window
-        gate.limiter = limiter
-        if gate.parked:  # its head may be ready sooner now
-            self._schedule_gate(gate, self.clock)
-
-    def _gates(self, state: DidState[T]) -> list[Gate] | tuple[()]:
-        if not self.pool_gates and not self.account_gates:
-            return ()  # no hierarchical limits anywhere: the common case, without a list per call
-        out = []
-        gate = self.pool_gates.get(state.pool_id)
-        if gate is not None:
-            out.append(gate)
-        if state.account_id is not None:
-            gate = self.account_gates.get(state.account_id)
-            if gate is not None:
-                out.append(gate)
-        return out
-
-    def _schedule_gate(self, gate: Gate, now: float) -> None:
-        """Give a gate with parked DIDs a due-heap entry at the time its head DID may pass (unless one is sooner)."""
-        cost = self.dids[gate.parked[0]].queue[0][0]
-        at = gate.limiter.ready_at(cost, now)
-        if gate.entry is not None and gate.entry_at <= at:
-            return
-        seq = next(self.seq)
-        heapq.heappush(self.due, (at, seq, gate))
-        gate.entry, gate.entry_at = seq, at
-
-    def _park(self, state: DidState[T], gate: Gate, now: float, *, front: bool) -> None:
-        if front:
-            gate.parked.appendleft(state.did_id)
-        else:
-            gate.parked.append(state.did_id)
-        state.parked = gate
-        self._schedule_gate(gate, now)
-
-    def _drop_hold(self, state: DidState[T]) -> None:
-        """*state* gives up the token its gate keeps for it."""
-        gate = state.holds
-        if gate is None:
-            return
-        state.holds = None
-        gate.holder = None
-        if gate.parked:
-            self._schedule_gate(gate, self.clock)
-
-    def _unpark(self, state: DidState[T]) -> None:
-        """Take a DID out of its gate's FIFO (O(parked); only for disable/re-tie, never per decision)."""
-        gate = state.parked
-        assert gate is not None
-        head = gate.parked[0] == state.did_id
-        gate.parked.remove(state.did_id)
-        state.parked = None
-        if head and gate.parked and gate.entry is not None:
-            gate.entry = None  # the new head may be ready sooner
-            self._schedule_gate(gate, self.clock)
 
     # ---- choosing and projecting --------------------------------------------------------
     def choose(self, pool_id: int, now: float) -> int:
@@ -505,69 +328,6 @@ class Scheduler(Generic[T]):
                 out.append(decision)
         return out
 
-    def _admit(self, state: DidState[T], cost: int, now: float, released_by: Gate | None) -> Decision[T] | None:
-        """*state* is ready for its own limit: send its head through its gates, or park it at the first that is
-        not ready. A DID coming fresh queues behind DIDs already parked at a gate (FIFO); one just released by a
-        gate and stopped by its other gate only needs that gate's token (see the comment below)."""
-        passed: Gate | None = None  # the gate before this one (gates go in order: pool, then account)
-        for gate in self._gates(state):
-            if gate is released_by:
-                passed = gate
-                continue
-            if gate is state.holds:  # it passed this gate before: the gate let nobody else through since
-                if gate.limiter.ready_at(cost, now) > now:  # (only after a restamp) its turn comes next
-                    self._drop_hold(state)
-                    self._park(state, gate, now, front=True)
-                    return None
-            elif gate.parked or gate.holder is not None or gate.limiter.ready_at(cost, now) > now:
-                if passed is not None and state.holds is None:
-                    # Through the gate before, stopped here: that gate keeps its token for this DID and lets
-                    # nobody else through meanwhile (else one token would let every parked DID on at once).
-                    passed.holder = state.did_id
-                    state.holds = passed
-                self._park(state, gate, now, front=False)
-                return None
-            passed = gate
-        if state.holds is not None:
-            self._drop_hold(state)
-        cost, payload = state.queue.popleft()
-        state.queued_cost -= cost
-        if state.urgent:
-            state.urgent -= 1
-            state.urgent_cost -= cost
-        self.queued -= 1
-        state.limiter.record(cost, now)
-        for gate in self._gates(state):
-            gate.limiter.record(cost, now)
-        if state.queue:
-            self._schedule(state, now)
-        return Decision(state.did_id, cost, payload, now)
-
-    def _release(self, gate: Gate, now: float) -> Decision[T] | None:
-        """The gate's due entry came up: let its head parked DID through if the gate has a token (one decision per
-        due-heap pop), and schedule the gate again for the next one."""
-        parked = gate.parked
-        decision = None
-        if gate.holder is not None:
-            return None  # its token is kept for the holder; the holder reschedules the gate
-        while parked:
-            state = self.dids[parked[0]]
-            cost = state.queue[0][0]
-            if state.limiter.ready_at(cost, now) > now:  # restamped since it was parked: back to its own pace
-                parked.popleft()
-                state.parked = None
-                self._schedule(state, now)
-                continue
-            if gate.limiter.ready_at(cost, now) > now:
-                break
-            parked.popleft()
-            state.parked = None
-            decision = self._admit(state, cost, now, gate)
-            break
-        if parked and gate.holder is None:
-            self._schedule_gate(gate, now)
-        return decision
-
     def _release_delayed(self, now: float) -> None:
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
@@ -601,6 +361,7 @@ class Scheduler(Generic[T]):
         state.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
         for gate in self._gates(state):
             gate.limiter.restamp(sent_at, answered_at, decision.cost, spacing=False)
+        self._late(state, decision.cost, sent_at, answered_at)
 
     def confirm(self, decision: Decision[T], actual: float) -> None:
         """The send of *decision* really left at *actual*; keep the windows (DID, pool, account) exact.
@@ -613,3 +374,4 @@ class Scheduler(Generic[T]):
             state.limiter.restamp(decision.decided_at, actual, decision.cost)
             for gate in self._gates(state):
                 gate.limiter.restamp(decision.decided_at, actual, decision.cost)
+            self._late(state, decision.cost, decision.decided_at, actual)
