@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -143,13 +144,15 @@ def main() -> None:
     dsn = os.environ.get("ENGINE_BENCH_DSN")
     server = None
     if not dsn:
-        server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="bench-lifetime-")) / "pgdata")
+        data = Path(tempfile.mkdtemp(prefix="bench-lifetime-"))
+        server = EmbeddedPostgres(data / "pgdata")
         dsn = server.start()
     try:
         result = asyncio.run(bench(dsn, args.rows, args.rounds))
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(data, ignore_errors=True)  # its tables and WAL: hundreds of megabytes
     if args.json:
         print(json.dumps(result))
     else:

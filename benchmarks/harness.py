@@ -12,6 +12,7 @@ import itertools
 import os
 import platform
 import random
+import shutil
 import socket
 import sys
 import tempfile
@@ -65,6 +66,8 @@ async def postgres_server(dsn: str | None) -> AsyncIterator[str]:
         yield started
     finally:
         await asyncio.to_thread(server.stop)
+        # A large scenario leaves gigabytes of tables and WAL: nothing of a benchmark's server is kept.
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
 @asynccontextmanager
