@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import itertools
 import os
 import tempfile
@@ -47,6 +48,18 @@ if loop_name() == "uvloop":
             metafunc.fixturenames.append("_asyncio_loop_factory")
             metafunc.parametrize("_asyncio_loop_factory", [_LOOP], indirect=True, scope="session",
                                  ids=[pytest.HIDDEN_PARAM])
+
+    def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+        """The uvloop pass is for code that runs on the event loop: a synchronous test (pure logic, properties,
+        a command in a subprocess that picks its own loop) runs the same code as in the default pass, so it is
+        deselected here (ENGINE_TEST_LOOP_ALL=1 keeps it)."""
+        if os.environ.get("ENGINE_TEST_LOOP_ALL") == "1":
+            return
+        keep = [i for i in items if isinstance(i, pytest.Function) and inspect.iscoroutinefunction(i.obj)]
+        if len(keep) < len(items):
+            kept = set(map(id, keep))
+            config.hook.pytest_deselected(items=[i for i in items if id(i) not in kept])
+            items[:] = keep
 
 
 def pytest_report_header(config: pytest.Config) -> str:
