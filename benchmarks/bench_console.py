@@ -20,7 +20,9 @@ import os
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 
@@ -31,8 +33,9 @@ from engine.config import Settings
 from engine.console import Console
 from engine.console.passwords import hash_password
 from engine.console.server import MOUNT
-from engine.store import admin, operators
+from engine.store import admin, operators, tracking
 from engine.store import console as console_store
+from engine.store.database import MAX_ID
 
 PAGES = (
     ("overview", "/console/"),
@@ -51,7 +54,31 @@ PAGES = (
     ("jobs", "/console/jobs"),
     ("jobs live", "/console/jobs/live"),
     ("running job", "/console/jobs/30"),
+    ("messages", "/console/messages"),
+    ("messages of a phone", "/console/messages?phone=%2B13472000042"),
+    ("messages of a job", "/console/messages?job_id=30"),
+    ("messages, failed", "/console/messages?status=2"),
+    ("messages of a phone, delivered", "/console/messages?app=lib&phone=%2B13472000042&status=1"),
 )
+
+
+async def message_pages(pool: asyncpg.Pool) -> tuple[tuple[str, str], ...]:
+    """The Messages pages that name a moment or a message of the filled history: a page halfway down the list (its
+    cursor at the middle of the history), one day's messages a quarter of the way back, a failure's page and its
+    live part."""
+    now = datetime.now(UTC)
+    oldest = await pool.fetchval("SELECT min(created_at) FROM engine_outbound WHERE app_id = "
+                                 "(SELECT id FROM engine_app WHERE name = 'lib')")
+    deep = tracking.encode_cursor(oldest + (now - oldest) / 2, MAX_ID)
+    day = oldest + (now - oldest) * 3 / 4
+    failed = await pool.fetchval("SELECT max(id) FROM engine_outbound WHERE state = 'undelivered'")
+    window = urlencode({"since": day.isoformat(), "until": (day + timedelta(days=1)).isoformat()})
+    return (
+        ("messages, halfway down", f"/console/messages?cursor={deep}"),
+        ("messages of a day", f"/console/messages?{window}"),
+        ("message", f"/console/message/{failed}"),
+        ("message, live part", f"/console/message/{failed}/live"),
+    )
 
 
 async def fill(pool: asyncpg.Pool, rows: int, hour: int) -> None:
@@ -123,7 +150,8 @@ async def measure(pool: asyncpg.Pool, repeat: int) -> dict[str, dict[str, float]
     settings = Settings(port=0)
     console = Console(pool, settings)
     runner, base = await start_http(settings, console.routes(), None, {MOUNT: console.app()})
-    timings: dict[str, list[float]] = {name: [] for name, _ in PAGES}
+    pages = PAGES + await message_pages(pool)
+    timings: dict[str, list[float]] = {name: [] for name, _ in pages}
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
             async with session.get(base + "/console/login") as page:
@@ -132,11 +160,13 @@ async def measure(pool: asyncpg.Pool, repeat: int) -> dict[str, dict[str, float]
             async with session.post(base + "/console/login", data=form, allow_redirects=False) as resp:
                 assert resp.status == 303, resp.status
             for round_ in range(repeat + 1):  # the first round warms the caches and the prepared statements
-                for name, path in PAGES:
+                for name, path in pages:
                     started = time.perf_counter()
                     async with session.get(base + path, allow_redirects=False) as resp:
-                        await resp.read()
+                        body = await resp.read()
                         assert resp.status == 200, (path, resp.status)
+                    if path.startswith("/console/messages"):  # a list page that found nothing would prove nothing
+                        assert b"<tr data-message=" in body, path
                     if round_:
                         timings[name].append((time.perf_counter() - started) * 1000)
         # The overview's pages share one reading for a few seconds (however many browsers poll): time the reading
@@ -183,9 +213,9 @@ async def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.rows:,} messages ({args.hour:,} in the last hour), engine_outbound {size}, filled in "
               f"{filled:.0f} s; {args.repeat} requests per page")
-        print(f"{'page':<22}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}")
+        print(f"{'page':<32}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}")
         for page, r in results.items():
-            print(f"{page:<22}{r['median_ms']:>10}{r['p95_ms']:>10}{r['max_ms']:>10}")
+            print(f"{page:<32}{r['median_ms']:>10}{r['p95_ms']:>10}{r['max_ms']:>10}")
     return 0
 
 

@@ -24,11 +24,14 @@ from tests.helpers.console import (
 # Every page and JSON endpoint of the console (GET), and every change (POST); none answers without a session.
 PAGES = ["/console/", "/console/overview/live", "/console/inbound", "/console/inbound/phone?phone=%2B16465550100",
          "/console/inbound/consent", "/console/inbound/blacklist", "/console/apps", "/console/apps/lib",
-         "/console/carrier", "/console/carrier/lib-smsc"]
+         "/console/carrier", "/console/carrier/lib-smsc", "/console/messages?phone=%2B16465550100",
+         "/console/message?message_id=1", "/console/message/1", "/console/message/1/live", "/console/jobs",
+         "/console/jobs/live", "/console/jobs/1", "/console/jobs/1/live"]
 CHANGES = ["/console/logout", "/console/inbound/blacklist", "/console/apps/lib/settings", "/console/apps/lib/keywords",
            "/console/apps/lib/keywords/remove", "/console/apps/lib/rotate-key", "/console/apps/lib/dead-letters/retry",
            "/console/segments?field=help_text", "/console/carrier/lib-smsc/test", "/console/carrier/lib-smsc/search",
-           "/console/carrier/lib-smsc/buy", "/console/carrier/lib-smsc/release"]
+           "/console/carrier/lib-smsc/buy", "/console/carrier/lib-smsc/release", "/console/message/1/resend",
+           "/console/jobs/preview", "/console/jobs/start", "/console/jobs/1/pause"]
 
 
 class Clock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -16,6 +17,7 @@ from engine.console.pages.apps import AppPages
 from engine.console.pages.carrier import CarrierPages
 from engine.console.pages.inbound import InboundPages
 from engine.console.pages.jobs import JobPages
+from engine.console.pages.messages import MessagePages
 from engine.console.pages.overview import OverviewPages
 from engine.console.security import Guard
 from engine.console.views import Deps
@@ -29,22 +31,26 @@ MOUNT: Final = "/console"
 HERE: Final = Path(__file__).parent
 
 
-def _when(value: object) -> str:
-    """A time as the console shows it: UTC, to the second."""
-    from datetime import datetime
-
+def _when(value: object, ms: bool = False) -> str:
+    """A time as the console shows it: UTC, to the second (or the millisecond: a message's timeline)."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value
+        return utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ms else utc.strftime("%Y-%m-%d %H:%M:%S")
     return "" if value is None else str(value)
+
+
+def _wall() -> datetime:
+    return datetime.now(UTC)
 
 
 class Console:
     """Build with the pool and settings; ``app()`` is the sub-application, ``routes()`` what the main app adds."""
 
     def __init__(self, pool: Pool, settings: Settings, *, clock: Clock = time.monotonic,
-                 forget_keys: Callable[[], None] = lambda: None) -> None:
+                 forget_keys: Callable[[], None] = lambda: None, now: Callable[[], datetime] = _wall) -> None:
         self.deps = Deps(pool, settings, forget_keys)
         self.clock = clock
+        self.now = now  # the wall clock (UTC): dates typed relative to today, a resend's expiry check
         self.guard = Guard(pool, settings, LoginThrottle(clock))
 
     @property
@@ -69,6 +75,7 @@ class Console:
         app.router.add_post("/logout", self.guard.logout, name="logout")
         app.router.add_static("/static/", HERE / "static", name="static")
         app.add_routes(OverviewPages(self.deps, self.clock).routes())
+        app.add_routes(MessagePages(self.deps, self.now).routes())
         app.add_routes(JobPages(self.deps, self.clock).routes())
         for pages in (InboundPages, AppPages, CarrierPages):
             app.add_routes(pages(self.deps).routes())

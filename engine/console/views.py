@@ -42,9 +42,10 @@ FORM: Final = web.RequestKey("form", dict[str, str])  # the POSTed form, read on
 
 # The forms that upload a file (route name -> its file fields); every other form's files are dropped unread.
 UPLOADS: Final = {"jobs-preview": ("csv",)}
-# The pages in the navigation bar: (route name, label, path). Messages joins when its API exists.
+# The pages in the navigation bar: (route name, label, path).
 NAV: Final = (
     ("overview", "Overview", "/console/"),
+    ("messages", "Messages", "/console/messages"),
     ("jobs", "Jobs", "/console/jobs"),
     ("inbound", "Inbound", "/console/inbound"),
     ("apps", "Apps", "/console/apps"),
@@ -68,6 +69,7 @@ NOTICES: Final = {
     "job-paused": "Job paused: its queued messages wait.",
     "job-resumed": "Job resumed.",
     "job-canceled": "Job canceled: its queued messages will not be sent.",
+    "resent": "Resent: this is the new message, queued now and linked to the one it repeats.",
 }
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 import aiohttp
@@ -39,11 +40,12 @@ class Served:
 
 @asynccontextmanager
 async def console_server(
-    pool: asyncpg.Pool, *, clock: Clock = time.monotonic, settings: Settings | None = None
+    pool: asyncpg.Pool, *, clock: Clock = time.monotonic, settings: Settings | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AsyncIterator[Served]:
-    """The console alone on a free loopback port (real HTTP), as `engine serve` mounts it."""
+    """The console alone on a free loopback port (real HTTP), as `engine serve` mounts it; *now* its wall clock."""
     settings = settings or Settings(port=0)
-    console = Console(pool, settings, clock=clock)
+    console = Console(pool, settings, clock=clock, now=now)
     runner: web.AppRunner
     runner, base = await start_http(settings.override(port=0), console.routes(), None, {MOUNT: console.app()})
     try:
