@@ -84,3 +84,20 @@ def test_settings_from_env_and_flags() -> None:
         Settings.from_env({"ENGINE_PORT": "many"})
     with pytest.raises(ConfigError):
         Settings(delivery="twice")  # type: ignore[arg-type]
+
+
+@pytest.mark.system
+async def test_an_unreachable_database_is_one_clear_line_without_the_password(db_dsn: str) -> None:
+    """A refused port, an unknown host and a database that does not exist: exit 1 with one line naming the
+    problem and what to check, no traceback, and never the DSN's password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    real = urlsplit(db_dsn)
+    missing_db = urlunsplit(real._replace(path="/no_such_database"))
+    for dsn, cause in (("postgresql://ops:s3cret-pw@127.0.0.1:1/engine", "ConnectionRefusedError"),
+                       ("postgresql://ops:s3cret-pw@no-such-host.invalid/engine", "gaierror"),
+                       (missing_db, "InvalidCatalogNameError")):
+        done = await engine(dsn, "app", "list")
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"error: cannot reach the database ({cause}") and "ENGINE_DSN" in done.stderr
+        assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr

@@ -32,6 +32,7 @@ from engine.cli import (
 from engine.cli.common import _settings
 from engine.errors import EngineError
 from engine.logsafe import install_redaction
+from engine.store.database import CONNECT_ERRORS
 
 if TYPE_CHECKING:
     from engine.cli.common import Handler
@@ -84,3 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except CONNECT_ERRORS as exc:  # never the password: asyncpg's messages name the user and the database only
+        print(f"error: cannot reach the database ({type(exc).__name__}: {exc}); check ENGINE_DSN, or unset it "
+              "to use the embedded server", file=sys.stderr)
+        return 1

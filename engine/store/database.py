@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from types import TracebackType
 from typing import Final, TypeAlias
 
@@ -26,6 +27,13 @@ Pool: TypeAlias = asyncpg.Pool
 # A lost connection, a server that went away or refused a statement: what a loop retries after.
 MAX_ID: Final = 2**63 - 1  # ids are bigints: nothing beyond this can name a row
 DB_ERRORS: Final[tuple[type[Exception], ...]] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What failing to reach the database at all looks like (refused, unreachable, wrong password or database name,
+# the server starting or full): a command says so in one line instead of a traceback.
+CONNECT_ERRORS: Final[tuple[type[Exception], ...]] = (
+    ConnectionRefusedError, socket.gaierror, asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncpg.ConnectionFailureError,
+)
 
 
 async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
