@@ -21,6 +21,7 @@ from engine.submit import Outgoing, submit_many
 from tests.helpers.console import add_operator, console_server, logged_in
 from tests.helpers.database import wait_final
 from tests.helpers.engine import add_fake_app, carrier, engine_running
+from tests.helpers.tracking import expected_ids
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DID = "+16462000001"
@@ -53,22 +54,6 @@ async def _history(pool: asyncpg.Pool, lib: int = 130, crm: int = 40) -> list[di
     for r, rec in zip(rows, ids, strict=True):
         r["id"] = rec["id"]
     return rows
-
-
-def _expected(rows: list[dict[str, Any]], **want: Any) -> list[int]:
-    def keep(r: dict[str, Any]) -> bool:
-        for key, value in want.items():
-            if key == "states" and r["state"] not in value:
-                return False
-            if key == "since" and r["created_at"] < value:
-                return False
-            if key == "until" and r["created_at"] >= value:
-                return False
-            if key not in ("states", "since", "until") and r[key] != value:
-                return False
-        return True
-
-    return [r["id"] for r in sorted(filter(keep, rows), key=lambda r: (r["created_at"], r["id"]), reverse=True)]
 
 
 def _listed(page: str) -> list[int]:
@@ -123,7 +108,7 @@ async def test_the_list_filters_and_pages_like_the_tracking_api(pool: asyncpg.Po
         session, _ = await logged_in(served.base)
         async with session:
             for params, want in cases:
-                expected = _expected(rows, **want)
+                expected = expected_ids(rows, **want)
                 assert expected or params == {"phone": phone, "status": "1,2", "app": "crm"}
                 assert await _walk(session, served.base, params) == expected, params
             async with session.get(served.base + "/console/messages") as resp:

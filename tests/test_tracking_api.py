@@ -27,6 +27,7 @@ from engine.testing import DEFAULT_AUTH_TOKEN, FakeCarrier
 from tests.helpers.database import wait_final
 from tests.helpers.engine import FakeApp, add_fake_app, carrier, engine_running
 from tests.helpers.polling import wait_until
+from tests.helpers.tracking import expected_ids
 
 DID = "+16462000001"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -109,24 +110,6 @@ async def _history(pool: asyncpg.Pool, n: int = 400) -> list[dict[str, Any]]:
     return rows
 
 
-def _expected(rows: list[dict[str, Any]], app_id: int, **want: Any) -> list[int]:
-    def keep(r: dict[str, Any]) -> bool:
-        if r["app_id"] != app_id:
-            return False
-        for key, value in want.items():
-            if key == "states" and r["state"] not in value:
-                return False
-            if key == "since" and r["created_at"] < value:
-                return False
-            if key == "until" and r["created_at"] >= value:
-                return False
-            if key not in ("states", "since", "until") and r[key] != value:
-                return False
-        return True
-
-    return [r["id"] for r in sorted(filter(keep, rows), key=lambda r: (r["created_at"], r["id"]), reverse=True)]
-
-
 async def _walk(client: Client, limit: int, **params: str) -> list[int]:
     """Every page of the list, following next_cursor; the ids in order."""
     ids: list[int] = []
@@ -163,7 +146,7 @@ async def test_list_filters_match_the_rows_newest_first(api: tuple[Client, Clien
         ({"phone_number": phone, "tag": "t1", "job_id": str(job)}, {"recipient": phone, "tag": "t1", "job_id": job}),
     ]
     for params, want in cases:
-        expected = _expected(rows, app_id, **want)
+        expected = expected_ids(rows, app_id=app_id, **want)
         assert await _walk(lib, 500, **params) == expected, params
         assert await _walk(lib, 7, **params) == expected, params  # paged: no duplicate, no gap
     first = (await lib.ok("messages"))["messages"][0]
@@ -177,7 +160,7 @@ async def test_pages_stay_exact_while_new_messages_arrive(api: tuple[Client, Cli
     lib, _ = api
     rows = await _history(pool, 120)
     app_id = rows[0]["app_id"]
-    before = _expected(rows, app_id)
+    before = expected_ids(rows, app_id=app_id)
     seen: list[int] = []
     cursor: str | None = None
     arrived = 0
