@@ -21,7 +21,7 @@ from engine.submit import Outgoing, submit_many
 from tests.helpers.console import add_operator, console_server, logged_in
 from tests.helpers.database import wait_final
 from tests.helpers.engine import add_fake_app, carrier, engine_running
-from tests.helpers.tracking import expected_ids
+from tests.helpers.tracking import expected_ids, insert_messages
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DID = "+16462000001"
@@ -45,15 +45,7 @@ async def _history(pool: asyncpg.Pool, lib: int = 130, crm: int = 40) -> list[di
             "tag": rnd.choice([None, None, "t1"]), "job_id": rnd.choice([None, *jobs]) if app == "lib" else None,
             "created_at": NOW - timedelta(minutes=rnd.randrange(240)),
         })
-    ids = await pool.fetch(
-        "INSERT INTO engine_outbound (app_id, recipient, body, state, status, type, tag, job_id, created_at) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], "
-        "$7::text[], $8::bigint[], $9::timestamptz[]) RETURNING id",
-        *([r[k] for r in rows] for k in ("app_id", "recipient", "body", "state", "status", "type", "tag", "job_id",
-                                          "created_at")))
-    for r, rec in zip(rows, ids, strict=True):
-        r["id"] = rec["id"]
-    return rows
+    return await insert_messages(pool, rows)
 
 
 def _listed(page: str) -> list[int]:

@@ -27,7 +27,7 @@ from engine.testing import DEFAULT_AUTH_TOKEN, FakeCarrier
 from tests.helpers.database import wait_final
 from tests.helpers.engine import FakeApp, add_fake_app, carrier, engine_running
 from tests.helpers.polling import wait_until
-from tests.helpers.tracking import expected_ids
+from tests.helpers.tracking import expected_ids, insert_messages
 
 DID = "+16462000001"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -99,15 +99,7 @@ async def _history(pool: asyncpg.Pool, n: int = 400) -> list[dict[str, Any]]:
             "job_id": rnd.choice([None, *jobs]) if app == "lib" else None,
             "created_at": NOW - timedelta(minutes=rnd.randrange(300)),
         })
-    ids = await pool.fetch(
-        "INSERT INTO engine_outbound (app_id, recipient, body, state, status, type, tag, job_id, created_at) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], "
-        "$7::text[], $8::bigint[], $9::timestamptz[]) RETURNING id",
-        *([r[k] for r in rows] for k in ("app_id", "recipient", "body", "state", "status", "type", "tag", "job_id",
-                                          "created_at")))
-    for r, rec in zip(rows, ids, strict=True):
-        r["id"] = rec["id"]
-    return rows
+    return await insert_messages(pool, rows)
 
 
 async def _walk(client: Client, limit: int, **params: str) -> list[int]:

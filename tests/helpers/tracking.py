@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 
 def expected_ids(rows: list[dict[str, Any]], **want: Any) -> list[int]:
     """The ids of *rows* that pass every filter in *want*, newest first as the list orders them ((created_at, id)
@@ -22,3 +24,17 @@ def expected_ids(rows: list[dict[str, Any]], **want: Any) -> list[int]:
         return True
 
     return [r["id"] for r in sorted(filter(keep, rows), key=lambda r: (r["created_at"], r["id"]), reverse=True)]
+
+
+async def insert_messages(pool: asyncpg.Pool, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write *rows* (app_id, recipient, body, state, status, type, tag, job_id, created_at) as messages in one
+    statement, in order; each row gets its `id`."""
+    ids = await pool.fetch(
+        "INSERT INTO engine_outbound (app_id, recipient, body, state, status, type, tag, job_id, created_at) "
+        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], "
+        "$7::text[], $8::bigint[], $9::timestamptz[]) RETURNING id",
+        *([r[k] for r in rows] for k in ("app_id", "recipient", "body", "state", "status", "type", "tag", "job_id",
+                                          "created_at")))
+    for r, rec in zip(rows, ids, strict=True):
+        r["id"] = rec["id"]
+    return rows
