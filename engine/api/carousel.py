@@ -14,30 +14,25 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from engine.api import openapi
 from engine.api import params as pp
 from engine.api.jobs import MAX_UPLOAD_BYTES, UPLOADS, JobsApi
+from engine.api.numbers import NumbersApi, carrier_status, did_text, smsc_of
 from engine.api.tracking import TrackingApi
 from engine.config import Settings
 from engine.errors import Conflict, InvalidInput, NotFound, ProviderError
 from engine.httpserver.forms import Form, UnreadableBody, read_form
 from engine.phone import to_e164
-from engine.policy import senders
 from engine.policy.admission import prepare
 from engine.policy.lifetime import Notification
 from engine.policy.quiet_hours import valid_zone
-from engine.policy.senders import SENDER_TYPES
-from engine.providers.factory import carrier_client
-from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
 from engine.store import lifetime, notify
 from engine.store.admin import hash_api_key
@@ -70,38 +65,6 @@ class ApiError(Exception):
 
 def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type=JSON_TYPE)
-
-
-def _did_text(e164: str) -> str:
-    """DIDs go out as E.164 digits without the '+'."""
-    return e164.removeprefix("+")
-
-
-def _search_kinds(wanted: str | None) -> tuple[str, ...]:
-    """find_did's ``type``: which of Twilio's AvailablePhoneNumbers lists to search (default both)."""
-    if wanted is None:
-        return NUMBER_KINDS
-    if wanted in ("long_code", "local"):
-        return ("Local",)
-    if wanted == "toll_free":
-        return ("TollFree",)
-    raise InvalidInput("type", "is long_code or toll_free")
-
-
-def _buy_type(wanted: str | None, number: str | None) -> str:
-    """add_did's sender type: what *number* is (a toll-free number is toll_free), or *wanted* (default long_code);
-    short codes and sender IDs are not bought through the API."""
-    if wanted is not None and wanted not in SENDER_TYPES:
-        raise InvalidInput("type", f"is one of {', '.join(SENDER_TYPES)}")
-    if wanted in ("short_code", "alphanumeric"):
-        raise InvalidInput("type", "short codes and sender IDs come from the carrier, not a purchase: add them with "
-                                   "`engine did add --type " + wanted + "`")
-    if number is None:
-        return wanted or "long_code"
-    try:
-        return senders.sender(number, wanted)[1]
-    except senders.SenderError as exc:
-        raise InvalidInput(exc.field, str(exc)) from None
 
 
 def _now() -> datetime:
@@ -153,10 +116,6 @@ class CarouselApi:
             "opt_in_confirm": self.opt_in_confirm,
             "delivery_status": self.delivery_status,
             "remove_tag": self.remove_tag,
-            "dids": self.dids,
-            "find_did": self.find_did,
-            "add_did": self.add_did,
-            "delete_did": self.delete_did,
             "close_sessions": self.close_sessions,
             "set_time_zone": self.set_time_zone,
             "blacklist": self.blacklist,
@@ -166,6 +125,7 @@ class CarouselApi:
             "associate_keyword": self.associate_keyword,
             "dissociate_keyword": self.dissociate_keyword,
         }
+        self.calls.update(NumbersApi(pool, lambda: self.settings).calls)  # dids, find_did, add_did, delete_did
         self.jobs = JobsApi(pool, settings, clock)
         self.calls.update(self.jobs.calls)
         self.calls.update(TrackingApi(pool, lambda: self.clock()).calls)  # messages, message, resend
@@ -208,7 +168,7 @@ class CarouselApi:
         except Conflict as exc:
             return _json({"error": str(exc), **({"reason": exc.reason} if exc.reason else {})}, 409)
         except ProviderError as exc:
-            return _json({"error": f"carrier error: {exc}"}, _carrier_status(exc))
+            return _json({"error": f"carrier error: {exc}"}, carrier_status(exc))
         except web.HTTPException as exc:  # e.g. 413 from a body over client_max_size
             return _json({"error": exc.reason}, exc.status)
         except asyncio.CancelledError:
@@ -257,29 +217,6 @@ class CarouselApi:
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
-
-    @staticmethod
-    def _smsc(app: store.ApiApp) -> int:
-        if app.smsc_id is None:
-            raise ApiError(409, "the application has no SMSC")
-        return app.smsc_id
-
-    @asynccontextmanager
-    async def _carrier(self, app: store.ApiApp) -> AsyncIterator[TwilioClient]:
-        """A client for the app's carrier account (one short-lived HTTP session per call)."""
-        account = app.provider
-        if account is None:
-            raise ApiError(409, "the application has no carrier account (engine provider add)")
-        async with aiohttp.ClientSession() as session:
-            yield carrier_client(
-                session,
-                kind=account.kind,
-                account_sid=account.account_sid,
-                auth_token=account.auth_token,
-                base_url=account.base_url,
-                messaging_service_sid=account.messaging_service_sid,
-                timeout=self.settings.request_timeout,
-            )
 
     # ---- messaging -----------------------------------------------------------------------------
 
@@ -410,7 +347,7 @@ class CarouselApi:
         if zone is not None and not valid_zone(zone):
             raise InvalidInput("time_zone", f"{zone[:64]!r} is not an IANA time zone (e.g. America/Chicago)")
         await lifetime.set_contact_zone(self.pool, app.id, phone, zone)
-        return {"phone_number": _did_text(phone), "time_zone": zone}
+        return {"phone_number": did_text(phone), "time_zone": zone}
 
     async def delivery_status(self, app: store.ApiApp, p: pp.Params) -> Reply:
         statuses = await store.delivery_statuses(self.pool, app.id, pp.parse_message_ids(p))
@@ -422,79 +359,6 @@ class CarouselApi:
         if phone is None:
             raise InvalidInput("phone_number", f"{raw!r} is not a valid phone number")
         await store.remove_tag(self.pool, app.id, phone, pp.required(p, "tag"))
-        return {}
-
-    # ---- DIDs ----------------------------------------------------------------------------------
-
-    async def dids(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        numbers = await store.smsc_dids(self.pool, self._smsc(app))
-        return {"dids": ",".join(_did_text(n) for n in numbers)}
-
-    async def find_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        """Numbers for sale: local ones and toll-free ones (``type`` long_code or toll_free narrows it)."""
-        fragment = pp.parse_number_fragment(p)
-        country = pp.parse_country(p)
-        kinds = _search_kinds(pp.optional(p, "type"))
-        numbers: list[str] = []
-        async with self._carrier(app) as carrier:
-            for kind in kinds:
-                numbers += await carrier.search_numbers(country, fragment, kind=kind)
-        return {"dids": ",".join(_did_text(n) for n in numbers)}
-
-    @staticmethod
-    def _did_number(raw: str, country: str) -> str:
-        number = to_e164(raw, country)
-        if number is None:
-            raise InvalidInput("number", f"{raw!r} is not a valid {country} phone number")
-        return number
-
-    def _inbound_url(self, app: store.ApiApp) -> str | None:
-        """Where the app's carrier account sends incoming texts: the SmsUrl of the numbers it buys."""
-        if app.provider is None:
-            return None
-        return inbound_webhook_url(self.settings.callback_base, app.provider.id)
-
-    async def _pick_number(self, carrier: TwilioClient, country: str, kind: str) -> str:
-        for candidate in await carrier.search_numbers(country, None, limit=5, kind=kind):
-            if await store.did_smsc(self.pool, candidate) is None:
-                return candidate
-        what = "toll-free numbers" if kind == "TollFree" else "numbers"
-        raise ProviderError(f"no {country} {what} available", status=404)
-
-    async def add_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        """Buy a number already pointed at the engine (SmsUrl in the purchase request itself: bought and pointed,
-        or neither) and add it to the SMSC; released again if another SMSC got it meanwhile. A number the SMSC
-        already has is answered as is (``engine provider sync`` re-points numbers). ``type`` (long_code, the
-        default, or toll_free) says what to buy when no number is given, and sets the DID's default pace."""
-        smsc = self._smsc(app)
-        country = pp.parse_country(p)
-        raw = pp.optional(p, "number")
-        wanted = pp.optional(p, "type")
-        number = None if raw is None else self._did_number(raw, country)
-        kind = _buy_type(wanted, number)
-        if number is not None:
-            owner = await store.did_smsc(self.pool, number)
-            if owner == smsc:
-                return {"did": _did_text(number)}  # already ours: nothing to buy
-            if owner is not None:
-                raise InvalidInput("number", f"{number} is in use by another SMSC")
-        async with self._carrier(app) as carrier:
-            if number is None:
-                number = await self._pick_number(carrier, country, "TollFree" if kind == "toll_free" else "Local")
-            bought = await carrier.buy_number(number, sms_url=self._inbound_url(app))
-            bought = to_e164(bought) or bought
-            if not await store.record_did(self.pool, smsc, bought, kind):
-                await carrier.release_number(bought)
-                raise InvalidInput("number", f"{bought} is in use by another SMSC")
-        return {"did": _did_text(bought)}
-
-    async def delete_did(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        smsc = self._smsc(app)
-        number = self._did_number(pp.required(p, "number"), pp.parse_country(p))
-        async with self._carrier(app) as carrier:
-            removed = await store.remove_did(self.pool, smsc, number, lambda: carrier.release_number(number))
-        if not removed:
-            raise InvalidInput("number", f"{number} is not a DID of this application")
         return {}
 
     # ---- sessions and blacklist ----------------------------------------------------------------
@@ -539,30 +403,18 @@ class CarouselApi:
         return {"errors": errors} if errors else {}
 
     async def validate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        self._smsc(app)
+        smsc_of(app)
         spec = self._keyword_spec(p, full=False)
         errors = pp.keyword_errors(spec.keyword) or await store.check_keyword(self.pool, app, spec)
         return self._errors(errors)
 
     async def associate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        self._smsc(app)
+        smsc_of(app)
         spec = self._keyword_spec(p, full=True)
         errors = pp.keyword_errors(spec.keyword) or await store.associate_keyword(self.pool, app, spec)
         return self._errors(errors)
 
     async def dissociate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
-        self._smsc(app)
+        smsc_of(app)
         keyword = pp.normalize_keyword(pp.required(p, "keyword"))
         return self._errors(await store.dissociate_keyword(self.pool, app, keyword))
-
-
-def _carrier_status(exc: ProviderError) -> int:
-    """What a carrier's refusal means for our caller.
-
-    The carrier turned down what was asked (no such number, none available in that country, a
-    number it will not sell): 422, the caller can change the request. The carrier failed, was
-    unreachable, or rejected our own credentials: 502, nothing the caller can fix.
-    """
-    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403):
-        return 422
-    return 502
