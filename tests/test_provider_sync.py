@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 
 from engine.app_settings import AppChanges
+from engine.providers.twilio import TwilioClient
 from engine.store import admin
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from tests.helpers.database import wait_final
@@ -117,6 +118,28 @@ async def test_did_add_points_the_numbers_it_adds(pool: asyncpg.Pool, db_dsn: st
         run = await engine_cli(db_dsn, "did", "add", "--app", "lib", "+16462000004", "--public-url", "ftp://x")
         assert run.returncode == 2 and "http(s) URL" in run.stderr
         assert await pool.fetchval("SELECT count(*) FROM engine_did") == 3
+
+
+async def test_did_remove_clears_the_smsurl_of_numbers_still_pointed_at_the_engine(pool: asyncpg.Pool,
+                                                                                 db_dsn: str) -> None:
+    """Removed numbers stay on the carrier account: their texts would keep coming to the engine. `did remove`
+    clears the SmsUrl of those still pointed here, and leaves alone one pointed elsewhere meanwhile."""
+    async with carrier() as fake:
+        await setup_app(pool, fake.base_url or "", dids=0)
+        url = f"{PUBLIC}/webhooks/twilio/inbound/{await _provider_id(pool)}"
+        mine = list(_owned(fake, ["+16462000001", "+16462000002", "+16462000003"]))
+        run = await engine_cli(db_dsn, "did", "add", "--app", "lib", *mine, "--public-url", PUBLIC)
+        assert run.returncode == 0, run.stderr
+        async with aiohttp.ClientSession() as session:  # someone re-points one at the carrier, through its API
+            twilio = TwilioClient(session, account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN,
+                                  base_url=fake.base_url or "")
+            assert await twilio.point_number(mine[1], "https://elsewhere.example/sms")
+
+        run = await engine_cli(db_dsn, "did", "remove", "--app", "lib", mine[0], mine[1], "--public-url", PUBLIC)
+        assert run.returncode == 0, run.stderr
+        assert "SmsUrl cleared on 1 of 2 (1 not pointed at the engine)" in run.stdout
+        assert [fake.sms_url(n) for n in mine] == [None, "https://elsewhere.example/sms", url]
+        assert sorted(await pool.fetchval("SELECT array_agg(number) FROM engine_did")) == [mine[2]]
 
 
 async def test_add_did_buys_numbers_already_pointed_at_the_running_engine(pool: asyncpg.Pool, db_dsn: str) -> None:

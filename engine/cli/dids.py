@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import _common, _pool_flags, _print_json, _target, _with_db
-from engine.cli.providers import _point_dids, _print_failures, _public_base
+from engine.cli.providers import _point_dids, _print_failures, _public_base, _unpoint_dids
 from engine.config import Settings
 from engine.policy.senders import SENDER_TYPES
 
@@ -35,6 +35,10 @@ def register(sub: Subparsers) -> None:
             p.add_argument("--burst", type=int, help="segments at once (default: the type's, e.g. 1)")
             p.add_argument("--public-url",
                            help="base URL the numbers' SmsUrl is set under (env ENGINE_PUBLIC_URL)")
+        if action == "remove":
+            p.add_argument("--public-url",
+                           help="base URL the numbers' SmsUrl was set under: cleared where it still is (env "
+                                "ENGINE_PUBLIC_URL)")
         if action == "list":
             p.add_argument("--json", action="store_true")
 
@@ -76,6 +80,27 @@ async def _did_add(settings: Settings, args: argparse.Namespace, pool: Any) -> i
     return 1
 
 
+async def _did_remove(settings: Settings, args: argparse.Namespace, pool: Any) -> int:
+    """Remove the DIDs (all or none), then clear the SmsUrl of those still pointed at the engine, so their texts
+    stop coming here. A number the carrier could not update is named on stderr (exit 1); it is removed anyway."""
+    from engine.errors import NotFound
+    from engine.store import admin
+
+    removed = await admin.remove_dids(pool, args.app, args.numbers, smsc=args.smsc)
+    print("removed " + ", ".join(removed))
+    try:
+        account = await admin.app_provider(pool, args.app, smsc=args.smsc)
+    except NotFound:
+        return 0  # no carrier account: nothing points at the engine
+    report = await _unpoint_dids(settings.callback_base, account, removed, settings.request_timeout)
+    print(f"SmsUrl cleared on {len(report.pointed)} of {len(removed)}"
+          + (f" ({len(report.unchanged)} not pointed at the engine)" if report.unchanged else ""))
+    for number, why in report.failed.items():
+        print(f"error: {number}: SmsUrl not cleared: {why} (the DID is removed; clear its SmsUrl in the carrier's "
+              "console)", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 async def _cmd_did(settings: Settings, args: argparse.Namespace) -> int:
     from engine.store import admin
 
@@ -83,19 +108,16 @@ async def _cmd_did(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "add":
             return await _did_add(settings, args, pool)
         if args.action == "remove":
-            for n in args.numbers:
-                await admin.remove_did(pool, args.app, n, smsc=args.smsc)
-            print("removed " + ", ".join(args.numbers))
-        else:
-            rows = await admin.list_dids(pool, args.app, smsc=args.smsc)
-            if args.json:
-                _print_json(rows)
-            for r in rows if not args.json else []:
-                state = "" if r["enabled"] else " (disabled)"
-                where = f" {r['country']}" if r["country"] else ""
-                campaign = f" campaign {r['campaign']}" if r["campaign"] else ""
-                print(f"{r['number']}  {r['sender_type']}{where}  {r['limit_per_min']}/min burst {r['burst']}"
-                      f"{campaign}{state}")
+            return await _did_remove(settings, args, pool)
+        rows = await admin.list_dids(pool, args.app, smsc=args.smsc)
+        if args.json:
+            _print_json(rows)
+        for r in rows if not args.json else []:
+            state = "" if r["enabled"] else " (disabled)"
+            where = f" {r['country']}" if r["country"] else ""
+            campaign = f" campaign {r['campaign']}" if r["campaign"] else ""
+            print(f"{r['number']}  {r['sender_type']}{where}  {r['limit_per_min']}/min burst {r['burst']}"
+                  f"{campaign}{state}")
         return 0
 
     return await _with_db(settings, go)

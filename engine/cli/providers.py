@@ -89,6 +89,19 @@ async def _point_dids(base: str, account: ProviderAccount, numbers: list[str], t
         )
 
 
+async def _unpoint_dids(base: str, account: ProviderAccount, numbers: list[str], timeout: float) -> PointReport:
+    """Clear the SmsUrl of those of *numbers* on *account* that still point at the engine's webhook under *base*."""
+    import aiohttp
+
+    from engine.providers.numbers import unpoint_numbers
+    from engine.providers.twilio import inbound_webhook_url
+
+    async with aiohttp.ClientSession() as session:
+        return await unpoint_numbers(
+            _carrier(session, account, timeout), numbers, inbound_webhook_url(base, account.id)
+        )
+
+
 def _print_failures(report: PointReport) -> None:
     for number, why in report.failed.items():
         print(f"error: {number} not pointed: {why}", file=sys.stderr)

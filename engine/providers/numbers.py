@@ -1,9 +1,9 @@
 """Pointing a carrier account's numbers at the engine: each DID's SmsUrl becomes the engine's inbound webhook.
 
 ``engine did add`` points the numbers it adds, ``engine provider sync`` every DID of an application (and fixes
-what an earlier add could not point). Numbers are independent: one that fails is reported and the others are
-still pointed, a few requests at a time. Credentials the carrier refuses stop the run at once (every other
-number would fail the same way).
+what an earlier add could not point); ``engine did remove`` clears the SmsUrl of the numbers it removes.
+Numbers are independent: one that fails is reported and the others are still pointed, a few requests at a time.
+Credentials the carrier refuses stop the run at once (every other number would fail the same way).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Final
 from engine.errors import ProviderError
 from engine.providers.twilio import TwilioClient
 
-__all__ = ["POINT_CONCURRENCY", "PointReport", "point_numbers"]
+__all__ = ["POINT_CONCURRENCY", "PointReport", "point_numbers", "unpoint_numbers"]
 
 POINT_CONCURRENCY: Final = 4  # carrier requests in flight at once (Twilio's REST API limits concurrency per account)
 _CREDENTIALS_REFUSED: Final = frozenset({401, 403})
@@ -69,6 +69,38 @@ async def point_numbers(
                 outcome[number] = str(exc)
                 if exc.status in _CREDENTIALS_REFUSED and not refused:
                     refused.append(f"carrier refused the credentials: {exc}")
+
+    await asyncio.gather(*(one(n) for n in wanted))
+    return PointReport(
+        sms_url=sms_url,
+        pointed=tuple(n for n in wanted if outcome[n] is True),
+        unchanged=tuple(n for n in wanted if outcome[n] is False),
+        failed={n: why for n in wanted if isinstance(why := outcome[n], str)},
+    )
+
+
+async def unpoint_numbers(
+    client: TwilioClient, numbers: Iterable[str], sms_url: str, *, concurrency: int = POINT_CONCURRENCY
+) -> PointReport:
+    """Clear the SmsUrl of each of *numbers* that still sends its texts to *sms_url* (numbers removed from the
+    engine keep their carrier account, so their texts would otherwise still come here). A number pointed
+    elsewhere meanwhile, or no longer on the account, is left alone (``unchanged``); ``pointed`` holds the
+    numbers cleared. Never raises for carrier trouble (``failed``, as :func:`point_numbers`)."""
+    wanted = list(dict.fromkeys(numbers))
+    outcome: dict[str, bool | str] = {}
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(number: str) -> None:
+        async with gate:
+            try:
+                found = await client.find_number(number)
+                if found is None or found.sms_url != sms_url:
+                    outcome[number] = False
+                    return
+                await client.update_sms_url(found.sid, "")
+                outcome[number] = True
+            except ProviderError as exc:
+                outcome[number] = str(exc)
 
     await asyncio.gather(*(one(n) for n in wanted))
     return PointReport(

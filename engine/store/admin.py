@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -411,10 +412,19 @@ async def list_dids(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | N
     return [dict(r) for r in await pool.fetch(q.LIST_DIDS, smsc_id)]
 
 
-async def remove_did(pool: asyncpg.Pool, app: str | None, number: str, *, smsc: str | None = None) -> None:
-    smsc_id, _owner = await _pool_of(pool, app, smsc)
-    if await pool.fetchval(q.REMOVE_DID, smsc_id, _did_number(number)) is None:
-        raise NotFound(f"{number} is not a DID of {app or smsc}")
+async def remove_dids(pool: asyncpg.Pool, app: str | None, numbers: Sequence[str], *,
+                      smsc: str | None = None) -> list[str]:
+    """Remove *numbers* from the pool, all or none (one transaction: a number it does not have removes nothing);
+    returns them in E.164."""
+    wanted = [_did_number(n) for n in numbers]  # every number checked before anything changes
+    async with pool.acquire() as conn, conn.transaction():
+        smsc_id, _owner = await _pool_of(conn, app, smsc)
+        missing = [raw for raw, e164 in zip(numbers, wanted, strict=True)
+                   if await conn.fetchval(q.REMOVE_DID, smsc_id, e164) is None]
+        if missing:
+            raise NotFound(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a DID of "
+                           f"{app or smsc}: nothing was removed")
+    return wanted
 
 
 async def remove_tag(pool: asyncpg.Pool, app: str, recipient: str, tag: str) -> bool:
