@@ -34,7 +34,9 @@ from engine.policy.admission import prepare
 from engine.policy.lifetime import Notification
 from engine.policy.quiet_hours import valid_zone
 from engine.store import carousel as store
+from engine.store import keywords as kw
 from engine.store import lifetime, notify
+from engine.store import subscriptions as subs
 from engine.store.admin import hash_api_key
 from engine.store.database import Pool
 from engine.store.jobs import JobSpec
@@ -291,7 +293,7 @@ class CarouselApi:
         now = self.clock()
         on = pp.parse_on(p, now)
         note = pp.parse_notification(p, now, on)
-        phones = await store.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
+        phones = await subs.subscribers(self.pool, app.id, tags, MAX_SUBSCRIBER_SEND)
         if len(phones) >= MAX_SUBSCRIBER_SEND:
             raise InvalidInput("tags", f"more than {MAX_SUBSCRIBER_SEND - 1} subscribers: send a job instead")
         results = await store.queue_messages(
@@ -327,7 +329,7 @@ class CarouselApi:
                            "keyword) before it can be texted a code")
         code = f"{secrets.randbelow(10**6):06d}"
         body = f"{app.name}: your verification code is {code}. It expires in {OPTIN_CODE_SECONDS // 60} minutes."
-        message_id = await store.request_opt_in(self.pool, app, phone, code, body, tags, OPTIN_CODE_SECONDS)
+        message_id = await subs.request_opt_in(self.pool, app, phone, code, body, tags, OPTIN_CODE_SECONDS)
         return {"message_id": str(message_id)}
 
     async def opt_in_confirm(self, app: store.ApiApp, p: pp.Params) -> Reply:
@@ -335,7 +337,7 @@ class CarouselApi:
         code = pp.required(p, "code")
         if not _CODE.fullmatch(code):
             raise InvalidInput("code", "is the 6-digit code texted to the phone")
-        result = await store.confirm_opt_in(self.pool, app.id, phone, code, max_tries=OPTIN_MAX_TRIES)
+        result = await subs.confirm_opt_in(self.pool, app.id, phone, code, max_tries=OPTIN_MAX_TRIES)
         if not result.ok:
             raise InvalidInput("code", result.problem or "not accepted")
         return {}
@@ -391,12 +393,12 @@ class CarouselApi:
     # ---- keywords ------------------------------------------------------------------------------
 
     @staticmethod
-    def _keyword_spec(p: pp.Params, *, full: bool) -> store.KeywordSpec:
+    def _keyword_spec(p: pp.Params, *, full: bool) -> kw.KeywordSpec:
         keyword = pp.normalize_keyword(pp.required(p, "keyword"))
         mode = pp.parse_int(p, "mode", 0, low=0, high=1)
         if not full:
-            return store.KeywordSpec(keyword, mode)
-        return store.KeywordSpec(keyword, mode, pp.parse_bool(p, "auto_subscribe"), pp.parse_tags(p))
+            return kw.KeywordSpec(keyword, mode)
+        return kw.KeywordSpec(keyword, mode, pp.parse_bool(p, "auto_subscribe"), pp.parse_tags(p))
 
     @staticmethod
     def _errors(errors: list[str]) -> Reply:
@@ -405,16 +407,16 @@ class CarouselApi:
     async def validate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
         smsc_of(app)
         spec = self._keyword_spec(p, full=False)
-        errors = pp.keyword_errors(spec.keyword) or await store.check_keyword(self.pool, app, spec)
+        errors = pp.keyword_errors(spec.keyword) or await kw.check_keyword(self.pool, app, spec)
         return self._errors(errors)
 
     async def associate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
         smsc_of(app)
         spec = self._keyword_spec(p, full=True)
-        errors = pp.keyword_errors(spec.keyword) or await store.associate_keyword(self.pool, app, spec)
+        errors = pp.keyword_errors(spec.keyword) or await kw.associate_keyword(self.pool, app, spec)
         return self._errors(errors)
 
     async def dissociate_keyword(self, app: store.ApiApp, p: pp.Params) -> Reply:
         smsc_of(app)
         keyword = pp.normalize_keyword(pp.required(p, "keyword"))
-        return self._errors(await store.dissociate_keyword(self.pool, app, keyword))
+        return self._errors(await kw.dissociate_keyword(self.pool, app, keyword))

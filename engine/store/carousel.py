@@ -7,12 +7,10 @@ change that caused them; delivering them is the callback task's job.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import asyncpg
@@ -36,19 +34,15 @@ __all__ = [
     "SESSION_SECONDS",
     "ApiApp",
     "Draft",
-    "KeywordSpec",
     "ProviderAccount",
     "app_by_key_hash",
     "app_by_name",
-    "associate_keyword",
     "blacklist",
     "blacklisted_among",
     "cancel_messages",
-    "check_keyword",
     "close_sessions",
     "delivery_statuses",
     "did_smsc",
-    "dissociate_keyword",
     "plan_outcomes",
     "queue_job_messages",
     "queue_messages",
@@ -113,14 +107,6 @@ class Draft:
 
     recipient: str | None
     parts: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class KeywordSpec:
-    keyword: str
-    mode: int = 0  # 0 exact, 1 starts with
-    auto_subscribe: bool = False
-    tags: tuple[str, ...] = ()
 
 
 def _status_count(status: str) -> int:
@@ -376,125 +362,3 @@ async def blacklisted_among(pool: asyncpg.Pool, app_id: int, phones: list[str]) 
     if not phones:
         return set()
     return {r["phone"] for r in await pool.fetch(cq.BLACKLISTED_AMONG, app_id, phones)}
-
-
-# ---- keywords ----------------------------------------------------------------------------------
-
-
-def _overlap_error(spec: KeywordSpec, row: asyncpg.Record) -> str:
-    existing: str = row["keyword"]
-    if existing.upper() == spec.keyword.upper():
-        return f"keyword {spec.keyword!r} is already associated with another application"
-    if row["mode"] == 1 and spec.keyword.upper().startswith(existing.upper()):
-        return (
-            f"keyword {spec.keyword!r} would never be reached: messages starting with {existing!r} "
-            "already go to another application"
-        )
-    return f"starts-with keyword {spec.keyword!r} would capture messages for another application's keyword {existing!r}"
-
-
-async def _keyword_plan(conn: asyncpg.Connection, app: ApiApp, spec: KeywordSpec) -> tuple[list[str], int | None]:
-    """(errors, id of this app's own row with the same keyword, if any).
-
-    Overlaps with the app's own other keywords are allowed (they route to the same app); overlaps
-    with other applications' keywords in the same SMSC are not.
-    """
-    rows = await conn.fetch(cq.KEYWORD_OVERLAPS, app.smsc_id, spec.keyword, spec.mode)
-    own_id = None
-    errors: list[str] = []
-    for row in rows:
-        if row["app_id"] == app.id:
-            if row["keyword"].upper() == spec.keyword.upper():
-                own_id = row["id"]
-            continue
-        errors.append(_overlap_error(spec, row))
-    return errors, own_id
-
-
-async def check_keyword(pool: asyncpg.Pool, app: ApiApp, spec: KeywordSpec) -> list[str]:
-    """What associate_keyword would object to (empty: it would succeed)."""
-    async with pool.acquire() as conn:
-        errors, _ = await _keyword_plan(conn, app, spec)
-    return errors
-
-
-async def associate_keyword(pool: asyncpg.Pool, app: ApiApp, spec: KeywordSpec) -> list[str]:
-    """Associate (or re-configure) the keyword for the app in its SMSC; errors instead when it overlaps."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(cq.LOCK_KEYWORD_SPACE, app.smsc_id)
-        errors, own_id = await _keyword_plan(conn, app, spec)
-        if errors:
-            return errors
-        tags = list(spec.tags)
-        if own_id is None:
-            await conn.execute(
-                cq.INSERT_KEYWORD, app.smsc_id, app.id, spec.keyword, spec.mode, spec.auto_subscribe, tags
-            )
-        else:
-            await conn.execute(cq.UPDATE_KEYWORD, own_id, spec.keyword, spec.mode, spec.auto_subscribe, tags)
-    return []
-
-
-async def dissociate_keyword(pool: asyncpg.Pool, app: ApiApp, keyword: str) -> list[str]:
-    """Remove the app's keyword; errors when it is not the app's."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(cq.FIND_KEYWORD, app.id, keyword, app.smsc_id)
-        if row is None:
-            return [f"keyword {keyword!r} is not associated with this application"]
-        if row["app_id"] != app.id:
-            return [f"keyword {keyword!r} belongs to another application"]
-        await conn.execute(cq.DELETE_KEYWORD, row["id"])
-    return []
-
-
-# ---- subscriptions and web opt-in ----------------------------------------------------------------------
-
-
-async def subscribers(pool: asyncpg.Pool, app_id: int, tags: Sequence[str], limit: int) -> list[str]:
-    """Phones subscribed to the app with any of *tags* ('' = subscribed without a tag), at most *limit*."""
-    return [r["phone"] for r in await pool.fetch(cq.SUBSCRIBERS, app_id, list(tags), limit)]
-
-
-def _code_hash(app_id: int, phone: str, code: str) -> str:
-    return hashlib.sha256(f"{app_id}:{phone}:{code}".encode()).hexdigest()
-
-
-async def request_opt_in(
-    pool: asyncpg.Pool, app: ApiApp, phone: str, code: str, body: str, tags: Sequence[str], valid_seconds: float
-) -> int:
-    """Store the (hashed) verification code for *phone* and queue *body* (which carries it); the message id.
-    A new request replaces the previous code and its count of wrong tries. The text lives as long as the code: one
-    that could not be sent in time is never sent late (it ends expired)."""
-    expires_at = datetime.now(UTC) + timedelta(seconds=valid_seconds)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(cq.SAVE_OPTIN_CODE, app.id, phone, _code_hash(app.id, phone, code), list(tags),
-                           valid_seconds)
-        rows = await conn.fetch(cq.INSERT_MESSAGES, app.id, [phone], [body], None, None, False,
-                                "verification", "transactional", expires_at, None)
-    return int(rows[0]["id"])
-
-
-@dataclass(frozen=True, slots=True)
-class OptInResult:
-    ok: bool
-    problem: str | None = None  # why not: no code, expired, locked, wrong (with the tries left)
-
-
-async def confirm_opt_in(pool: asyncpg.Pool, app_id: int, phone: str, code: str, *, max_tries: int) -> OptInResult:
-    """Check *code* (in constant time) against the phone's pending one; subscribe it when right. A wrong try is
-    counted (and committed) even though the call fails; after *max_tries* the code is locked."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(cq.OPTIN_CODE, app_id, phone)
-        if row is None or not row["valid"]:
-            return OptInResult(False, "no valid code for this phone: request a new one")
-        if row["tries"] >= max_tries:
-            return OptInResult(False, f"{max_tries} wrong codes: this code is locked, request a new one")
-        if not hmac.compare_digest(row["code_hash"], _code_hash(app_id, phone, code)):
-            tries = await conn.fetchval(cq.WRONG_OPTIN_CODE, app_id, phone)
-            left = max(0, max_tries - tries)
-            return OptInResult(False, f"wrong code ({left} tries left)" if left else
-                               f"wrong code; {max_tries} wrong codes: this code is locked, request a new one")
-        await conn.execute(cq.DROP_OPTIN_CODE, app_id, phone)
-        await conn.execute(cq.WEB_SUBSCRIBE, app_id, phone, list(row["tags"]) or [""])
-        await conn.execute(cq.WEB_CONSENT, app_id, phone)
-    return OptInResult(True)

@@ -29,8 +29,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.inbound.chain import DEFAULT_HELP, DEFAULT_NOMATCH, DEFAULT_OPTOUT
 from engine.policy.lifetime import format_duration
 from engine.segment import analyze
-from engine.store import admin
-from engine.store import carousel as keywords
+from engine.store import admin, keywords
 from engine.store import console as store
 
 __all__ = ["SETTINGS", "TEXTS", "AppPages", "current_values"]
