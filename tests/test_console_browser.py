@@ -131,6 +131,14 @@ async def test_log_in_and_open_every_page(browser: Browser, site: Site) -> None:
     await wait_final(site.pool, 14)
     await expect(page.locator("#sent-hour")).to_have_text("14", timeout=15000)
 
+    await page.click("nav >> text=Messages")
+    await page.wait_for_selector("#messages")
+    assert len(await page.locator("#messages tr[data-message]").all()) == 14  # 12 + the STOP answer + the later
+    await page.click("#messages tr[data-message] >> nth=0 >> a >> nth=0")
+    await page.wait_for_selector("text=Timeline")
+    await page.click("nav >> text=Jobs")
+    await page.wait_for_selector("#new-job")
+
     await page.click("nav >> text=Inbound")
     await page.wait_for_selector("#conversations")
     assert PHONE in await page.inner_text("#conversations")
