@@ -30,7 +30,7 @@ async def _setup(pool: asyncpg.Pool, carrier_url: str, dids: int, limit: int) ->
 async def test_workers_share_the_queue_exactly_once_and_within_limits(
     pool: asyncpg.Pool, db_dsn: str, workers: int
 ) -> None:
-    n, dids, limit = 10_000, 50, 1200  # 1,200/min per DID = one send every 50 ms: 10 s of pacing at least
+    n, dids, limit = 20_000, 50, 1200  # 1,200/min per DID = one send every 50 ms
     port = free_port()
     async with processes(db_dsn, ENGINE_LEASE_SECONDS="4", ENGINE_POLL_SECONDS="0.2",
                          ENGINE_PUBLIC_URL=f"http://127.0.0.1:{port}") as procs:
