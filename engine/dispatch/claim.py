@@ -69,6 +69,9 @@ class Claimer:
         self.wake = asyncio.Event()  # new rows may be due
         self.stopping = False
         self.unfinished: list[int] = []  # claimed ids of batches that failed half-way
+        # A claim whose answer never came (the connection died around its commit): rows may be claimed by us that
+        # we never saw, and our heartbeat would keep them claimed forever.
+        self.claim_in_doubt = False
 
     def stop(self) -> None:
         self.stopping = True
@@ -88,9 +91,11 @@ class Claimer:
             apps, saturated = self.servable()
             rows: list[Claimed] = []
             try:
-                rows = await outbound.claim(
-                    self.pool, self.worker_id, settings.batch_size, settings.lease_seconds, apps
-                ) if apps else []
+                if apps:
+                    self.claim_in_doubt = True
+                    rows = await outbound.claim(
+                        self.pool, self.worker_id, settings.batch_size, settings.lease_seconds, apps)
+                    self.claim_in_doubt = False
                 if rows:
                     await self.handle(rows)
             except DB_ERRORS as exc:
@@ -111,6 +116,13 @@ class Claimer:
     async def requeue_orphans(self) -> None:
         """Claimed messages this worker can no longer send (their DIDs went elsewhere, or their batch failed
         half-way): back to the queue."""
+        if self.claim_in_doubt:
+            # Every message we hold only claimed goes back: the unknown ones with them. Those still in memory
+            # can no longer be marked 'sending' (that needs the claim), so none is sent twice; they are claimed
+            # again like any queued message.
+            await leases.requeue_all_claimed(self.pool, self.worker_id, 0.5)
+            self.claim_in_doubt = False
+            self.unfinished.clear()
         if self.unfinished:
             ids = list(self.unfinished)
             await leases.requeue_claimed(self.pool, self.worker_id, ids, 0.5)

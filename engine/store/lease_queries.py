@@ -57,6 +57,15 @@ WHERE o.id = ANY($1::bigint[]) AND o.claimed_by = $2 AND o.state IN ('claimed', 
 """
 # Claimed messages whose batch failed half-way (the database went away mid-batch): back to the queue, but only
 # those still merely claimed — one already marked 'sending' may be on its way to the carrier and stays as it is.
+# Every row a worker holds only claimed (found through the partial index engine_outbound_leased, as HEARTBEAT
+# finds them), locked in id order as the other housekeeping statements lock.
+REQUEUE_ALL_CLAIMED: Final = """
+UPDATE engine_outbound o
+SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now(),
+    due_at = now() + make_interval(secs => $2)
+FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state = 'claimed' ORDER BY id FOR UPDATE) AS s
+WHERE o.id = s.id
+"""
 REQUEUE_CLAIMED: Final = """
 UPDATE engine_outbound o
 SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now(),

@@ -56,6 +56,13 @@ async def requeue_claimed(pool: asyncpg.Pool, worker_id: str, ids: list[int], de
     await pool.execute(lq.REQUEUE_CLAIMED, ids, worker_id, delay)
 
 
+async def requeue_all_claimed(pool: asyncpg.Pool, worker_id: str, delay: float) -> int:
+    """Every message *worker_id* holds only claimed (not yet 'sending') back to the queue, due after *delay*: after
+    a claim whose answer was lost, so that rows it claimed unseen do not stay claimed. Returns how many."""
+    done = await pool.execute(lq.REQUEUE_ALL_CLAIMED, worker_id, delay)
+    return int(done.split()[-1])
+
+
 async def leave(pool: asyncpg.Pool, worker_id: str) -> None:
     """A worker stopping: its unsent claims back to the queue, its leases and registration gone (one transaction)."""
     async with pool.acquire() as conn, conn.transaction():
