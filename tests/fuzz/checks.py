@@ -76,6 +76,15 @@ def check_writes(
         ids = [int(i) for i in reply.json()["message_ids"].split(",") if i]  # "" when tags= found no subscriber
         assert all(i in (-1, -2, -3) for i in ids if i <= 0), ids
         assert sorted(i for i in ids if i > 0) == new, (request, reply)
+    elif request.kind == "api" and request.call in ("send_job", "resend") and reply.body:
+        # A job queues its rows (a split message's parts count one each), all of the job; a resend its new message.
+        doc = reply.json()
+        if request.call == "send_job":
+            jobs = {r["job_id"] for r in engine.fetch("SELECT job_id FROM engine_outbound WHERE id = ANY($1::bigint[])",
+                                                      new)}
+            assert jobs <= {int(doc["job_id"])} and len(new) == doc["messages"], (request, reply)
+        else:
+            assert int(doc["message_id"]) in new, (request, reply)
     elif request.kind != "raw":  # (a raw request line can be a good send_message call)
         assert not new, (request, reply)
     tally.positive_ids += len(new)
