@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.frozen import fast_init
 
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboundRequest:
     """One message to hand to a carrier."""
@@ -22,6 +25,7 @@ class OutboundRequest:
     validity_period: int | None = None  # seconds the carrier may still queue it (Twilio ValidityPeriod, 1-36000)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """What came of one create request.

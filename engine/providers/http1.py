@@ -28,6 +28,8 @@ from typing import Final, cast
 import httptools
 from yarl import URL
 
+from engine.frozen import fast_init
+
 __all__ = ["KEPT_HEADERS", "Http1Pool", "MaybeSent", "NotSent", "Reply", "host_header"]
 
 MAX_HEAD: Final = 64 * 1024
@@ -53,6 +55,7 @@ class MaybeSent(Exception):
     """The request was written, or partly, and no complete answer came: it may have been acted on."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
