@@ -221,7 +221,7 @@ class Http1Pool:
 
     async def request(self, data: bytes) -> Reply:
         """Send one whole request (head and body, as bytes) and read its answer; NotSent or MaybeSent."""
-        conn = await self._acquire()
+        conn = self._idle_connection() or await self._acquire()
         try:
             reply = await conn.send(data)
         except MaybeSent:
@@ -262,15 +262,24 @@ class Http1Pool:
         if self.busy:
             self._sweeper = self.loop.call_later(self.sweep_every, self._sweep)
 
-    async def _acquire(self) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
+        """A kept-alive connection ready for a request (the common case, without a coroutine); None: _acquire."""
         if self.closed:
-            raise NotSent("the client was closed")
+            return None  # _acquire says why
         now = self.loop.time()
         while self.idle:
             conn = self.idle.pop()
             if conn.reusable and now - conn.idle_since < self.keepalive:
                 return conn
             conn._close()
+        return None
+
+    async def _acquire(self) -> _Connection:
+        if self.closed:
+            raise NotSent("the client was closed")
+        conn = self._idle_connection()
+        if conn is not None:
+            return conn
         if self.count >= self.limit:
             waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
             self.waiting.append(waiter)
