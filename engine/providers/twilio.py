@@ -24,7 +24,7 @@ from yarl import URL
 
 from engine.errors import ProviderError
 from engine.providers import IncomingNumber, OutboundRequest, SendResult
-from engine.providers.http1 import Http1Pool, MaybeSent, NotSent, host_header
+from engine.providers.http1 import Http1Pool, InFlight, MaybeSent, NotSent, host_header
 
 __all__ = [
     "API_VERSION",
@@ -394,6 +394,24 @@ class TwilioClient:
             # The request may have been written: the carrier may have created the message.
             return _network_failure(exc, ambiguous=True)
         return classify_create_response(status, raw, retry_after)
+
+    def begin_send(self, request: OutboundRequest) -> InFlight | None:
+        """Write the create request now when a kept-alive connection is idle (no task, no coroutine: the sender
+        waits on ``answer`` and calls :meth:`finish_send`); None when it cannot (nothing was written: use send)."""
+        if self._http1_limit is None:
+            return None
+        pool = self._pool or self._http1_pool()
+        data = self.encode_form(request)
+        return pool.begin(self._create_head + b"%d\r\n\r\n" % len(data) + data)
+
+    def finish_send(self, flight: InFlight) -> SendResult:
+        """What came of a request :meth:`begin_send` wrote, once its ``answer`` is done: classified as send does
+        (a written request that got no complete answer is MaybeSent: ambiguous)."""
+        try:
+            reply = flight.reply()
+        except MaybeSent as exc:
+            return _network_failure(exc, ambiguous=True)
+        return classify_create_response(reply.status, reply.body, reply.headers.get("retry-after"))
 
     def _http1_pool(self) -> Http1Pool:
         assert self._http1_limit is not None
