@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from engine.frozen import fast_init
+
 # Carousel codes applications see.
 PENDING: Final = 0
 DELIVERED: Final = 1
@@ -25,6 +27,7 @@ State = Literal[
 ]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """What one provider status means for the stored message."""

@@ -178,6 +178,57 @@ async def test_a_request_written_without_a_whole_answer_is_maybe_sent(reply: byt
         assert raw.requests == 1
 
 
+async def send_begun(c: TwilioClient, req: OutboundRequest) -> SendResult:
+    """The sender's task-free way: begin_send writes at once, the answer future, then finish_send."""
+    flight = c.begin_send(req)
+    assert flight is not None
+    await asyncio.wait([flight.answer])
+    return c.finish_send(flight)
+
+
+@pytest.mark.parametrize("reply", [pytest.param(answer(), id="whole-answer"), *ANSWERS_THAT_BREAK])
+async def test_a_request_begun_on_an_idle_connection_is_classified_as_send_does(reply: bytes) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await raw.read_request(reader)
+        writer.write(answer())  # the first request on each connection: a whole answer, kept alive
+        await writer.drain()
+        await raw.read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        if reply == answer():
+            await asyncio.sleep(5)
+
+    async with RawCarrier(script) as raw, client(raw.url, limit=1) as c:
+        assert c.begin_send(request(1)) is None  # no connection yet: nothing is written, send() opens one
+        assert raw.requests == 0
+        assert (await c.send(request(1))).ok
+        r = await send_begun(c, request(2))
+        assert raw.requests == 2 and raw.connections == 1
+        assert c._pool is not None
+        if reply == answer():
+            assert r.ok and r.provider_message_id == "SMabc"
+            assert len(c._pool.idle) == 1  # back in the pool, reused
+            return
+        assert maybe_sent(r), r
+        assert c._pool.idle == []  # a connection that broke is never reused
+        assert (await c.send(request(3))).ok and raw.connections == 2
+
+
+async def test_silence_after_a_begun_request_is_maybe_sent() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await raw.read_request(reader)
+        writer.write(answer())
+        await writer.drain()
+        await raw.read_request(reader)
+        await asyncio.sleep(5)
+
+    async with RawCarrier(script) as raw, client(raw.url, limit=1, timeout=0.6) as c:
+        assert (await c.send(request(1))).ok
+        r = await send_begun(c, request(2))
+        assert maybe_sent(r) and "no answer for 0.6 s" in (r.error_message or ""), r
+        assert raw.requests == 2
+
+
 FRAMINGS = [
     pytest.param(answer(), id="content-length"),
     pytest.param(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" + OK_BODY[:16] + b"\r\n"

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from engine import events as ev
 from engine import statuses as st
+from engine.frozen import fast_init
 from engine.policy import admission as policy
 from engine.segment import SegmentInfo, analyze
 from engine.store import lifetime, outbound
@@ -23,6 +24,7 @@ from engine.store.outbox import NewEvent
 __all__ = ["Sendable", "Triage", "admit", "fact_requests", "prepare_all", "triage"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sendable:
     """An admitted message and how it is billed (*info.body* is the text to send, after smart encoding)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from engine import statuses as st
+from engine.frozen import fast_init
 from engine.providers import SendResult
 from engine.runtime.batcher import Batcher
 from engine.store import outbound
@@ -21,17 +22,20 @@ from engine.store.outbound import Accepted, Outcome, Retry
 __all__ = ["Accept", "Fail", "Recorder", "RetryLater", "Step", "backoff", "next_step"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Accept:
     sid: str
     status: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RetryLater:
     delay: float  # seconds
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fail:
     outcome: Outcome

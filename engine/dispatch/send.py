@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from engine import statuses as st
 from engine.config import Settings
@@ -25,6 +26,7 @@ from engine.policy.admission import BLACKLISTED, EXPIRED, expired
 from engine.policy.lifetime import carrier_validity
 from engine.policy.senders import MESSAGING_SERVICE, carrier_errors
 from engine.providers import OutboundRequest, SendResult
+from engine.providers.http1 import InFlight, Reply
 from engine.store import outbound
 from engine.store.database import DB_ERRORS, Pool
 from engine.store.inbound import carrier_opt_outs
@@ -77,6 +79,7 @@ class Sender:
         self.sent_count = 0
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flights: set[asyncio.Future[Reply]] = set()  # answers of requests written without a task
         self._launching = 0  # batches between pop_due and their requests' start
 
     async def run(self) -> None:
@@ -107,9 +110,10 @@ class Sender:
         marked 'sending' right now, whose requests start only after the mark (else they would stay 'sending')."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.drain_seconds
-        while (self._tasks or self._launching) and loop.time() < deadline:
-            if self._tasks:
-                await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+        while (self._tasks or self._flights or self._launching) and loop.time() < deadline:
+            if self._tasks or self._flights:
+                pending: list[asyncio.Future[Any]] = [*self._tasks, *self._flights]
+                await asyncio.wait(pending, timeout=deadline - loop.time())
             else:
                 await asyncio.sleep(0.01)
 
@@ -195,9 +199,7 @@ class Sender:
                 validity_period=carrier_validity(p.expires_at, now),
             )
             self.in_flight += 1
-            task = asyncio.create_task(self._send(d, binding, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._fire(d, binding, request)
 
     async def _refuse_unmarked(self, unmarked: list[Pending], now: datetime) -> None:
         """MARK_SENDING leaves a message unmarked when its phone opted out while it waited in memory, or when its
@@ -220,14 +222,61 @@ class Sender:
                     p.id, st.EXPIRED, None, "the message expired before it could be sent", reason=EXPIRED
                 ))
 
-    async def _send(self, d: Decision[Pending], binding: Binding, request: OutboundRequest) -> None:
+    def _fire(self, d: Decision[Pending], binding: Binding, request: OutboundRequest) -> None:
+        """Send one request: written at once on an idle connection, its answer handled by a callback (a task per
+        send cost ~10 µs of the loop's time), else by a task (waiting for or opening a connection)."""
         p = d.payload
-        metrics = self.metrics
         try:
             started = self.clock()
             self.scheduler.confirm(d, started)
             if p.queued_at:
-                metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
+                self.metrics.throttle_wait.observe(max(0.0, d.decided_at - p.queued_at))
+            flight = binding.client.begin_send(request)
+        except Exception as exc:  # as _send: a provider must not raise; if it does, treat as ambiguous
+            log.exception("provider raised for message %s", p.id)
+            self._sent(d, binding, SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc)))
+            return
+        if flight is None:
+            task = asyncio.create_task(self._send(d, binding, request, started))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._flights.add(flight.answer)
+        flight.answer.add_done_callback(lambda _: self._answered(d, binding, flight, started))
+
+    def _answered(self, d: Decision[Pending], binding: Binding, flight: InFlight, started: float) -> None:
+        """The answer of a request _fire wrote: as _send after its await."""
+        self._flights.discard(flight.answer)
+        try:
+            result = binding.client.finish_send(flight)
+            answered = self.clock()
+            self.scheduler.settle(d, started, answered)
+            self.metrics.provider_latency.observe(answered - started)
+        except asyncio.CancelledError:  # as a cancelled _send task: nothing is recorded
+            self._done_sending(d)
+            return
+        except Exception as exc:
+            log.exception("provider raised for message %s", d.payload.id)
+            result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
+        self._sent(d, binding, result)
+
+    def _sent(self, d: Decision[Pending], binding: Binding, result: SendResult) -> None:
+        self._done_sending(d)
+        if self._settled(d, binding, result):
+            task = asyncio.create_task(self._carrier_opt_out(d.payload))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _done_sending(self, d: Decision[Pending]) -> None:
+        self.in_flight -= 1
+        self.book.end_send(d.did_id)
+        self.pushed.set()
+
+    async def _send(self, d: Decision[Pending], binding: Binding, request: OutboundRequest, started: float) -> None:
+        """A send that waits for (or opens) a connection: the request's confirm() was made by _fire."""
+        p = d.payload
+        metrics = self.metrics
+        try:
             result = await binding.client.send(request)
             answered = self.clock()
             # The carrier counted this send at some moment before its answer reached us: keep the
@@ -238,9 +287,13 @@ class Sender:
             log.exception("provider raised for message %s", p.id)
             result = SendResult(ok=False, retryable=True, ambiguous=True, error_message=repr(exc))
         finally:
-            self.in_flight -= 1
-            self.book.end_send(d.did_id)
-            self.pushed.set()
+            self._done_sending(d)
+        if self._settled(d, binding, result):
+            await self._carrier_opt_out(p)
+
+    def _settled(self, d: Decision[Pending], binding: Binding, result: SendResult) -> bool:
+        """Count and record the outcome; True when the carrier says the recipient opted out (21610)."""
+        p = d.payload
         p.attempts += 1
         now = self.clock()
         if result.http_status == 429:
@@ -250,12 +303,14 @@ class Sender:
             binding.gate.record(result.ok or not result.retryable, now)
         self._send_outcome["accepted" if result.ok else "retryable" if result.retryable else "rejected"].inc()
         self._record(d, result)
-        if result.error_code == UNSUBSCRIBED:
-            # The carrier says the recipient opted out (e.g. replied STOP to the carrier itself): obey it like a STOP.
-            try:
-                await carrier_opt_outs(self.pool, [(p.app_id, p.recipient)])
-            except DB_ERRORS:
-                log.exception("could not blacklist the recipient of message %s after the carrier's 21610", p.id)
+        return result.error_code == UNSUBSCRIBED
+
+    async def _carrier_opt_out(self, p: Pending) -> None:
+        """The carrier says the recipient opted out (e.g. replied STOP to the carrier itself): obey it like a STOP."""
+        try:
+            await carrier_opt_outs(self.pool, [(p.app_id, p.recipient)])
+        except DB_ERRORS:
+            log.exception("could not blacklist the recipient of message %s after the carrier's 21610", p.id)
 
     def _record(self, d: Decision[Pending], result: SendResult) -> None:
         p = d.payload

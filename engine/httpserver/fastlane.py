@@ -42,9 +42,9 @@ _HEADERS: Final = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\
 _FORM_TYPES: Final = frozenset({b"application/x-www-form-urlencoded",
                                 b"application/x-www-form-urlencoded; charset=utf-8",
                                 b"application/x-www-form-urlencoded;charset=utf-8"})
-# The headers the lane looks at (in the lowercased head), with their values trimmed.
-_FIELDS: Final = re.compile(rb"\r\n(content-length|content-type|connection|transfer-encoding|content-encoding|expect"
-                            rb"|upgrade):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|\Z)")
+# The headers the lane looks at (in the lowercased head); any other is ignored.
+_FIELDS: Final = frozenset({b"content-length", b"content-type", b"connection", b"transfer-encoding",
+                            b"content-encoding", b"expect", b"upgrade"})
 
 
 class Later:
@@ -200,7 +200,14 @@ class _Lane(asyncio.Protocol):
             return None
         length = -1
         close = form = False
-        for name, value in _FIELDS.findall(low, line_end):
+        # Line by line (the head is well-formed: _HEADERS matched): a name is what precedes the line's first ':'
+        # (names are tokens, so the colon follows at once), its value the rest without spaces or tabs around it.
+        # (A regex with a lazy value and a lookahead cost ~10 µs a head; this, ~1.)
+        for line in low[line_end + 2 :].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name not in _FIELDS:
+                continue
+            value = value.strip(b" \t")
             if name == b"content-length":
                 if length >= 0 or not value.isdigit() or len(value) > 6:
                     return None

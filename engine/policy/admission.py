@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from engine.frozen import fast_init
 from engine.phone import is_test_number
 from engine.policy.quiet_hours import Window, quiet_until
 from engine.segment import UCS2, SegmentInfo, analyze, split_message
@@ -98,6 +99,7 @@ class BodyLimits:
     no_unicode_prefixes: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the database knows about one claimed message (one batched lookup per claim)."""
@@ -111,6 +113,7 @@ class Facts:
     time_zone: str | None = None  # the recipient's stored time zone, if any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A body as it will be billed: its segment info (after smart encoding) and its parts.

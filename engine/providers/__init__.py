@@ -7,9 +7,15 @@ outcome into a :class:`SendResult` so the dispatcher can decide (retry, fail, un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from engine.frozen import fast_init
+
+if TYPE_CHECKING:
+    from engine.providers.http1 import InFlight
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboundRequest:
     """One message to hand to a carrier."""
@@ -22,6 +28,7 @@ class OutboundRequest:
     validity_period: int | None = None  # seconds the carrier may still queue it (Twilio ValidityPeriod, 1-36000)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """What came of one create request.
@@ -54,8 +61,17 @@ class IncomingNumber:
 
 
 class Provider(Protocol):
-    """A carrier client bound to one account."""
+    """A carrier client bound to one account.
+
+    ``begin_send`` is the task-free way of the hot path: it writes the request at once when it can and returns the
+    request in flight (its ``answer`` future is done once the outcome is known, then ``finish_send`` classifies it
+    exactly as ``send`` would have); None when it cannot (nothing written: use ``send``).
+    """
 
     async def send(self, request: OutboundRequest) -> SendResult: ...
+
+    def begin_send(self, request: OutboundRequest) -> InFlight | None: ...
+
+    def finish_send(self, flight: InFlight) -> SendResult: ...
 
     async def close(self) -> None: ...

@@ -28,7 +28,9 @@ from typing import Final, cast
 import httptools
 from yarl import URL
 
-__all__ = ["KEPT_HEADERS", "Http1Pool", "MaybeSent", "NotSent", "Reply", "host_header"]
+from engine.frozen import fast_init
+
+__all__ = ["KEPT_HEADERS", "Http1Pool", "InFlight", "MaybeSent", "NotSent", "Reply", "host_header"]
 
 MAX_HEAD: Final = 64 * 1024
 MAX_BODY: Final = 8 * 1024 * 1024
@@ -53,6 +55,7 @@ class MaybeSent(Exception):
     """The request was written, or partly, and no complete answer came: it may have been acted on."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
@@ -185,6 +188,29 @@ class _Connection(asyncio.Protocol):
         return not self.closed and self.keep_alive and self.answer is None and self.transport is not None
 
 
+class InFlight:
+    """A request written at once on an idle kept-alive connection (:meth:`Http1Pool.begin`), without a task: its
+    ``answer`` is done once the reply is in (or MaybeSent); then :meth:`reply`."""
+
+    __slots__ = ("answer", "conn", "pool")
+
+    def __init__(self, pool: Http1Pool, conn: _Connection, answer: asyncio.Future[Reply]) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.answer = answer
+
+    def reply(self) -> Reply:
+        """Once ``answer`` is done: the reply, or its MaybeSent raised; the connection goes back to the pool (or is
+        closed) exactly as :meth:`Http1Pool.request` leaves it."""
+        answer, conn = self.answer, self.conn
+        if answer.cancelled() or (
+            (exc := answer.exception()) is not None and not isinstance(exc, MaybeSent)
+        ):
+            conn._close()  # as request() does on anything but a reply or MaybeSent
+        self.pool._release(conn)
+        return answer.result()
+
+
 class Http1Pool:
     """Up to *limit* kept-alive connections to the origin of *base_url* (http or https)."""
 
@@ -218,7 +244,7 @@ class Http1Pool:
 
     async def request(self, data: bytes) -> Reply:
         """Send one whole request (head and body, as bytes) and read its answer; NotSent or MaybeSent."""
-        conn = await self._acquire()
+        conn = self._idle_connection() or await self._acquire()
         try:
             reply = await conn.send(data)
         except MaybeSent:
@@ -230,6 +256,20 @@ class Http1Pool:
             raise
         self._release(conn)
         return reply
+
+    def begin(self, data: bytes) -> InFlight | None:
+        """Write one whole request now on an idle kept-alive connection; None when there is none (nothing was
+        written: use :meth:`request`, which may wait for or open one)."""
+        conn = self._idle_connection()
+        if conn is None:
+            return None
+        try:
+            answer = conn.send(data)
+        except BaseException:  # as request(): a connection in an unknown state is not used again
+            conn._close()
+            self._release(conn)
+            raise
+        return InFlight(self, conn, answer)
 
     async def close(self) -> None:
         self.closed = True
@@ -259,15 +299,24 @@ class Http1Pool:
         if self.busy:
             self._sweeper = self.loop.call_later(self.sweep_every, self._sweep)
 
-    async def _acquire(self) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
+        """A kept-alive connection ready for a request (the common case, without a coroutine); None: _acquire."""
         if self.closed:
-            raise NotSent("the client was closed")
+            return None  # _acquire says why
         now = self.loop.time()
         while self.idle:
             conn = self.idle.pop()
             if conn.reusable and now - conn.idle_since < self.keepalive:
                 return conn
             conn._close()
+        return None
+
+    async def _acquire(self) -> _Connection:
+        if self.closed:
+            raise NotSent("the client was closed")
+        conn = self._idle_connection()
+        if conn is not None:
+            return conn
         if self.count >= self.limit:
             waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
             self.waiting.append(waiter)

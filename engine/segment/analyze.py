@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.frozen import fast_init
 from engine.segment.graphemes import Ucs2Boundaries
 from engine.segment.gsm import (
     ESC,
@@ -36,6 +37,7 @@ from engine.segment.gsm import (
 from engine.segment.smart import Replacement, smart_replace
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """How a body will be sent: encoding, billed segments and the units (septets / UTF-16) in each.

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import asyncpg
 import orjson
 
+from engine.frozen import fast_init
 from engine.policy.admission import Facts
 from engine.statuses import StatusChange
 from engine.store import queries as q
@@ -52,6 +53,7 @@ __all__ = [
 TagKey = tuple[int, str, str]  # (app, recipient, tag): a conversation
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """An engine-side status change to write (its delivery report is written by the same statement)."""
@@ -84,6 +86,7 @@ class Accepted(NamedTuple):
     status: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CarrierStatus:
     """A status the carrier called back with, mapped to ours."""
@@ -104,6 +107,7 @@ class Retry(NamedTuple):
     message: str | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A message this worker claimed from the queue, as stored."""
@@ -121,6 +125,7 @@ class Claimed:
     priority: int = 1  # 0 the engine's answers and replies, 1 transactional, 2 bulk and marketing
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FactsRequest:
     """What admission asks about one claimed message.
