@@ -71,12 +71,7 @@ async def point_numbers(
                     refused.append(f"carrier refused the credentials: {exc}")
 
     await asyncio.gather(*(one(n) for n in wanted))
-    return PointReport(
-        sms_url=sms_url,
-        pointed=tuple(n for n in wanted if outcome[n] is True),
-        unchanged=tuple(n for n in wanted if outcome[n] is False),
-        failed={n: why for n in wanted if isinstance(why := outcome[n], str)},
-    )
+    return _report(sms_url, wanted, outcome)
 
 
 async def unpoint_numbers(
@@ -103,6 +98,11 @@ async def unpoint_numbers(
                 outcome[number] = str(exc)
 
     await asyncio.gather(*(one(n) for n in wanted))
+    return _report(sms_url, wanted, outcome)
+
+
+def _report(sms_url: str, wanted: list[str], outcome: dict[str, bool | str]) -> PointReport:
+    """Each number by its outcome: True changed, False left as it was, a text the carrier's error."""
     return PointReport(
         sms_url=sms_url,
         pointed=tuple(n for n in wanted if outcome[n] is True),
