@@ -8,10 +8,9 @@ queue, the test moves that row's due time by the hours it moved the engine's clo
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from engine.store import admin
 from engine.submit import Outgoing, submit, submit_many
 from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeCarrier
 from tests.helpers.database import wait_final
-from tests.helpers.engine import carrier, engine_running
+from tests.helpers.engine import carrier, dispatch_worker, engine_running
 from tests.helpers.polling import wait_until
 
 GATEWAY = "http://127.0.0.1:9/unused"  # reports are written to the outbox; nobody delivers them in these tests
@@ -56,21 +55,13 @@ async def _app(pool: asyncpg.Pool, fake: FakeCarrier, name: str = "lib", *, dids
     return new.app_id
 
 
-@asynccontextmanager
-async def running_worker(
+def running_worker(
     pool: asyncpg.Pool, dsn: str, wall: Callable[[], float], *, clock: Callable[[], float] | None = None,
     **overrides: Any,
-) -> AsyncIterator[Worker]:
+) -> AbstractAsyncContextManager[Worker]:
     """A dispatch worker on these clocks until the block ends (no periodic purge unless asked for)."""
     settings = Settings(dsn=dsn, poll_seconds=0.1, lease_seconds=30.0, purge_seconds=0).override(**overrides)
-    worker = Worker(pool, dsn, settings, clock=clock, wall_clock=wall)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    return dispatch_worker(pool, dsn, settings, clock=clock, wall_clock=wall)
 
 
 async def _subscribe(pool: asyncpg.Pool, app_id: int, phone: str) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -22,23 +22,15 @@ from engine.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from engine.throttle.daily import CarrierDay
 from tests.helpers.bulk import queue_job
 from tests.helpers.database import wait_final
-from tests.helpers.engine import carrier, engine_running, provider_of, send_mo, setup_app
+from tests.helpers.engine import carrier, dispatch_worker, engine_running, provider_of, send_mo, setup_app
 from tests.helpers.polling import wait_until
 from tests.helpers.windows import max_in_window
 
 
-@asynccontextmanager
-async def worker_running(pool: asyncpg.Pool, dsn: str, **kwargs: object) -> AsyncIterator[Worker]:
+def worker_running(pool: asyncpg.Pool, dsn: str, **kwargs: Any) -> AbstractAsyncContextManager[Worker]:
     """The real dispatch worker (no HTTP side) until the block ends."""
     settings = Settings(dsn=dsn, poll_seconds=0.2, lease_seconds=10.0, horizon_seconds=5.0)
-    worker = Worker(pool, dsn, settings, **kwargs)  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    return dispatch_worker(pool, dsn, settings, **kwargs)
 
 
 async def test_a_short_code_is_accepted_and_paced_at_its_rate(pool: asyncpg.Pool, db_dsn: str) -> None:

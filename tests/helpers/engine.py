@@ -15,6 +15,7 @@ import asyncpg
 
 from engine.app import Runtime, run_engine
 from engine.config import Settings
+from engine.dispatch.worker import Worker
 from engine.providers.twilio import twilio_signature
 from engine.store import admin
 from engine.store import inbound as inbound_store
@@ -144,3 +145,17 @@ async def provider_of(pool: asyncpg.Pool) -> tuple[int, str]:
     token = await inbound_store.auth_token(pool, provider_id)  # sealed at rest: opened the one way the engine does
     assert token is not None
     return provider_id, token
+
+
+@asynccontextmanager
+async def dispatch_worker(pool: asyncpg.Pool, dsn: str, settings: Settings, **kwargs: Any) -> AsyncIterator[Worker]:
+    """The real dispatch worker alone (no HTTP side), in this process with *settings* and its injected parts
+    (clocks, carrier day), until the block ends; then stopped and drained."""
+    worker = Worker(pool, dsn, settings, **kwargs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
