@@ -16,7 +16,7 @@ from engine.errors import Conflict, InvalidInput, ProviderError
 from engine.phone import to_e164
 from engine.policy import senders
 from engine.policy.senders import SENDER_TYPES
-from engine.providers.factory import carrier_client
+from engine.providers.factory import account_client
 from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
 from engine.store import carousel as store
 from engine.store.database import Pool
@@ -94,15 +94,7 @@ class NumbersApi:
         if account is None:
             raise Conflict("the application has no carrier account (engine provider add)")
         async with aiohttp.ClientSession() as session:
-            yield carrier_client(
-                session,
-                kind=account.kind,
-                account_sid=account.account_sid,
-                auth_token=account.auth_token,
-                base_url=account.base_url,
-                messaging_service_sid=account.messaging_service_sid,
-                timeout=self._settings().request_timeout,
-            )
+            yield account_client(session, account, self._settings().request_timeout)
 
     async def dids(self, app: store.ApiApp, p: pp.Params) -> Reply:
         numbers = await store.smsc_dids(self.pool, smsc_of(app))
