@@ -269,3 +269,34 @@ async def test_status_webhook_answers_and_writes_the_same_through_the_lane_and_a
     assert (rows[ids[1]]["state"], rows[ids[1]]["error_code"]) == ("undelivered", 30003)
     assert rows[ids[2]]["state"] == "queued" and rows[ids[2]]["provider_status"] is None
     assert run.runtime.intake is not None and run.runtime.intake.rejected == 3
+
+
+async def test_a_burst_of_first_callbacks_reads_the_account_token_once(
+    pool: asyncpg.Pool, db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first callbacks of an account after a start all wait for one read of its token (each read it before)."""
+    import engine.inbound.signed as signed
+
+    reads: list[int] = []
+    real = signed.auth_token
+
+    async def counted(p: asyncpg.Pool, provider_id: int) -> str | None:
+        reads.append(provider_id)
+        await asyncio.sleep(0.05)  # the burst arrives while the read is under way
+        return await real(p, provider_id)
+
+    monkeypatch.setattr(signed, "auth_token", counted)
+    app = await add_fake_app(pool, "http://127.0.0.1:9")
+    ids = await outbound.queue(pool, app.app_id, [outbound.NewMessage(f"+1212555{i:04d}", "hi") for i in range(40)])
+    async with engine_running(db_dsn, dispatch=False) as run:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(run.base_url.rsplit(":", 1)[1]))
+        try:
+            writer.write(b"".join(callback(run.base_url, app.provider_id, i, "delivered") for i in ids))
+            await writer.drain()
+            replies = await read_replies(reader, len(ids))
+        finally:
+            writer.close()
+    assert [r.status for r in replies] == [204] * len(ids)
+    assert reads == [app.provider_id]
+    states = await pool.fetch("SELECT state FROM engine_outbound WHERE id = ANY($1::bigint[])", ids)
+    assert [r["state"] for r in states] == ["delivered"] * len(ids)

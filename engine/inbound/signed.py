@@ -7,6 +7,8 @@ is written.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from engine.httpserver.forms import UnreadableBody, read_form
@@ -26,14 +28,27 @@ class SignedForms:
         self.read_timeout = read_timeout  # seconds a webhook's body may take to arrive
         self.tokens: dict[int, str] = {}
         self.rejected = 0  # refused signatures
+        self._reading: dict[int, asyncio.Future[str | None]] = {}  # token reads under way, by provider id
 
     async def token(self, provider_id: int) -> str | None:
+        """The account's auth token (None: no such provider), read once: the callbacks that arrive while it is
+        being read wait for that one read (a burst after a start read it once, not once per callback)."""
         token = self.tokens.get(provider_id)
-        if token is None:
+        if token is not None:
+            return token
+        reading = self._reading.get(provider_id)
+        if reading is None:
+            reading = self._reading[provider_id] = asyncio.ensure_future(self._read_token(provider_id))
+        return await asyncio.shield(reading)
+
+    async def _read_token(self, provider_id: int) -> str | None:
+        try:
             token = await auth_token(self.pool, provider_id)
             if token is not None:
                 self.tokens[provider_id] = token
-        return token
+            return token
+        finally:
+            del self._reading[provider_id]
 
     async def read(self, request: web.Request, provider_id: int) -> dict[str, str] | web.Response:
         """The webhook's form fields if its signature is the account's; else the response to answer with."""
