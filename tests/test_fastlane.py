@@ -276,9 +276,9 @@ async def test_a_burst_of_first_callbacks_reads_the_account_token_once(
 ) -> None:
     """The first callbacks of an account after a start all wait for one read of its token (each read it before)."""
     import engine.inbound.signed as signed
+    from engine.store.inbound import auth_token as real
 
     reads: list[int] = []
-    real = signed.auth_token
 
     async def counted(p: asyncpg.Pool, provider_id: int) -> str | None:
         reads.append(provider_id)
