@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from db.migrate import load_migrations, migrate
+from engine.store import lease_queries as lq
 from engine.store import queries as q
 from engine.submit import Outgoing, submit, submit_many
 from tests.helpers.database import wait_final, with_database
@@ -241,9 +242,9 @@ async def test_requeue_expired_takes_only_the_state_it_is_given(pool: asyncpg.Po
         got = {r["id"]: r["state"] for r in await pool.fetch("SELECT id, state FROM engine_outbound")}
         return {k: got[v] for k, v in ids.items()}
 
-    assert await pool.execute(q.REQUEUE_EXPIRED, "claimed") == "UPDATE 1"
+    assert await pool.execute(lq.REQUEUE_EXPIRED, "claimed") == "UPDATE 1"
     assert (await states())[("claimed", -5)] == "queued" and (await states())[("sending", -5)] == "sending"
-    assert await pool.execute(q.REQUEUE_EXPIRED, "sending") == "UPDATE 1"
+    assert await pool.execute(lq.REQUEUE_EXPIRED, "sending") == "UPDATE 1"
     assert await states() == {("claimed", -5): "queued", ("sending", -5): "queued",
                               ("claimed", 60): "claimed", ("sending", 60): "sending"}
 
@@ -257,7 +258,7 @@ async def test_generic_plan_of_lease_recovery_uses_the_lease_index(pool: asyncpg
     await pool.execute("ANALYZE engine_outbound")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        await conn.execute("PREPARE recover(text) AS " + q.REQUEUE_EXPIRED)
+        await conn.execute("PREPARE recover(text) AS " + lq.REQUEUE_EXPIRED)
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN EXECUTE recover('claimed')"))
         await conn.execute("DEALLOCATE recover")
     assert "$1" in plan, plan  # really the generic plan

@@ -17,7 +17,8 @@ from engine.phone import to_e164
 from engine.policy import senders
 from engine.policy.senders import SENDER_TYPES
 from engine.providers.factory import account_client
-from engine.providers.twilio import NUMBER_KINDS, TwilioClient, inbound_webhook_url
+from engine.providers.twilio import TwilioClient, inbound_webhook_url
+from engine.providers.twilio_numbers import NUMBER_KINDS
 from engine.store import carousel as store
 from engine.store.database import Pool
 

@@ -16,9 +16,9 @@ from engine.app_settings import AppChanges
 from engine.errors import InvalidInput, NotFound
 from engine.phone import to_e164
 from engine.policy import senders
+from engine.store import admin_queries as aq
 from engine.store import carousel, outbound, vault
 from engine.store import outbox_queries as oq
-from engine.store import queries as q
 from engine.store import sender_queries as sq
 from engine.store import senders as sender_store
 from engine.throttle.daily import CarrierDay
@@ -60,19 +60,19 @@ async def create_app(
     async with pool.acquire() as conn, conn.transaction():
         shared = None if smsc is None else await _smsc_id(conn, smsc)
         try:
-            app_id = await conn.fetchval(q.CREATE_APP, name, hash_api_key(api_key), secret, gateway_url)
+            app_id = await conn.fetchval(aq.CREATE_APP, name, hash_api_key(api_key), secret, gateway_url)
         except asyncpg.UniqueViolationError:
             raise InvalidInput("name", f"an application named {name!r} already exists") from None
         except asyncpg.CheckViolationError:
             raise InvalidInput("name", "use 1-63 letters, digits, '_', '.', '-'") from None
-        smsc_id = shared if shared is not None else await conn.fetchval(q.CREATE_SMSC, f"{name}-smsc", app_id)
-        await conn.execute(q.SET_APP_SMSC, app_id, smsc_id)
+        smsc_id = shared if shared is not None else await conn.fetchval(aq.CREATE_SMSC, f"{name}-smsc", app_id)
+        await conn.execute(aq.SET_APP_SMSC, app_id, smsc_id)
     return NewApp(app_id, name, api_key, secret)
 
 
 async def get_app(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> AppRow:
     """The application called *name*, or NotFound."""
-    row = await conn.fetchrow(q.APP_BY_NAME, name)
+    row = await conn.fetchrow(aq.APP_BY_NAME, name)
     if row is None:
         raise NotFound(f"no application named {name!r}")
     return AppRow(**dict(row))
@@ -83,29 +83,29 @@ async def rotate_api_key(pool: asyncpg.Pool, name: str) -> str:
     once: API servers drop their cached keys when the change is committed (NOTIFY in the same transaction)."""
     api_key = secrets.token_urlsafe(24)
     async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(q.ROTATE_API_KEY, name, hash_api_key(api_key)) is None:
+        if await conn.fetchval(aq.ROTATE_API_KEY, name, hash_api_key(api_key)) is None:
             raise NotFound(f"no application named {name!r}")
-        await conn.execute(q.API_KEYS_CHANGED)
+        await conn.execute(aq.API_KEYS_CHANGED)
     return api_key
 
 
 async def delete_app(pool: asyncpg.Pool, name: str) -> bool:
     """Delete the application called *name* with everything it owns; False when there was none."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(q.DETACH_APP_INBOUND, name)
-        status: str = await conn.execute(q.DELETE_APP, name)
+        await conn.execute(aq.DETACH_APP_INBOUND, name)
+        status: str = await conn.execute(aq.DELETE_APP, name)
     return status != "DELETE 0"
 
 
 async def list_apps(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    return [dict(r) for r in await pool.fetch(q.LIST_APPS)]
+    return [dict(r) for r in await pool.fetch(aq.LIST_APPS)]
 
 
 async def set_dedup_window(pool: asyncpg.Pool, app: str, seconds: float) -> None:
     if seconds < 0:
         raise InvalidInput("dedup_window", "must be >= 0 seconds")
     row = await get_app(pool, app)
-    await pool.execute(q.SET_APP_DEDUP_WINDOW, row.id, float(seconds))
+    await pool.execute(aq.SET_APP_DEDUP_WINDOW, row.id, float(seconds))
 
 
 async def _pool_of(
@@ -171,17 +171,17 @@ async def add_provider(
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, owner = await _pool_of(conn, app, smsc)
         provider_id: int = await conn.fetchval(
-            q.CREATE_PROVIDER, owner, kind, account_sid, vault.seal(auth_token), messaging_service_sid, base_url,
+            aq.CREATE_PROVIDER, owner, kind, account_sid, vault.seal(auth_token), messaging_service_sid, base_url,
             single_sms, max_per_second, carrier_handles_optout,
         )
-        await conn.execute(q.SET_SMSC_PROVIDER, smsc_id, provider_id)
+        await conn.execute(aq.SET_SMSC_PROVIDER, smsc_id, provider_id)
         await conn.execute(sq.DROP_SERVICE_SENDERS, smsc_id)  # the new account decides how the SMSC sends
         if service is not None:
-            taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, [service.sid], smsc_id)
+            taken = await conn.fetch(aq.DIDS_OWNED_ELSEWHERE, [service.sid], smsc_id)
             if taken:
                 raise InvalidInput("--messaging-service-sid", f"{service.sid} is used by another SMSC")
             await sender_store.check_pool_mix(conn, smsc_id, [(service.sid, senders.MESSAGING_SERVICE, None)])
-            await conn.execute(q.ADD_DIDS, smsc_id, [service.sid], [service.limit_per_min], [service.burst],
+            await conn.execute(aq.ADD_DIDS, smsc_id, [service.sid], [service.limit_per_min], [service.burst],
                                [senders.MESSAGING_SERVICE], [None], None, False)
     return provider_id
 
@@ -207,7 +207,7 @@ class ProviderAccount:
 async def app_provider(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> ProviderAccount:
     """The carrier account *app* (or the shared SMSC *smsc*) sends through, or NotFound."""
     smsc_id, _owner = await _pool_of(pool, app, smsc)
-    rec = await pool.fetchrow(q.APP_PROVIDER, smsc_id)
+    rec = await pool.fetchrow(aq.APP_PROVIDER, smsc_id)
     if rec is None:
         target = f"--app {app}" if app is not None else f"--smsc {smsc}"
         raise NotFound(f"{target} has no provider; add one with `engine provider add {target}`")
@@ -222,31 +222,31 @@ async def update_app(pool: asyncpg.Pool, app: str, changes: AppChanges) -> None:
         row = await get_app(conn, app)
         try:
             for column, value in changes.columns.items():
-                await conn.execute(q.APP_SETTERS[column], row.id, value)
+                await conn.execute(aq.APP_SETTERS[column], row.id, value)
         except asyncpg.CheckViolationError as exc:
             if exc.constraint_name != "engine_app_loop_cooldown":
                 raise
             # The loop rule (at most N replies per window) holds across cool-downs only if one outlasts the window.
             raise InvalidInput("--loop-cooldown", "must be at least the loop window (--loop-window)") from None
         if changes.flood_limit is not None:
-            await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, *changes.flood_limit)
+            await conn.execute(aq.SET_APP_FLOOD_LIMIT, row.id, *changes.flood_limit)
         elif changes.clear_flood_limit:
-            await conn.execute(q.SET_APP_FLOOD_LIMIT, row.id, None, None)
+            await conn.execute(aq.SET_APP_FLOOD_LIMIT, row.id, None, None)
         if changes.dedup_seconds is not None:
-            await conn.execute(q.SET_APP_DEDUP_WINDOW, row.id, changes.dedup_seconds)
+            await conn.execute(aq.SET_APP_DEDUP_WINDOW, row.id, changes.dedup_seconds)
         if changes.smsc is not None:
             smsc_id = await _smsc_id(conn, changes.smsc)
-            await conn.execute(q.SET_APP_SMSC, row.id, smsc_id)
+            await conn.execute(aq.SET_APP_SMSC, row.id, smsc_id)
             try:
                 async with conn.transaction():
-                    await conn.execute(q.MOVE_APP_KEYWORDS, row.id, smsc_id)
+                    await conn.execute(aq.MOVE_APP_KEYWORDS, row.id, smsc_id)
             except asyncpg.UniqueViolationError:
                 taken = f"a keyword of {app!r} is already taken on SMSC {changes.smsc!r}"
                 raise InvalidInput("--smsc", taken) from None
 
 
 async def _smsc_id(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> int:
-    smsc_id = await conn.fetchval(q.SMSC_BY_NAME, name)
+    smsc_id = await conn.fetchval(aq.SMSC_BY_NAME, name)
     if smsc_id is None:
         raise NotFound(f"no SMSC named {name!r} (engine smsc create NAME)")
     return int(smsc_id)
@@ -257,19 +257,19 @@ async def create_smsc(pool: asyncpg.Pool, name: str, limit_per_min: int | None =
     if limit_per_min is not None and limit_per_min < 1:
         raise InvalidInput("--limit-per-min", "must be >= 1")
     try:
-        return int(await pool.fetchval(q.CREATE_SHARED_SMSC, name, limit_per_min))
+        return int(await pool.fetchval(aq.CREATE_SHARED_SMSC, name, limit_per_min))
     except asyncpg.UniqueViolationError:
         raise InvalidInput("name", f"an SMSC named {name!r} already exists") from None
 
 
 async def list_smscs(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    return [dict(r) | {"apps": list(r["apps"])} for r in await pool.fetch(q.LIST_SMSCS)]
+    return [dict(r) | {"apps": list(r["apps"])} for r in await pool.fetch(aq.LIST_SMSCS)]
 
 
 async def app_status(pool: asyncpg.Pool, app: str, *, dead: int = 5) -> dict[str, Any]:
     """Settings, queue counts by state, outbox counts by state and the last *dead* dead-lettered events."""
     async with pool.acquire() as conn:
-        settings = await conn.fetchrow(q.APP_SETTINGS, app)
+        settings = await conn.fetchrow(aq.APP_SETTINGS, app)
         if settings is None:
             raise NotFound(f"no application named {app!r}")
         app_id = settings["id"]
@@ -371,13 +371,13 @@ async def add_dids(
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, _owner = await _pool_of(conn, app, smsc)
         values = [c.number for c in checked]
-        taken = await conn.fetch(q.DIDS_OWNED_ELSEWHERE, values, smsc_id)
+        taken = await conn.fetch(aq.DIDS_OWNED_ELSEWHERE, values, smsc_id)
         if taken:
             raise InvalidInput("number", f"{taken[0]['number']} belongs to another SMSC")
         campaign_id = await sender_store.campaign_id(conn, campaign) if campaign else None
         await sender_store.check_pool_mix(conn, smsc_id, [(c.number, c.sender_type, c.country) for c in checked])
         await conn.execute(
-            q.ADD_DIDS, smsc_id, values, [c.limit_per_min for c in checked], [c.burst for c in checked],
+            aq.ADD_DIDS, smsc_id, values, [c.limit_per_min for c in checked], [c.burst for c in checked],
             [c.sender_type for c in checked], [c.country for c in checked], campaign_id, campaign is not None,
         )
     return values
@@ -409,7 +409,7 @@ async def inbound_numbers(pool: asyncpg.Pool, numbers: list[str]) -> list[str]:
 
 async def list_dids(pool: asyncpg.Pool, app: str | None = None, *, smsc: str | None = None) -> list[dict[str, Any]]:
     smsc_id, _owner = await _pool_of(pool, app, smsc)
-    return [dict(r) for r in await pool.fetch(q.LIST_DIDS, smsc_id)]
+    return [dict(r) for r in await pool.fetch(aq.LIST_DIDS, smsc_id)]
 
 
 async def remove_dids(pool: asyncpg.Pool, app: str | None, numbers: Sequence[str], *,
@@ -420,7 +420,7 @@ async def remove_dids(pool: asyncpg.Pool, app: str | None, numbers: Sequence[str
     async with pool.acquire() as conn, conn.transaction():
         smsc_id, _owner = await _pool_of(conn, app, smsc)
         missing = [raw for raw, e164 in zip(numbers, wanted, strict=True)
-                   if await conn.fetchval(q.REMOVE_DID, smsc_id, e164) is None]
+                   if await conn.fetchval(aq.REMOVE_DID, smsc_id, e164) is None]
         if missing:
             raise NotFound(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a DID of "
                            f"{app or smsc}: nothing was removed")

@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 
 from engine.store import inbound_queries as iq
-from engine.store import queries as q
+from engine.store import topology_queries as tq
 from engine.store import vault
 from engine.store.database import Pool
 
@@ -180,7 +180,7 @@ async def store_mo(pool: Pool, provider_id: int, params: Mapping[str, str], toke
 
 async def auth_token(pool: Pool, provider_id: int) -> str | None:
     """The carrier account's auth token (webhook signatures are made with it)."""
-    row = await pool.fetchrow(q.PROVIDER_TOKEN, provider_id)
+    row = await pool.fetchrow(tq.PROVIDER_TOKEN, provider_id)
     return None if row is None else vault.reveal(row["auth_token"])
 
 

@@ -1,4 +1,4 @@
-"""Named SQL for worker registration and DID leases (several workers on one database)."""
+"""Named SQL for worker registration, DID leases and message leases (several workers on one database)."""
 
 from __future__ import annotations
 
@@ -71,4 +71,39 @@ UPDATE engine_outbound o
 SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now(),
     due_at = now() + make_interval(secs => $3)
 WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_by END = $2
+"""
+
+# ---- message leases: heartbeat, release, recovery --------------------------------------------
+# The housekeeping statements below lock their rows in id order and skip rows locked right now (a
+# status write in progress): the status statements (queries.py) also lock in id order, so the two never deadlock,
+# and a skipped row is simply seen again on the next round.
+HEARTBEAT: Final = """
+UPDATE engine_outbound o SET lease_until = now() + make_interval(secs => $2)
+FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state IN ('claimed', 'sending')
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
+"""
+RELEASE: Final = """
+UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state = 'claimed' ORDER BY id FOR UPDATE) AS s
+WHERE o.id = s.id
+"""
+# Leases of vanished workers, $1 = 'claimed' or 'sending': back to the queue. Unsent claims always; sends
+# that may have reached the carrier only at-least-once. (The literal IN list lets a generic plan use the
+# partial index engine_outbound_leased, whose predicate it is.)
+REQUEUE_EXPIRED: Final = """
+UPDATE engine_outbound o SET state = 'queued', claimed_by = NULL, lease_until = NULL, updated_at = now()
+FROM (SELECT id FROM engine_outbound
+      WHERE state IN ('claimed', 'sending') AND state = $1::text AND lease_until < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
+"""
+# A send that may have reached the carrier, at-most-once: 'unknown' (reconciled if its callback arrives).
+RECOVER_SENDING_UNKNOWN: Final = """
+UPDATE engine_outbound o
+SET state = 'unknown', status_rank = greatest(o.status_rank, 5), claimed_by = NULL, lease_until = NULL,
+    updated_at = now()
+FROM (SELECT id FROM engine_outbound WHERE state = 'sending' AND lease_until < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED) AS s
+WHERE o.id = s.id
 """

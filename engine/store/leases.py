@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncpg
 
 from engine.store import lease_queries as lq
-from engine.store import queries as q
 
 __all__ = [
     "acquire_leases",
@@ -66,6 +65,6 @@ async def requeue_all_claimed(pool: asyncpg.Pool, worker_id: str, delay: float) 
 async def leave(pool: asyncpg.Pool, worker_id: str) -> None:
     """A worker stopping: its unsent claims back to the queue, its leases and registration gone (one transaction)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(q.RELEASE, worker_id)
+        await conn.execute(lq.RELEASE, worker_id)
         await conn.execute(lq.RELEASE_ALL_LEASES, worker_id)
         await conn.execute(lq.DEREGISTER_WORKER, worker_id)

@@ -16,6 +16,7 @@ import orjson
 from engine.frozen import fast_init
 from engine.policy.admission import Facts
 from engine.statuses import StatusChange
+from engine.store import lease_queries as lq
 from engine.store import queries as q
 from engine.store.database import Pool
 from engine.store.outbox import NewEvent, enqueue_events
@@ -266,12 +267,12 @@ async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, 
     """Extend our claims; return dead workers' claims to the queue, and their sends in doubt to 'unknown' (or,
     with *requeue_sending*, to the queue). True when anything came back to the queue."""
     async with pool.acquire() as conn:
-        await conn.execute(q.HEARTBEAT, worker_id, lease_seconds)
-        recovered = await conn.execute(q.REQUEUE_EXPIRED, "claimed")
+        await conn.execute(lq.HEARTBEAT, worker_id, lease_seconds)
+        recovered = await conn.execute(lq.REQUEUE_EXPIRED, "claimed")
         if requeue_sending:
-            await conn.execute(q.REQUEUE_EXPIRED, "sending")
+            await conn.execute(lq.REQUEUE_EXPIRED, "sending")
         else:
-            await conn.execute(q.RECOVER_SENDING_UNKNOWN)
+            await conn.execute(lq.RECOVER_SENDING_UNKNOWN)
     return bool(recovered != "UPDATE 0")
 
 

@@ -8,8 +8,8 @@ import asyncpg
 
 from engine.policy.admission import AppRules
 from engine.policy.quiet_hours import Window
-from engine.store import queries as q
 from engine.store import sender_queries as sq
+from engine.store import topology_queries as tq
 from engine.store import vault
 from engine.store.senders import BrandCap, CampaignCap, load_caps
 
@@ -81,10 +81,10 @@ class RecentSend:
 async def load_topology(pool: asyncpg.Pool) -> Topology:
     """Everything the worker paces, read on one connection."""
     async with pool.acquire() as conn:
-        apps = await conn.fetch(q.LOAD_APPS)
-        dids = await conn.fetch(q.LOAD_DIDS)
-        providers = await conn.fetch(q.LOAD_PROVIDERS)
-        caps = await conn.fetch(q.LOAD_LIMITS)
+        apps = await conn.fetch(tq.LOAD_APPS)
+        dids = await conn.fetch(tq.LOAD_DIDS)
+        providers = await conn.fetch(tq.LOAD_PROVIDERS)
+        caps = await conn.fetch(tq.LOAD_LIMITS)
         campaigns, brands = await load_caps(conn)
         holding = await conn.fetch(sq.HOLDING_APPS)
     return Topology(
@@ -113,5 +113,5 @@ async def load_topology(pool: asyncpg.Pool) -> Topology:
 
 async def recent_sends(pool: asyncpg.Pool, window: float, did_ids: list[int]) -> list[RecentSend]:
     """Sends of *did_ids* (by any worker) in the last *window* seconds, oldest first."""
-    rows = await pool.fetch(q.RECENT_SENDS, window, did_ids)
+    rows = await pool.fetch(tq.RECENT_SENDS, window, did_ids)
     return [RecentSend(r["did_id"], r["at"], r["segments"]) for r in rows]
