@@ -19,12 +19,14 @@ from typing import Any, Final
 from urllib.parse import quote_plus, urlencode
 
 import aiohttp
-import orjson
 from yarl import URL
 
 from engine.providers import OutboundRequest, SendResult
 from engine.providers.http1 import Http1Pool, InFlight, MaybeSent, NotSent, host_header
 from engine.providers.twilio_numbers import TwilioNumbers
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
+from engine.providers.twilio_wire import error_fields as _error_fields
+from engine.providers.twilio_wire import json_or_none as _json_or_none
 
 __all__ = [
     "API_VERSION",
@@ -42,8 +44,6 @@ __all__ = [
     "validate_twilio_signature",
 ]
 
-API_VERSION: Final = "2010-04-01"
-FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 # Where the engine receives a carrier account's incoming texts (engine/inbound/mo.py serves it): every DID
 # of the account gets this as its SmsUrl, with SmsMethod POST.
 INBOUND_WEBHOOK_PATH: Final = "/webhooks/twilio/inbound/{provider_id}"
@@ -51,10 +51,6 @@ INBOUND_WEBHOOK_PATH: Final = "/webhooks/twilio/inbound/{provider_id}"
 TWILIO_FINAL_STATUSES: Final = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
 TWILIO_DELIVERED_STATUSES: Final = frozenset({"delivered", "read"})
 TWILIO_FAILED_STATUSES: Final = frozenset({"undelivered", "failed", "canceled"})
-
-# Keep error text from a misbehaving proxy short in logs and results.
-_MAX_ERROR_TEXT: Final = 200
-
 
 def is_final_status(status: str) -> bool:
     """True when Twilio will send no further status for the message (no more callbacks to expect)."""
@@ -135,30 +131,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=UTC)
     reference = now if now is not None else datetime.now(UTC)
     return max(0.0, (when - reference).total_seconds())
-
-
-def _json_or_none(raw: bytes) -> Any:
-    """The reply's JSON document, or None when it is not JSON (a proxy's HTML error page, an empty body)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _error_fields(raw: bytes, status: int) -> tuple[int | None, str]:
-    """Twilio's error body is {"code", "message", "more_info", "status"}; anything else becomes text."""
-    doc = _json_or_none(raw)
-    if isinstance(doc, dict):
-        code = doc.get("code")
-        message = doc.get("message")
-        error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        if isinstance(code, str) and code.isdigit():
-            error_code = int(code)
-        if isinstance(message, str) and message:
-            return error_code, message
-        return error_code, f"HTTP {status}"
-    text = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
-    return None, f"HTTP {status}: {text}" if text else f"HTTP {status}"
 
 
 def classify_create_response(status: int, raw: bytes, retry_after: str | None) -> SendResult:

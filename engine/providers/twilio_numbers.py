@@ -6,9 +6,8 @@ API's number calls, the CLI, the console), kept apart from the message-sending h
 :class:`~engine.providers.twilio.TwilioClient`, which inherits them from :class:`TwilioNumbers` along with the
 session, Basic auth header, base URL and timeouts it sets up.
 
-:mod:`engine.providers.twilio` imports this module for that base class, so the few wire helpers these calls share
-with sending (``API_VERSION``, ``FORM_CONTENT_TYPE``, ``_json_or_none``, ``_error_fields``) are imported from it
-when a call runs, not when this module loads.
+What they share with sending (the API version, the form content type, error bodies) is
+:mod:`engine.providers.twilio_wire`.
 """
 
 from __future__ import annotations
@@ -24,6 +23,9 @@ from yarl import URL
 
 from engine.errors import ProviderError
 from engine.providers import IncomingNumber
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
+from engine.providers.twilio_wire import error_fields as _error_fields
+from engine.providers.twilio_wire import json_or_none as _json_or_none
 
 __all__ = ["NUMBER_KINDS", "TwilioNumbers"]
 
@@ -64,8 +66,6 @@ class TwilioNumbers:
 
     async def fetch_account(self) -> tuple[bool, str]:
         """Check the credentials: (True, friendly name) or (False, "<code>: <message>")."""
-        from engine.providers.twilio import _error_fields, _json_or_none  # see the module docstring
-
         headers = {"Authorization": self._headers["Authorization"], "Accept": "application/json"}
         try:
             async with self._session.get(self._account_url, headers=headers, timeout=self._timeout) as resp:
@@ -82,16 +82,12 @@ class TwilioNumbers:
         return False, f"{code if code is not None else status}: {message}"
 
     def _account_url_for(self, tail: str) -> URL:
-        from engine.providers.twilio import API_VERSION  # see the module docstring
-
         return URL(f"{self._base_url}/{API_VERSION}/Accounts/{self.account_sid}/{tail}")
 
     async def _call(
         self, method: str, url: URL, *, params: Mapping[str, str] | None = None, form: Mapping[str, str] | None = None
     ) -> Any:
         """One account request; the decoded JSON reply (None when empty), or ProviderError."""
-        from engine.providers.twilio import FORM_CONTENT_TYPE, _error_fields  # see the module docstring
-
         headers = {"Authorization": self._headers["Authorization"], "Accept": "application/json"}
         data = None
         if form is not None:
