@@ -18,7 +18,8 @@ from collections.abc import Coroutine
 from typing import Any, Final, cast
 from urllib.parse import quote, urlsplit
 
-from engine.providers.twilio import API_VERSION, FORM_CONTENT_TYPE, twilio_signature
+from engine.providers.twilio import twilio_signature
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
 
 __all__ = ["ATTEMPTS", "CallbackClient", "Counters"]
 

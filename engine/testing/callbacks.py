@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from engine.providers.twilio import API_VERSION, FORM_CONTENT_TYPE, twilio_signature
+from engine.providers.twilio import twilio_signature
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
 from engine.testing.records import AcceptedRecord, Ledger
 
 __all__ = ["CALLBACK_ATTEMPTS", "CALLBACK_BACKOFF", "CALLBACK_TIMEOUT", "CallbackMode", "CallbackSender"]

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import aiohttp
 from yarl import URL
 
-from engine.providers.twilio import API_VERSION, FORM_CONTENT_TYPE, twilio_signature
+from engine.providers.twilio import twilio_signature
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
 from engine.segment import analyze
 from engine.testing.numbers import NumberMarket
 
