@@ -43,6 +43,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from benchmarks.processes import free_port
+
 PATH = "/2010-04-01/Accounts/AC123/Messages.json"
 AUTHORIZATION = "Basic " + base64.b64encode(b"AC123:0123456789abcdef0123456789abcdef").decode()
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -87,13 +89,6 @@ def log(msg: str) -> None:
     """Progress goes to stderr: stdout is reserved for the result."""
     sys.stderr.write(f"[bench-http] {msg}\n")
     sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run_uvloop(coro: Coroutine[Any, Any, Any]) -> Any:

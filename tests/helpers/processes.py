@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from typing import Any, NamedTuple
 import aiohttp
 import orjson
 
+from benchmarks.processes import free_port as free_port  # the system tests take it from here
 from tests.helpers.polling import wait_until
 
 
@@ -43,13 +43,6 @@ async def run_command(dsn: str, *args: str, timeout: float = 120) -> Completed:
             await proc.wait()
     assert proc.returncode is not None
     return Completed(proc.returncode, out.decode(), err.decode())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
