@@ -1,9 +1,10 @@
 """A claim whose answer is lost (the connection dies around its commit) must not leave rows claimed unseen.
 
 The database committed the claim, the worker got an error instead of the rows: nobody holds them in memory, and the
-worker's heartbeat would renew their lease forever (a CI run saw 9 of 4,000 messages stuck 'claimed' after a
-PostgreSQL restart). The fault is injected around a real claim on the real database: the statement runs, then
-the answer is dropped.
+worker's heartbeat renewed their lease forever (a CI run saw 9 of 4,000 messages stuck 'claimed' after a
+PostgreSQL restart). It now renews only what the worker holds (tests/test_held_claims.py); these rows go back at
+once. The fault is injected around a real claim on the real database: the statement runs, then the answer is
+dropped.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ async def test_each_step_of_the_send_path_is_recorded_once_and_internal_moves_ar
     claimed = await outbound.claim(pool, "w", 300, 30.0, [app])
     assert len(claimed) == 300
     await outbound.defer(pool, "w", ids[:100], [0.0] * 100)  # back to the queue: not a step
-    await pool.execute(lq.HEARTBEAT, "w", 30.0)
+    await pool.execute(lq.HEARTBEAT, "w", 30.0, ids[100:])
     assert await pool.fetchval("SELECT count(*) FROM engine_message_event") == 0
     await outbound.claim(pool, "w", 300, 30.0, [app])
     marks = [SendMark(i, did, DID, 1, "GSM-7") for i in ids]

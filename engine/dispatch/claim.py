@@ -69,8 +69,9 @@ class Claimer:
         self.wake = asyncio.Event()  # new rows may be due
         self.stopping = False
         self.unfinished: list[int] = []  # claimed ids of batches that failed half-way
+        self.in_hand: list[Claimed] = []  # the claimed batch on its way through admission and placement
         # A claim whose answer never came (the connection died around its commit): rows may be claimed by us that
-        # we never saw, and our heartbeat would keep them claimed forever.
+        # we never saw; they go back to the queue at once instead of waiting out their lease.
         self.claim_in_doubt = False
 
     def stop(self) -> None:
@@ -97,15 +98,18 @@ class Claimer:
                         self.pool, self.worker_id, settings.batch_size, settings.lease_seconds, apps)
                     self.claim_in_doubt = False
                 if rows:
+                    self.in_hand = rows
                     await self.handle(rows)
             except DB_ERRORS as exc:
-                # A batch that failed half-way must not stay claimed (our heartbeat would keep it so forever):
-                # its rows go back to the queue once the database answers again. Any of them already placed in
+                # A batch that failed half-way must not stay claimed until its lease runs out: its rows go back
+                # to the queue once the database answers again. Any of them already placed in
                 # memory can no longer be marked 'sending' (that needs the claim), so none is sent twice.
                 self.unfinished.extend(r.id for r in rows)
                 log.warning("claim failed (%s); retrying", exc)
                 await asyncio.sleep(settings.poll_seconds)
                 continue
+            finally:
+                self.in_hand = []
             if len(rows) < settings.batch_size:
                 if saturated:
                     # Some pools are full: look again soon (their rows wait in the queue, in order).

@@ -81,6 +81,7 @@ class Sender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flights: set[asyncio.Future[Reply]] = set()  # answers of requests written without a task
         self._launching = 0  # batches between pop_due and their requests' start
+        self.marking: list[Pending] = []  # the batch being marked 'sending' (still claimed meanwhile)
 
     async def run(self) -> None:
         """The dispatch loop. On stop, queued messages stay claimed (released by the worker); in-flight sends finish."""
@@ -141,10 +142,12 @@ class Sender:
     async def _launch(self, decisions: list[Decision[Pending]]) -> None:
         """Record 'sending' for the batch in one round trip, then fire the requests."""
         self._launching += 1
+        self.marking = [d.payload for d in decisions]
         try:
             await self._mark_and_fire(self._gated(decisions))
         finally:
             self._launching -= 1
+            self.marking = []
 
     async def _mark_and_fire(self, decisions: list[Decision[Pending]]) -> None:
         seen: set[int] = set()

@@ -252,12 +252,24 @@ class Worker:
         while not self.stopping:
             try:
                 if await outbound.keep_claims(self.pool, self.worker_id, self.settings.lease_seconds,
-                                              requeue_sending=requeue):
+                                              self.held_claims(), requeue_sending=requeue):
                     self.claimer.wake.set()
             except DB_ERRORS:
                 log.exception("lease heartbeat failed")
             await self.expire_sweep()
             await asyncio.sleep(self.settings.lease_seconds / 3)
+
+    def held_claims(self) -> set[int]:
+        """Ids of the claimed messages this worker holds in memory: the batch in admission, the scheduler's, the
+        batch being marked 'sending', those going back to the queue and those whose outcome is not written yet.
+        Only these claims are renewed; one dropped by any path runs out and returns to the queue."""
+        held = {m.id for m in self.claimer.in_hand}
+        held.update(p.id for p in self.scheduler.payloads())
+        held.update(p.id for p in self.sender.marking)
+        held.update(p.id for p in self.orphans)
+        held.update(self.claimer.unfinished)
+        held.update(o.id for o in self.recorder.outcomes.pending())
+        return held
 
     async def expire_sweep(self, *, rounds: int = 10) -> int:
         """Expire queued messages past their lifetime, in rounds of 1,000 (each one short transaction)."""

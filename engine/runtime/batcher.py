@@ -49,6 +49,10 @@ class Batcher(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def pending(self) -> list[T]:
+        """The items not written yet (a copy)."""
+        return list(self._items)
+
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
         self._has_items.set()

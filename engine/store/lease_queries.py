@@ -77,9 +77,13 @@ WHERE o.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'claimed' THEN o.claimed_
 # The housekeeping statements below lock their rows in id order and skip rows locked right now (a
 # status write in progress): the status statements (queries.py) also lock in id order, so the two never deadlock,
 # and a skipped row is simply seen again on the next round.
+# Renews our sends in flight, and our claims that we still hold in memory ($3): a claimed row we no longer hold
+# (whatever path dropped it) is not renewed, so its lease runs out and REQUEUE_EXPIRED returns it to the queue.
+# Renewing every row claimed by us kept any such row claimed, and unsent, for as long as we lived.
 HEARTBEAT: Final = """
 UPDATE engine_outbound o SET lease_until = now() + make_interval(secs => $2)
 FROM (SELECT id FROM engine_outbound WHERE claimed_by = $1 AND state IN ('claimed', 'sending')
+        AND (state = 'sending' OR id = ANY($3::bigint[]))
       ORDER BY id FOR UPDATE SKIP LOCKED) AS s
 WHERE o.id = s.id
 """

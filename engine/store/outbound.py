@@ -5,7 +5,7 @@ arrays (the SQL is in :mod:`engine.store.queries`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -263,11 +263,13 @@ async def mark_retries(pool: asyncpg.Pool, batch: Sequence[Retry], lease_seconds
     )
 
 
-async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, *, requeue_sending: bool) -> bool:
-    """Extend our claims; return dead workers' claims to the queue, and their sends in doubt to 'unknown' (or,
-    with *requeue_sending*, to the queue). True when anything came back to the queue."""
+async def keep_claims(pool: asyncpg.Pool, worker_id: str, lease_seconds: float, held: Collection[int], *,
+                      requeue_sending: bool) -> bool:
+    """Extend our sends in flight and the claims we still hold (*held*: ids of claimed messages in memory); return
+    claims nobody renewed (a dead worker's, or ones we dropped) to the queue, and dead workers' sends in doubt to
+    'unknown' (or, with *requeue_sending*, to the queue). True when anything came back to the queue."""
     async with pool.acquire() as conn:
-        await conn.execute(lq.HEARTBEAT, worker_id, lease_seconds)
+        await conn.execute(lq.HEARTBEAT, worker_id, lease_seconds, list(held))
         recovered = await conn.execute(lq.REQUEUE_EXPIRED, "claimed")
         if requeue_sending:
             await conn.execute(lq.REQUEUE_EXPIRED, "sending")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from engine.throttle.daily import CarrierDay, DailyCap
 from engine.throttle.gates import Gates
@@ -162,6 +162,17 @@ class Scheduler(Gates[T]):
     def backlog(self) -> int:
         """Messages held in DID queues and waiting for a retry."""
         return self.queued
+
+    def payloads(self) -> Iterator[T]:
+        """Everything held: queued on a DID, waiting for a retry or a DID, or held back by a daily cap."""
+        for state in self.dids.values():
+            for _cost, payload in state.queue:
+                yield payload
+        for entry in self.delayed:
+            yield entry[4]
+        for payload, _until in self.capped:
+            yield payload
+        yield from self.orphans
 
     def take_orphans(self) -> list[T]:
         """Delayed work whose DID went away with no replacement: the caller returns it to the queue."""
