@@ -10,6 +10,7 @@ import gc
 import inspect
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,7 @@ def server_dsn() -> Iterator[str]:
         yield dsn
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the session's whole server (a few hundred MB after a full run)
 
 
 @pytest.fixture(scope="session")
