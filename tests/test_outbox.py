@@ -4,7 +4,6 @@ real engine, real loopback carrier and gateways."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -25,21 +24,15 @@ from engine.store.outbox import NewEvent, enqueue_events
 from engine.submit import Outgoing, submit, submit_many
 from engine.testing import NOT_MOBILE_NUMBER
 from tests.helpers.database import wait_final
-from tests.helpers.engine import carrier, engine_running, setup_app
+from tests.helpers.engine import carrier, engine_running, running, setup_app
 from tests.helpers.gateway import Gateway
 from tests.helpers.polling import wait_until
 
 
 @asynccontextmanager
 async def delivering(pool: asyncpg.Pool, dsn: str, **kwargs: Any) -> AsyncIterator[OutboxDeliverer]:
-    deliverer = OutboxDeliverer(pool, dsn=dsn, **kwargs)
-    stop = asyncio.Event()
-    task = asyncio.create_task(deliverer.run(stop))
-    try:
+    async with running(OutboxDeliverer(pool, dsn=dsn, **kwargs), drain_timeout=30) as deliverer:
         yield deliverer
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def rows(*values: list[object]) -> str:

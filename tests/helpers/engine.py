@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import asyncpg
@@ -147,15 +147,30 @@ async def provider_of(pool: asyncpg.Pool) -> tuple[int, str]:
     return provider_id, token
 
 
+class Stoppable(Protocol):
+    """A loop that runs until its stop event is set (the dispatch worker, the outbox deliverer)."""
+
+    def run(self, stop: asyncio.Event) -> Coroutine[Any, Any, Any]: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+@asynccontextmanager
+async def running(part: S, *, drain_timeout: float) -> AsyncIterator[S]:
+    """*part* running in this process until the block ends; then stopped, and waited for while it drains."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(part.run(stop))
+    try:
+        yield part
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, drain_timeout)
+
+
 @asynccontextmanager
 async def dispatch_worker(pool: asyncpg.Pool, dsn: str, settings: Settings, **kwargs: Any) -> AsyncIterator[Worker]:
     """The real dispatch worker alone (no HTTP side), in this process with *settings* and its injected parts
     (clocks, carrier day), until the block ends; then stopped and drained."""
-    worker = Worker(pool, dsn, settings, **kwargs)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with running(Worker(pool, dsn, settings, **kwargs), drain_timeout=60) as worker:
         yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
