@@ -24,9 +24,7 @@ from yarl import URL
 from engine.providers import OutboundRequest, SendResult
 from engine.providers.http1 import Http1Pool, InFlight, MaybeSent, NotSent, host_header
 from engine.providers.twilio_numbers import TwilioNumbers
-from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
-from engine.providers.twilio_wire import error_fields as _error_fields
-from engine.providers.twilio_wire import json_or_none as _json_or_none
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE, error_fields, json_or_none
 
 __all__ = [
     "API_VERSION",
@@ -136,7 +134,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def classify_create_response(status: int, raw: bytes, retry_after: str | None) -> SendResult:
     """Turn one Messages-create HTTP reply into a SendResult (ok / retryable / permanent)."""
     if 200 <= status < 300:
-        doc = _json_or_none(raw)
+        doc = json_or_none(raw)
         sid = doc.get("sid") if isinstance(doc, dict) else None
         if isinstance(sid, str) and sid:
             provider_status = doc.get("status")
@@ -154,7 +152,7 @@ def classify_create_response(status: int, raw: bytes, retry_after: str | None) -
             ambiguous=True,
             http_status=status,
         )
-    error_code, message = _error_fields(raw, status)
+    error_code, message = error_fields(raw, status)
     if status == 429 or status >= 500:
         return SendResult(
             ok=False,

@@ -23,9 +23,7 @@ from yarl import URL
 
 from engine.errors import ProviderError
 from engine.providers import IncomingNumber
-from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE
-from engine.providers.twilio_wire import error_fields as _error_fields
-from engine.providers.twilio_wire import json_or_none as _json_or_none
+from engine.providers.twilio_wire import API_VERSION, FORM_CONTENT_TYPE, error_fields, json_or_none
 
 __all__ = ["NUMBER_KINDS", "TwilioNumbers"]
 
@@ -75,10 +73,10 @@ class TwilioNumbers:
             detail = str(exc)
             return False, f"network error: {type(exc).__name__}" + (f": {detail}" if detail else "")
         if 200 <= status < 300:
-            doc = _json_or_none(raw)
+            doc = json_or_none(raw)
             name = doc.get("friendly_name") if isinstance(doc, dict) else None
             return True, name if isinstance(name, str) and name else "OK"
-        code, message = _error_fields(raw, status)
+        code, message = error_fields(raw, status)
         return False, f"{code if code is not None else status}: {message}"
 
     def _account_url_for(self, tail: str) -> URL:
@@ -105,7 +103,7 @@ class TwilioNumbers:
                 f"carrier unreachable: {type(exc).__name__}" + (f": {detail}" if detail else "")
             ) from None
         if not 200 <= status < 300:
-            code, message = _error_fields(raw, status)
+            code, message = error_fields(raw, status)
             raise ProviderError(f"{code}: {message}" if code is not None else message, status=status, code=code)
         if not raw.strip():
             return None
